@@ -1,0 +1,270 @@
+//! Frame and batch codec. The byte layout is specified in `wal-format.md`; keep the two in step.
+
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+
+/// Magic bytes that open every frame: ASCII "FLWB" (flumen WAL batch).
+pub const FRAME_MAGIC: [u8; 4] = *b"FLWB";
+/// Version of the frame header and of the batch payload encoding.
+pub const FRAME_VERSION: u8 = 1;
+/// Frame kind for a record batch; the only kind in version 1.
+pub const FRAME_KIND_BATCH: u8 = 1;
+/// magic(4) + version(1) + kind(1) + reserved(2) + payload_len(4) + crc32(4).
+pub const FRAME_HEADER_BYTES: usize = 16;
+/// Upper bound on one frame's payload. The decoder refuses anything larger before allocating,
+/// so a corrupt length can never make recovery allocate gigabytes.
+pub const FRAME_PAYLOAD_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// One Kafka record as the channel stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub offset: i64,
+    /// Kafka record timestamp in milliseconds since the epoch, if the broker supplied one.
+    pub timestamp_ms: Option<i64>,
+    #[serde(with = "serde_bytes")]
+    pub key: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub key: String,
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+}
+
+/// A contiguous range of one partition's offsets, consumed together.
+///
+/// `start_offset..=last_offset` is the range *consumed*, not only the offsets present: compaction
+/// and transaction markers leave gaps, and the range still covers them so ranges chain without
+/// holes (`next.start_offset == prev.last_offset + 1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub topic: String,
+    pub partition: i32,
+    pub start_offset: i64,
+    pub last_offset: i64,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("truncated frame: need {needed} bytes, have {available}")]
+    Truncated { needed: usize, available: usize },
+    #[error("bad frame magic {found:02x?}")]
+    BadMagic { found: [u8; 4] },
+    #[error("unsupported frame version {0}")]
+    UnsupportedVersion(u8),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("frame payload length {0} exceeds the {FRAME_PAYLOAD_BYTES_MAX}-byte limit")]
+    TooLarge(usize),
+    #[error("frame checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("batch payload does not decode: {0}")]
+    Decode(String),
+    #[error("batch is inconsistent: {0}")]
+    Invalid(&'static str),
+}
+
+/// bincode 1.3.3 with fixed-width little-endian integers, a size limit, and no trailing bytes.
+/// `bincode::serialize` uses the same wire format; the explicit options add the limit.
+fn codec() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .with_limit(FRAME_PAYLOAD_BYTES_MAX as u64)
+        .reject_trailing_bytes()
+}
+
+impl Batch {
+    /// Checks the invariants every stored batch must satisfy. The writer asserts them before
+    /// encoding and the reader re-checks them after decoding.
+    pub fn validate(&self) -> Result<(), FrameError> {
+        if self.start_offset < 0 {
+            return Err(FrameError::Invalid("negative start offset"));
+        }
+        if self.last_offset < self.start_offset {
+            return Err(FrameError::Invalid("last offset below start offset"));
+        }
+        let mut previous = self.start_offset - 1;
+        for record in &self.records {
+            if record.offset <= previous {
+                return Err(FrameError::Invalid("record offsets not increasing"));
+            }
+            previous = record.offset;
+        }
+        if previous > self.last_offset {
+            return Err(FrameError::Invalid("record beyond last offset"));
+        }
+        Ok(())
+    }
+
+    /// Encoded size of the records' payload bytes, used for accounting only.
+    pub fn payload_bytes(&self) -> usize {
+        self.records
+            .iter()
+            .map(|r| {
+                r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len) + 16
+            })
+            .sum()
+    }
+}
+
+/// Appends one complete frame for `batch` to `out` and returns the frame length.
+pub fn encode_frame(batch: &Batch, out: &mut Vec<u8>) -> Result<usize, FrameError> {
+    batch.validate()?;
+    let start = out.len();
+    out.extend_from_slice(&FRAME_MAGIC);
+    out.push(FRAME_VERSION);
+    out.push(FRAME_KIND_BATCH);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&[0; 8]); // length and crc, patched below
+    codec()
+        .serialize_into(&mut *out, batch)
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    let payload_len = out.len() - start - FRAME_HEADER_BYTES;
+    if payload_len > FRAME_PAYLOAD_BYTES_MAX {
+        out.truncate(start);
+        return Err(FrameError::TooLarge(payload_len));
+    }
+    out[start + 8..start + 12].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    let crc = frame_crc(&out[start..start + 12], &out[start + FRAME_HEADER_BYTES..]);
+    out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
+    Ok(out.len() - start)
+}
+
+/// CRC32 (IEEE, as crc32fast computes it) over header bytes 4..12 and the payload.
+fn frame_crc(header_first_12: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header_first_12[4..12]);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Parses a frame header and returns the payload length. Does not look at the payload.
+pub fn decode_header(header: &[u8]) -> Result<usize, FrameError> {
+    if header.len() < FRAME_HEADER_BYTES {
+        return Err(FrameError::Truncated {
+            needed: FRAME_HEADER_BYTES,
+            available: header.len(),
+        });
+    }
+    let magic: [u8; 4] = header[0..4].try_into().expect("slice of 4");
+    if magic != FRAME_MAGIC {
+        return Err(FrameError::BadMagic { found: magic });
+    }
+    if header[4] != FRAME_VERSION {
+        return Err(FrameError::UnsupportedVersion(header[4]));
+    }
+    if header[5] != FRAME_KIND_BATCH {
+        return Err(FrameError::UnknownKind(header[5]));
+    }
+    let len = u32::from_le_bytes(header[8..12].try_into().expect("slice of 4")) as usize;
+    if len > FRAME_PAYLOAD_BYTES_MAX {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Decodes one frame from the front of `bytes`; returns the batch and the frame length.
+pub fn decode_frame(bytes: &[u8]) -> Result<(Batch, usize), FrameError> {
+    let payload_len = decode_header(bytes)?;
+    let total = FRAME_HEADER_BYTES + payload_len;
+    if bytes.len() < total {
+        return Err(FrameError::Truncated {
+            needed: total,
+            available: bytes.len(),
+        });
+    }
+    let payload = &bytes[FRAME_HEADER_BYTES..total];
+    let stored = u32::from_le_bytes(bytes[12..16].try_into().expect("slice of 4"));
+    let computed = frame_crc(&bytes[..12], payload);
+    if stored != computed {
+        return Err(FrameError::Checksum { stored, computed });
+    }
+    let batch: Batch = codec()
+        .deserialize(payload)
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    batch.validate()?;
+    Ok((batch, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(partition: i32, start: i64, n: i64) -> Batch {
+        Batch {
+            topic: "t".into(),
+            partition,
+            start_offset: start,
+            last_offset: start + n - 1,
+            records: (start..start + n)
+                .map(|o| Record {
+                    offset: o,
+                    timestamp_ms: Some(1_700_000_000_000 + o),
+                    key: Some(format!("k{o}").into_bytes()),
+                    value: Some(format!("v{o}").into_bytes()),
+                    headers: vec![Header {
+                        key: "h".into(),
+                        value: None,
+                    }],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let batch = sample(2, 10, 5);
+        let mut buf = Vec::new();
+        let len = encode_frame(&batch, &mut buf).unwrap();
+        assert_eq!(len, buf.len());
+        let (decoded, used) = decode_frame(&buf).unwrap();
+        assert_eq!(used, len);
+        assert_eq!(decoded, batch);
+    }
+
+    #[test]
+    fn payload_is_bincode_1_fixint_little_endian() {
+        // The spec promises bincode 1.3.3's default wire format; the legacy free function
+        // `bincode::serialize` produces exactly that, so the two must agree byte for byte.
+        let batch = sample(0, 0, 2);
+        let mut buf = Vec::new();
+        encode_frame(&batch, &mut buf).unwrap();
+        assert_eq!(&buf[FRAME_HEADER_BYTES..], &bincode::serialize(&batch).unwrap()[..]);
+        // The topic length prefix is a u64 little-endian: 1 for "t".
+        assert_eq!(&buf[16..24], &1u64.to_le_bytes());
+    }
+
+    #[test]
+    fn every_bit_flip_is_detected() {
+        let mut buf = Vec::new();
+        encode_frame(&sample(1, 0, 3), &mut buf).unwrap();
+        for byte in 0..buf.len() {
+            for bit in 0..8 {
+                let mut bad = buf.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(decode_frame(&bad).is_err(), "flip at {byte}.{bit} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_length_is_refused_before_allocation() {
+        let mut buf = Vec::new();
+        encode_frame(&sample(1, 0, 1), &mut buf).unwrap();
+        buf[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_frame(&buf), Err(FrameError::TooLarge(u32::MAX as usize)));
+    }
+
+    #[test]
+    fn invalid_batches_are_refused_by_the_encoder() {
+        let mut batch = sample(0, 5, 2);
+        batch.last_offset = 4;
+        assert!(encode_frame(&batch, &mut Vec::new()).is_err());
+    }
+}

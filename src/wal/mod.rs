@@ -1,0 +1,36 @@
+//! The durable local channel: an append-only log of CRC-framed, bincode-encoded record batches,
+//! split into segment files and trimmed once HDFS holds everything a segment carries.
+//!
+//! The byte layout, the durability assumptions and the crash analysis live in `wal-format.md`.
+//! `frame` is the codec, `log` owns the files (append with group commit, recovery scan, trim)
+//! and `reader` follows the log for the sink.
+
+pub mod frame;
+pub mod log;
+pub mod reader;
+
+pub use frame::{Batch, Header, Record};
+pub use log::{Damage, EncodedBatch, Wal, WalError, WalIndex, WalOptions, WalWriter};
+pub use reader::WalReader;
+
+/// A Kafka topic and partition; the unit of ordering, ownership and commit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
