@@ -1,1 +1,223 @@
-fn main() {}
+//! The `flumen` binary: parses the command line, runs one library job, and turns its result
+//! into an exit code and a clear message. All logic lives in the library.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use flumen::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "flumen",
+    version,
+    about = "Exactly-once relay from Kafka through a durable local channel into HDFS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay daemon.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and try to reach Kafka and HDFS.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Deliver every pending batch of a channel directory to HDFS (no Kafka needed).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Channel directory to replay (default: the config's channel.dir).
+        #[arg(long)]
+        channel: Option<PathBuf>,
+        /// List what would be written and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// `hdfs` (default) or `stdout` to export the records as JSON lines instead.
+        #[arg(long, default_value = "hdfs")]
+        to: String,
+    },
+    /// Inspect a channel directory.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
+    /// Per-partition positions at every stage: Kafka, consumer group, channel, HDFS.
+    Offsets {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalCommand {
+    /// Verify every frame and checksum; exits 1 if anything is damaged.
+    Check { dir: PathBuf },
+    /// Print records as JSON lines.
+    Dump {
+        dir: PathBuf,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        partition: Option<i32>,
+        #[arg(long)]
+        from_offset: Option<i64>,
+        #[arg(long)]
+        to_offset: Option<i64>,
+    },
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn load(path: &Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("flumen: error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run { config } => {
+            let config = load(&config)?;
+            init_logging(config.log.format == "json");
+            let timeout = Duration::from_millis(config.shutdown_timeout_ms);
+            runtime()?.block_on(async move {
+                flumen::relay::run(config, shutdown_signal(timeout)).await?;
+                tracing::info!("stopped cleanly");
+                Ok(0)
+            })
+        }
+        Command::Check { config } => {
+            let config = load(&config)?;
+            init_logging(false);
+            runtime()?.block_on(flumen::tools::check(&config))?;
+            println!("config OK; Kafka and HDFS reachable");
+            Ok(0)
+        }
+        Command::Replay {
+            config,
+            channel,
+            dry_run,
+            to,
+        } => {
+            let mut config = load(&config)?;
+            init_logging(false);
+            if let Some(dir) = channel {
+                config.channel.dir = dir;
+            }
+            match to.as_str() {
+                "stdout" => {
+                    flumen::tools::dump(
+                        &config.channel.dir,
+                        &Default::default(),
+                        &mut std::io::stdout().lock(),
+                    )?;
+                    Ok(0)
+                }
+                "hdfs" => runtime()?
+                    .block_on(flumen::tools::replay(&config, dry_run))
+                    .map(|_| 0)
+                    .map_err(Into::into),
+                other => bail!("--to must be hdfs or stdout, not {other:?}"),
+            }
+        }
+        Command::Wal { command } => match command {
+            WalCommand::Check { dir } => {
+                let report = flumen::tools::wal_check(&dir)?;
+                print!("{}", report.text);
+                Ok(if report.damaged { 1 } else { 0 })
+            }
+            WalCommand::Dump {
+                dir,
+                topic,
+                partition,
+                from_offset,
+                to_offset,
+            } => {
+                let filter = flumen::tools::DumpFilter {
+                    topic,
+                    partition,
+                    from_offset,
+                    to_offset,
+                };
+                flumen::tools::dump(&dir, &filter, &mut std::io::stdout().lock())
+                    .with_context(|| format!("dumping {}", dir.display()))?;
+                Ok(0)
+            }
+        },
+        Command::Offsets { config, json } => {
+            let config = load(&config)?;
+            let rows = runtime()?.block_on(flumen::tools::offsets(&config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", flumen::tools::offsets_table(&rows));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. A second signal, or the graceful timeout running
+/// out, exits at once: the channel is durable, so recovery handles whatever was in flight.
+async fn shutdown_signal(timeout: Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!(
+        timeout_ms = timeout.as_millis() as u64,
+        "shutting down: no new records, delivering the channel"
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::warn!("second signal: exiting now"),
+            _ = int.recv() => tracing::warn!("second signal: exiting now"),
+            _ = tokio::time::sleep(timeout) => tracing::warn!("graceful shutdown timed out: exiting now"),
+        }
+        std::process::exit(130);
+    });
+}

@@ -106,9 +106,7 @@ impl Batch {
     pub fn payload_bytes(&self) -> usize {
         self.records
             .iter()
-            .map(|r| {
-                r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len) + 16
-            })
+            .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len) + 16)
             .sum()
     }
 }
@@ -235,7 +233,10 @@ mod tests {
         let batch = sample(0, 0, 2);
         let mut buf = Vec::new();
         encode_frame(&batch, &mut buf).unwrap();
-        assert_eq!(&buf[FRAME_HEADER_BYTES..], &bincode::serialize(&batch).unwrap()[..]);
+        assert_eq!(
+            &buf[FRAME_HEADER_BYTES..],
+            &bincode::serialize(&batch).unwrap()[..]
+        );
         // The topic length prefix is a u64 little-endian: 1 for "t".
         assert_eq!(&buf[16..24], &1u64.to_le_bytes());
     }
@@ -248,7 +249,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(decode_frame(&bad).is_err(), "flip at {byte}.{bit} went unnoticed");
+                assert!(
+                    decode_frame(&bad).is_err(),
+                    "flip at {byte}.{bit} went unnoticed"
+                );
             }
         }
     }
@@ -258,7 +262,10 @@ mod tests {
         let mut buf = Vec::new();
         encode_frame(&sample(1, 0, 1), &mut buf).unwrap();
         buf[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_frame(&buf), Err(FrameError::TooLarge(u32::MAX as usize)));
+        assert_eq!(
+            decode_frame(&buf),
+            Err(FrameError::TooLarge(u32::MAX as usize))
+        );
     }
 
     #[test]

@@ -150,11 +150,7 @@ impl WalIndex {
 
     /// The next segment after `id`, if one exists.
     pub fn next_segment(&self, id: u64) -> Option<u64> {
-        self.lock()
-            .segments
-            .range(id + 1..)
-            .next()
-            .map(|(k, _)| *k)
+        self.lock().segments.range(id + 1..).next().map(|(k, _)| *k)
     }
 
     /// Every partition the channel holds data for.
@@ -241,7 +237,8 @@ impl WalIndex {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(&seg.path)(e)),
             }
-            self.bytes_total.fetch_sub(seg.durable_len, Ordering::AcqRel);
+            self.bytes_total
+                .fetch_sub(seg.durable_len, Ordering::AcqRel);
         }
         Ok(doomed.len())
     }
@@ -383,7 +380,10 @@ pub fn read_frame_at(
     buf: &mut Vec<u8>,
 ) -> Result<Batch, String> {
     if pos + FRAME_HEADER_BYTES as u64 > limit {
-        return Err(format!("torn frame header: {} bytes before end", limit - pos));
+        return Err(format!(
+            "torn frame header: {} bytes before end",
+            limit - pos
+        ));
     }
     buf.resize(FRAME_HEADER_BYTES, 0);
     file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;

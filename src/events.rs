@@ -1,0 +1,103 @@
+//! Internal events: each function is one occurrence and emits both its log line and its
+//! metrics, so logs and `/metrics` never disagree. Metric names follow
+//! `flumen_<name>_<unit>_total`; label values come from small fixed sets (error codes) or from
+//! the configured topics and their partitions.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use crate::wal::TopicPartition;
+
+/// The fixed set of error codes used as the `code` label.
+#[derive(Debug, Clone, Copy)]
+pub enum ErrorCode {
+    KafkaFetch,
+    KafkaCommit,
+    HdfsIo,
+    HdfsFenced,
+    ChannelIo,
+    ChannelFull,
+    DiskFull,
+    OversizedRecord,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::KafkaFetch => "kafka_fetch",
+            ErrorCode::KafkaCommit => "kafka_commit",
+            ErrorCode::HdfsIo => "hdfs_io",
+            ErrorCode::HdfsFenced => "hdfs_fenced",
+            ErrorCode::ChannelIo => "channel_io",
+            ErrorCode::ChannelFull => "channel_full",
+            ErrorCode::DiskFull => "disk_full",
+            ErrorCode::OversizedRecord => "oversized_record",
+        }
+    }
+}
+
+pub fn error(code: ErrorCode) {
+    counter!("flumen_errors_total", "code" => code.as_str()).increment(1);
+}
+
+pub fn records_consumed(tp: &TopicPartition, records: u64, bytes: u64) {
+    let labels = [
+        ("topic", tp.topic.clone()),
+        ("partition", tp.partition.to_string()),
+    ];
+    counter!("flumen_records_consumed_total", &labels).increment(records);
+    counter!("flumen_bytes_consumed_total", &labels).increment(bytes);
+}
+
+pub fn channel_appended(batches: usize, bytes: usize, sync: Duration) {
+    counter!("flumen_channel_batches_appended_total").increment(batches as u64);
+    counter!("flumen_channel_bytes_appended_total").increment(bytes as u64);
+    histogram!("flumen_channel_fsync_seconds").record(sync.as_secs_f64());
+}
+
+pub fn channel_level(bytes: u64, segments: usize) {
+    gauge!("flumen_channel_pending_bytes").set(bytes as f64);
+    gauge!("flumen_channel_segments").set(segments as f64);
+}
+
+pub fn file_committed(
+    tp: &TopicPartition,
+    path: &str,
+    start: i64,
+    last: i64,
+    records: u64,
+    latency: Duration,
+) {
+    tracing::info!(partition = %tp, path, start, last, records, "committed HDFS file");
+    counter!("flumen_files_committed_total").increment(1);
+    counter!("flumen_records_committed_total").increment(records);
+    histogram!("flumen_commit_latency_seconds").record(latency.as_secs_f64());
+    gauge!("flumen_hdfs_committed_offset", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
+        .set(last as f64);
+}
+
+pub fn lag(tp: &TopicPartition, high_watermark: i64, committed_end: i64) {
+    gauge!("flumen_end_to_end_lag_records", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
+        .set((high_watermark - 1 - committed_end).max(0) as f64);
+}
+
+pub fn fenced(tp: &TopicPartition, start: i64) {
+    tracing::warn!(partition = %tp, start, "another writer holds this range; dropped our file and reconciling");
+    error(ErrorCode::HdfsFenced);
+}
+
+pub fn rebalance(kind: &'static str, partitions: usize) {
+    tracing::info!(kind, partitions, "rebalance");
+    counter!("flumen_rebalances_total", "kind" => kind).increment(1);
+}
+
+pub fn hdfs_retry(what: &str, path: &str, e: &hdfs_native::HdfsError, backoff: Duration) {
+    tracing::warn!(op = what, path, error = %e, backoff_ms = backoff.as_millis() as u64, "HDFS call failed; retrying");
+    error(ErrorCode::HdfsIo);
+}
+
+pub fn paused(reason: &str) {
+    tracing::warn!(reason, "pausing consumption");
+    counter!("flumen_pauses_total").increment(1);
+}

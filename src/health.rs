@@ -1,0 +1,95 @@
+//! Health of the relay as `/health` reports it: `ready`, `degraded` (with reasons) or `down`.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+#[derive(Debug, Default)]
+pub struct Health {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Inner {
+    kafka_error: Option<String>,
+    hdfs_error: Option<String>,
+    paused: Option<String>,
+    down: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HealthReport {
+    pub status: &'static str,
+    pub reasons: Vec<String>,
+}
+
+impl Health {
+    fn with(&self, f: impl FnOnce(&mut Inner)) {
+        f(&mut self.inner.lock().expect("health lock poisoned"))
+    }
+    pub fn set_kafka_error(&self, e: String) {
+        self.with(|i| i.kafka_error = Some(e));
+    }
+    pub fn set_kafka_ok(&self) {
+        self.with(|i| i.kafka_error = None);
+    }
+    pub fn set_hdfs_error(&self, e: String) {
+        self.with(|i| i.hdfs_error = Some(e));
+    }
+    pub fn set_hdfs_ok(&self) {
+        self.with(|i| i.hdfs_error = None);
+    }
+    pub fn set_paused(&self, reason: Option<String>) {
+        self.with(|i| i.paused = reason);
+    }
+    pub fn set_down(&self, reason: String) {
+        self.with(|i| i.down = Some(reason));
+    }
+
+    pub fn report(&self) -> HealthReport {
+        let i = self.inner.lock().expect("health lock poisoned").clone();
+        if let Some(d) = i.down {
+            return HealthReport {
+                status: "down",
+                reasons: vec![d],
+            };
+        }
+        let reasons: Vec<String> = [
+            i.kafka_error.map(|e| format!("kafka unreachable: {e}")),
+            i.hdfs_error.map(|e| format!("hdfs unreachable: {e}")),
+            i.paused.map(|e| format!("consumption paused: {e}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        HealthReport {
+            status: if reasons.is_empty() {
+                "ready"
+            } else {
+                "degraded"
+            },
+            reasons,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn degraded_names_each_reason_and_recovers() {
+        let h = Health::default();
+        assert_eq!(h.report().status, "ready");
+        h.set_paused(Some("channel full".into()));
+        h.set_hdfs_error("connection refused".into());
+        let r = h.report();
+        assert_eq!(r.status, "degraded");
+        assert_eq!(r.reasons.len(), 2);
+        h.set_paused(None);
+        h.set_hdfs_ok();
+        assert_eq!(h.report().status, "ready");
+        h.set_down("fsync failed".into());
+        assert_eq!(h.report().status, "down");
+    }
+}

@@ -1,0 +1,72 @@
+//! `/metrics` (Prometheus text, rendered by metrics-exporter-prometheus) and `/health` (JSON),
+//! served by axum on a loopback address by default.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::health::{Health, HealthReport};
+
+static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn recorder() -> PrometheusHandle {
+    RECORDER
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
+                .expect("static bucket list is non-empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+}
+
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health_handler))
+        .with_state(AppState {
+            metrics: recorder(),
+            health,
+        })
+}
+
+async fn metrics(State(s): State<AppState>) -> String {
+    s.metrics.render()
+}
+
+async fn health_handler(State(s): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let r = s.health.report();
+    let code = if r.status == "down" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(r))
+}
+
+/// Binds `addr` and serves until the process ends.
+pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics and /health");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(health)).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,548 @@
+//! The HDFS sink: follows the channel, writes each partition's records into an in-use file,
+//! rolls files on count, size, age, idleness or a change of target directory, and hands each
+//! closed file to `commit`. It never talks to Kafka; committing the advisory Kafka offset is a
+//! callback the relay provides.
+
+pub mod format;
+pub mod path;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdfs_native::file::FileWriter;
+use hdfs_native::WriteOptions;
+use tokio::sync::{mpsc, Notify};
+
+use crate::commit::{Claim, CommitError, CommitOutcome, Committer};
+use crate::events;
+use crate::wal::{Batch, Record, TopicPartition, WalIndex, WalReader};
+use format::{Compression, Encoder, Format};
+use path::PathTemplate;
+
+/// Bytes buffered before a write to HDFS; bounds the sink's memory per open file.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// Batches processed between checks of commands and timers.
+const BATCHES_PER_TURN: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    pub path: PathTemplate,
+    pub file_prefix: String,
+    pub file_suffix: String,
+    pub format: Format,
+    pub compression: Compression,
+    pub roll_records_max: u64,
+    pub roll_bytes_max: u64,
+    pub roll_interval: Duration,
+    pub idle_timeout: Duration,
+    pub use_local_timestamp: bool,
+    pub utc: bool,
+    pub record_bytes_max: usize,
+    pub dead_letter_dir: Option<String>,
+}
+
+impl SinkOptions {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        let h = &c.hdfs;
+        Self {
+            path: PathTemplate::parse(&h.path).expect("validated"),
+            file_prefix: h.file_prefix.clone(),
+            file_suffix: c.file_suffix(),
+            format: Format::parse(&h.format),
+            compression: Compression::parse(&h.compression),
+            roll_records_max: h.roll_records_max,
+            roll_bytes_max: h.roll_bytes_max,
+            roll_interval: Duration::from_secs(h.roll_interval_s),
+            idle_timeout: Duration::from_secs(h.idle_timeout_s),
+            use_local_timestamp: h.use_local_timestamp,
+            utc: h.time_zone == "UTC",
+            record_bytes_max: c.kafka.record_bytes_max,
+            dead_letter_dir: h.dead_letter_dir.clone(),
+        }
+    }
+
+    /// `<prefix>+<topic>+<partition>+<first:020>+<last:020><suffix>`; Kafka topic names cannot
+    /// contain `+`, so the name parses back unambiguously.
+    pub fn final_name(&self, tp: &TopicPartition, start: i64, last: i64) -> String {
+        format!(
+            "{}+{}+{}+{start:020}+{last:020}{}",
+            self.file_prefix, tp.topic, tp.partition, self.file_suffix
+        )
+    }
+}
+
+/// Parses a final file name back into (topic, partition, first, last).
+pub fn parse_final_name(name: &str) -> Option<(String, i32, i64, i64)> {
+    let mut parts = name.split('+');
+    let _prefix = parts.next()?;
+    let topic = parts.next()?.to_string();
+    let partition = parts.next()?.parse().ok()?;
+    let first = parts.next()?.parse().ok()?;
+    let last_and_suffix = parts.next()?;
+    let digits: String = last_and_suffix
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((topic, partition, first, digits.parse().ok()?))
+}
+
+#[derive(Debug)]
+pub enum SinkCommand {
+    /// Start writing `tp`; HDFS already holds everything up to `committed_end`.
+    Activate {
+        tp: TopicPartition,
+        committed_end: i64,
+    },
+    /// Stop writing `tp` (revoked or lost) and drop its open file.
+    Deactivate { tp: TopicPartition },
+    /// Ownership is known: data of partitions we do not own may be trimmed.
+    OwnershipKnown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("reading the channel: {0}")]
+    Channel(#[from] std::io::Error),
+    #[error("channel trim: {0}")]
+    Trim(#[from] crate::wal::WalError),
+}
+
+struct OpenFile {
+    writer: FileWriter,
+    temp: String,
+    dir: String,
+    start: i64,
+    last: i64,
+    records: u64,
+    bytes_raw: u64,
+    encoder: Encoder,
+    opened: Instant,
+    last_write: Instant,
+}
+
+struct PartState {
+    /// Last offset in HDFS.
+    committed_end: i64,
+    /// Next offset to write; records below it are already in the open file or in HDFS.
+    next_expected: i64,
+    open: Option<OpenFile>,
+}
+
+/// Called after each commit with the partition and the last committed offset.
+pub type OnCommit = Box<dyn Fn(&TopicPartition, i64) + Send + Sync>;
+
+pub struct Sink {
+    opts: SinkOptions,
+    committer: Committer,
+    index: Arc<WalIndex>,
+    reader: WalReader,
+    parts: HashMap<TopicPartition, PartState>,
+    ownership_known: bool,
+    on_commit: OnCommit,
+}
+
+impl Sink {
+    pub fn new(
+        opts: SinkOptions,
+        committer: Committer,
+        index: Arc<WalIndex>,
+        on_commit: OnCommit,
+    ) -> Self {
+        Self {
+            reader: WalReader::new(index.clone()),
+            opts,
+            committer,
+            index,
+            parts: HashMap::new(),
+            ownership_known: false,
+            on_commit,
+        }
+    }
+
+    pub fn committed_ends(&self) -> HashMap<TopicPartition, i64> {
+        self.parts
+            .iter()
+            .map(|(tp, s)| (tp.clone(), s.committed_end))
+            .collect()
+    }
+
+    pub async fn handle(&mut self, cmd: SinkCommand) -> Result<(), SinkError> {
+        match cmd {
+            SinkCommand::Activate { tp, committed_end } => self.activate(tp, committed_end),
+            SinkCommand::Deactivate { tp } => {
+                if let Some(mut st) = self.parts.remove(&tp) {
+                    if let Some(f) = st.open.take() {
+                        self.abandon(f).await;
+                    }
+                }
+            }
+            SinkCommand::OwnershipKnown => self.ownership_known = true,
+        }
+        Ok(())
+    }
+
+    fn activate(&mut self, tp: TopicPartition, committed_end: i64) {
+        if let Some(seg) = self.index.first_segment_after(&tp, committed_end) {
+            self.reader.rewind_to(seg);
+        }
+        self.parts.insert(
+            tp,
+            PartState {
+                committed_end,
+                next_expected: committed_end + 1,
+                open: None,
+            },
+        );
+    }
+
+    /// Processes up to `BATCHES_PER_TURN` durable batches; returns how many were read.
+    pub async fn pump(&mut self) -> Result<usize, SinkError> {
+        let mut n = 0;
+        while n < BATCHES_PER_TURN {
+            let Some((_, batch)) = self.reader.next_batch()? else {
+                break;
+            };
+            n += 1;
+            self.write_batch(batch).await?;
+        }
+        Ok(n)
+    }
+
+    async fn write_batch(&mut self, batch: Batch) -> Result<(), SinkError> {
+        let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
+        let Some(st) = self.parts.get(&tp) else {
+            return Ok(()); // not ours (yet); kept in the channel until ownership is known
+        };
+        if batch.last_offset < st.next_expected || batch.start_offset > st.next_expected {
+            // Already written, or beyond a hole the source is re-fetching from Kafka.
+            return Ok(());
+        }
+        let from = st.next_expected;
+        for record in batch.records.iter().filter(|r| r.offset >= from) {
+            self.write_record(&tp, record).await?;
+        }
+        let st = self.parts.get_mut(&tp).expect("checked above");
+        st.next_expected = batch.last_offset + 1;
+        if let Some(f) = st.open.as_mut() {
+            f.last = batch.last_offset; // the range covers trailing gaps (markers, compaction)
+        }
+        self.maybe_roll(&tp, false).await
+    }
+
+    async fn write_record(
+        &mut self,
+        tp: &TopicPartition,
+        record: &Record,
+    ) -> Result<(), SinkError> {
+        if record.value.as_ref().map_or(0, Vec::len) > self.opts.record_bytes_max {
+            return self.dead_letter(tp, record).await;
+        }
+        let time_ms = match (self.opts.use_local_timestamp, record.timestamp_ms) {
+            (false, Some(ts)) => ts,
+            _ => chrono::Utc::now().timestamp_millis(),
+        };
+        let dir = self
+            .opts
+            .path
+            .render(&tp.topic, tp.partition, time_ms, self.opts.utc);
+        let roll_for_dir = matches!(&self.parts[tp].open, Some(f) if f.dir != dir);
+        if roll_for_dir {
+            self.roll(tp).await?;
+        }
+        if self.parts[tp].open.is_none() {
+            self.open_file(tp, dir).await?;
+        }
+        let mut line = Vec::with_capacity(record.value.as_ref().map_or(0, Vec::len) + 64);
+        self.opts
+            .format
+            .encode(&tp.topic, tp.partition, record, &mut line);
+        let st = self.parts.get_mut(tp).expect("active");
+        let f = st.open.as_mut().expect("opened above");
+        f.encoder.write(&line).map_err(SinkError::Channel)?;
+        f.records += 1;
+        f.bytes_raw += line.len() as u64;
+        f.last = record.offset;
+        f.last_write = Instant::now();
+        if f.encoder.pending_output_bytes() >= WRITE_CHUNK_BYTES {
+            let chunk = Bytes::from(f.encoder.take_output());
+            if let Err(e) = f.writer.write_bytes(chunk).await {
+                tracing::warn!(partition = %tp, error = %e, "HDFS write failed; rewriting the file from the channel");
+                events::error(events::ErrorCode::HdfsIo);
+                self.restart_partition(tp).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_file(&mut self, tp: &TopicPartition, dir: String) -> Result<(), SinkError> {
+        let start = self.parts[tp].committed_end + 1;
+        let temp = self.committer.temp_path(tp, start);
+        let opts = WriteOptions::default().overwrite(false).create_parent(true);
+        let client = self.committer.client().clone();
+        let writer = self
+            .committer
+            .retry("create", &temp, || client.create(&temp, opts.clone()))
+            .await
+            .map_err(|source| CommitError::Hdfs {
+                op: "create",
+                path: temp.clone(),
+                source,
+            })?;
+        let now = Instant::now();
+        let st = self.parts.get_mut(tp).expect("active");
+        st.open = Some(OpenFile {
+            writer,
+            temp,
+            dir,
+            start,
+            last: start,
+            records: 0,
+            bytes_raw: 0,
+            encoder: Encoder::new(self.opts.compression).map_err(SinkError::Channel)?,
+            opened: now,
+            last_write: now,
+        });
+        Ok(())
+    }
+
+    /// Rolls the partition's file if a size, count or (with `timers`) time limit is reached.
+    async fn maybe_roll(&mut self, tp: &TopicPartition, timers: bool) -> Result<(), SinkError> {
+        let Some(f) = self.parts.get(tp).and_then(|s| s.open.as_ref()) else {
+            return Ok(());
+        };
+        let o = &self.opts;
+        let due = (o.roll_records_max > 0 && f.records >= o.roll_records_max)
+            || (o.roll_bytes_max > 0 && f.bytes_raw >= o.roll_bytes_max)
+            || (timers && !o.roll_interval.is_zero() && f.opened.elapsed() >= o.roll_interval)
+            || (timers && !o.idle_timeout.is_zero() && f.last_write.elapsed() >= o.idle_timeout);
+        if due {
+            self.roll(tp).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the time-based roll rules to every open file, records or not.
+    pub async fn tick(&mut self) -> Result<(), SinkError> {
+        let tps: Vec<_> = self.parts.keys().cloned().collect();
+        for tp in tps {
+            self.maybe_roll(&tp, true).await?;
+        }
+        events::channel_level(self.index.bytes_total(), self.index.segment_count());
+        self.trim()
+    }
+
+    /// Closes and commits every open file (shutdown, replay).
+    pub async fn roll_all(&mut self) -> Result<(), SinkError> {
+        let tps: Vec<_> = self.parts.keys().cloned().collect();
+        for tp in tps {
+            if self.parts[&tp].open.is_some() {
+                self.roll(&tp).await?;
+            }
+        }
+        self.trim()
+    }
+
+    /// Close, hsync, claim, rename; then the advisory Kafka commit.
+    async fn roll(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
+        let began = Instant::now();
+        let Some(mut f) = self.parts.get_mut(tp).and_then(|s| s.open.take()) else {
+            return Ok(());
+        };
+        let closed = async {
+            let tail = std::mem::replace(&mut f.encoder, Encoder::Plain(Vec::new()))
+                .finish()
+                .map_err(hdfs_native::HdfsError::IOError)?;
+            if !tail.is_empty() {
+                f.writer.write_bytes(Bytes::from(tail)).await?;
+            }
+            f.writer.hsync().await?;
+            f.writer.close().await
+        }
+        .await;
+        if let Err(e) = closed {
+            tracing::warn!(partition = %tp, temp = %f.temp, error = %e, "closing HDFS file failed; rewriting it from the channel");
+            events::error(events::ErrorCode::HdfsIo);
+            self.committer.discard(&f.temp).await?;
+            return self.restart_partition(tp).await;
+        }
+        let final_path = format!("{}/{}", f.dir, self.opts.final_name(tp, f.start, f.last));
+        let claim = Claim {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            start_offset: f.start,
+            last_offset: f.last,
+            records: f.records,
+            temp_path: f.temp.clone(),
+            final_path: final_path.clone(),
+            writer_id: String::new(),
+        };
+        match self.committer.commit(claim).await? {
+            CommitOutcome::Committed => {
+                events::file_committed(
+                    tp,
+                    &final_path,
+                    f.start,
+                    f.last,
+                    f.records,
+                    began.elapsed(),
+                );
+                if let Some(st) = self.parts.get_mut(tp) {
+                    st.committed_end = f.last;
+                }
+                (self.on_commit)(tp, f.last);
+            }
+            CommitOutcome::Fenced => {
+                events::fenced(tp, f.start);
+                self.restart_partition(tp).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the partition's open file and re-derives its position from HDFS, then rewinds the
+    /// channel so the range is written again from the channel's copy.
+    async fn restart_partition(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
+        if let Some(f) = self.parts.get_mut(tp).and_then(|s| s.open.take()) {
+            self.abandon(f).await;
+        }
+        let r = self.committer.reconcile(tp).await?;
+        self.activate(tp.clone(), r.committed_end);
+        Ok(())
+    }
+
+    async fn abandon(&self, mut f: OpenFile) {
+        let _ = f.writer.close().await;
+        if let Err(e) = self.committer.discard(&f.temp).await {
+            tracing::warn!(temp = %f.temp, error = %e, "could not delete abandoned in-use file; the next reconciliation will");
+        }
+    }
+
+    async fn dead_letter(&mut self, tp: &TopicPartition, record: &Record) -> Result<(), SinkError> {
+        events::error(events::ErrorCode::OversizedRecord);
+        let Some(dir) = &self.opts.dead_letter_dir else {
+            // The source enforces the `fail` policy before the channel; reaching here means the
+            // limit was lowered across a restart. Keep the record in the normal flow.
+            return Ok(());
+        };
+        // The name is a function of the offset and creation is exclusive, so a replay after a
+        // crash finds the file already there and writes nothing twice.
+        let path = format!(
+            "{dir}/{}+{}+{:020}.bin",
+            tp.topic, tp.partition, record.offset
+        );
+        let body = Bytes::from(record.value.clone().unwrap_or_default());
+        let client = self.committer.client().clone();
+        let opts = WriteOptions::default().overwrite(false).create_parent(true);
+        let r = self
+            .committer
+            .retry("create dead letter", &path, || {
+                let (body, opts) = (body.clone(), opts.clone());
+                let client = client.clone();
+                let path = path.clone();
+                async move {
+                    let mut w = client.create(&path, opts).await?;
+                    w.write_bytes(body).await?;
+                    w.close().await
+                }
+            })
+            .await;
+        match r {
+            Ok(()) | Err(hdfs_native::HdfsError::AlreadyExists(_)) => Ok(()),
+            Err(source) => Err(CommitError::Hdfs {
+                op: "create dead letter",
+                path,
+                source,
+            }
+            .into()),
+        }
+    }
+
+    fn trim(&mut self) -> Result<(), SinkError> {
+        let below = self.reader.position().segment;
+        let parts = &self.parts;
+        let known = self.ownership_known;
+        self.index.trim(below, |tp, last| match parts.get(tp) {
+            Some(st) => last <= st.committed_end,
+            None => known,
+        })?;
+        Ok(())
+    }
+
+    /// True when every active partition has no open file and the reader is at the durable end.
+    pub fn idle(&self) -> bool {
+        self.parts.values().all(|s| s.open.is_none())
+    }
+}
+
+/// Drives a sink until `shutdown` fires: reads whenever the writer publishes, applies commands,
+/// runs timers each second. On shutdown it drains the channel and commits every open file.
+pub async fn run(
+    mut sink: Sink,
+    mut commands: mpsc::Receiver<SinkCommand>,
+    appended: Arc<Notify>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), SinkError> {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        while let Ok(cmd) = commands.try_recv() {
+            sink.handle(cmd).await?;
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        let n = sink.pump().await?;
+        if n > 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = appended.notified() => {}
+            Some(cmd) = commands.recv() => sink.handle(cmd).await?,
+            _ = ticker.tick() => sink.tick().await?,
+            _ = shutdown.changed() => {}
+        }
+    }
+    // Graceful: everything durable in the channel goes to HDFS before we exit.
+    while let Ok(cmd) = commands.try_recv() {
+        sink.handle(cmd).await?;
+    }
+    while sink.pump().await? > 0 {}
+    sink.roll_all().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_names_round_trip() {
+        let o = SinkOptions {
+            path: PathTemplate::parse("/x").unwrap(),
+            file_prefix: "test-events".into(),
+            file_suffix: ".jsonl.gz".into(),
+            format: Format::JsonLines,
+            compression: Compression::Gzip,
+            roll_records_max: 0,
+            roll_bytes_max: 0,
+            roll_interval: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
+            use_local_timestamp: false,
+            utc: true,
+            record_bytes_max: 1,
+            dead_letter_dir: None,
+        };
+        let tp = TopicPartition::new("flume.txn", 2);
+        let name = o.final_name(&tp, 100, 199);
+        assert_eq!(
+            name,
+            "test-events+flume.txn+2+00000000000000000100+00000000000000000199.jsonl.gz"
+        );
+        assert_eq!(
+            parse_final_name(&name),
+            Some(("flume.txn".into(), 2, 100, 199))
+        );
+    }
+}

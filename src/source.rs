@@ -1,0 +1,511 @@
+//! The Kafka source: a consumer-group member that batches records per partition and hands
+//! framed batches to the channel writer. It never imports `sink` or `commit`; what happens on
+//! assignment (reconciling with HDFS) is behind the [`Ownership`] trait that the relay supplies.
+//!
+//! Offsets: auto commit and auto offset store are off. The position of every assigned
+//! partition is set by `Ownership::assigned` (HDFS and channel state), never by the group's
+//! committed offset, which is advisory.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::events;
+use crate::health::Health;
+use crate::wal::{
+    frame::FrameError, Batch, EncodedBatch, Header, Record, TopicPartition, WalIndex,
+};
+
+/// How the source learns where to start a partition and reports losing one.
+pub trait Ownership: Send + Sync + 'static {
+    /// Called (from the poll thread) for each newly assigned partition before any record of it
+    /// is accepted. Returns the offset to fetch next. May block; an error is retried.
+    fn assigned(&self, tp: &TopicPartition) -> Result<i64, String>;
+    /// The partition was revoked or lost; stop writing it.
+    fn revoked(&self, tp: &TopicPartition);
+    /// The first assignment completed (possibly empty).
+    fn ownership_known(&self);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(
+        "record {tp} offset {offset} is {bytes} bytes, above kafka.record_bytes_max; \
+             policy is `fail` (set kafka.oversized_record_policy = \"dead_letter\" to divert it)"
+    )]
+    Oversized {
+        tp: TopicPartition,
+        offset: i64,
+        bytes: usize,
+    },
+    #[error("encoding a batch of {tp}: {source}")]
+    Encode {
+        tp: TopicPartition,
+        source: FrameError,
+    },
+    #[error("the channel writer stopped")]
+    WriterGone,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    pub isolation_level: String,
+    pub auto_offset_reset: String,
+    pub session_timeout_ms: u64,
+    pub max_poll_interval_ms: u64,
+    pub properties: Vec<(String, String)>,
+    pub batch_records_max: usize,
+    pub batch_duration: Duration,
+    pub batch_bytes_max: usize,
+    pub record_bytes_max: usize,
+    pub oversized_fail: bool,
+    pub capacity_bytes_max: u64,
+    pub resume_bytes: u64,
+}
+
+impl SourceOptions {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        let k = &c.kafka;
+        Self {
+            bootstrap_servers: k.bootstrap_servers.clone(),
+            topics: k.topics.clone(),
+            group_id: k.group_id.clone(),
+            isolation_level: k.isolation_level.clone(),
+            auto_offset_reset: k.auto_offset_reset.clone(),
+            session_timeout_ms: k.session_timeout_ms,
+            max_poll_interval_ms: k.max_poll_interval_ms,
+            properties: k.properties.clone().into_iter().collect(),
+            batch_records_max: k.batch_records_max,
+            batch_duration: Duration::from_millis(k.batch_duration_ms),
+            batch_bytes_max: k.batch_bytes_max,
+            record_bytes_max: k.record_bytes_max,
+            oversized_fail: k.oversized_record_policy == "fail",
+            capacity_bytes_max: c.channel.capacity_bytes_max,
+            resume_bytes: c.channel.resume_bytes,
+        }
+    }
+
+    /// The librdkafka configuration, every property that matters set by name.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cc = ClientConfig::new();
+        for (k, v) in &self.properties {
+            cc.set(k, v);
+        }
+        cc.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", &self.isolation_level)
+            .set("auto.offset.reset", &self.auto_offset_reset)
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms.to_string(),
+            )
+            .set("enable.partition.eof", "false");
+        if !self
+            .properties
+            .iter()
+            .any(|(k, _)| k == "queued.max.messages.kbytes")
+        {
+            // Bounds librdkafka's prefetch per partition queue (KiB), and so our memory.
+            cc.set("queued.max.messages.kbytes", "16384");
+        }
+        cc
+    }
+}
+
+/// rdkafka context: applies assignments paused, so no record is fetched before `Ownership`
+/// has decided the start offset.
+pub struct SourceContext {
+    pending: std::sync::Mutex<Vec<TopicPartition>>,
+    revoked: std::sync::Mutex<Vec<TopicPartition>>,
+    health: Arc<Health>,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error");
+        self.health.set_kafka_error(format!("{error}: {reason}"));
+        events::error(events::ErrorCode::KafkaFetch);
+    }
+}
+
+fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                events::rebalance("assign", tpl.count());
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r.and_then(|_| consumer.pause(tpl)) {
+                    tracing::error!(error = %e, "applying an assignment failed");
+                }
+                self.pending.lock().expect("lock").extend(tps_of(tpl));
+            }
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                events::rebalance(if lost { "lost" } else { "revoke" }, tpl.count());
+                self.revoked.lock().expect("lock").extend(tps_of(tpl));
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "applying a revocation failed");
+                }
+            }
+            other => tracing::error!(?other, "rebalance error"),
+        }
+    }
+}
+
+pub type KafkaConsumer = BaseConsumer<SourceContext>;
+
+struct Pending {
+    start: i64,
+    records: Vec<Record>,
+    bytes: usize,
+    opened: Instant,
+}
+
+/// The poll-thread state. `run` owns it on a dedicated OS thread.
+pub struct Source {
+    opts: SourceOptions,
+    consumer: Arc<KafkaConsumer>,
+    ownership: Arc<dyn Ownership>,
+    index: Arc<WalIndex>,
+    health: Arc<Health>,
+    writer: SyncSender<EncodedBatch>,
+    /// Next offset expected per owned, reconciled partition.
+    positions: HashMap<TopicPartition, i64>,
+    /// Assigned, waiting for `Ownership::assigned`.
+    unreconciled: HashSet<TopicPartition>,
+    buffers: HashMap<TopicPartition, Pending>,
+    outbox: VecDeque<EncodedBatch>,
+    paused: Option<String>,
+    ownership_reported: bool,
+}
+
+impl Source {
+    pub fn new(
+        opts: SourceOptions,
+        ownership: Arc<dyn Ownership>,
+        index: Arc<WalIndex>,
+        health: Arc<Health>,
+        writer: SyncSender<EncodedBatch>,
+    ) -> Result<Self, SourceError> {
+        let ctx = SourceContext {
+            pending: Default::default(),
+            revoked: Default::default(),
+            health: health.clone(),
+        };
+        let consumer: KafkaConsumer = opts.client_config().create_with_context(ctx)?;
+        let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Self {
+            opts,
+            consumer: Arc::new(consumer),
+            ownership,
+            index,
+            health,
+            writer,
+            positions: HashMap::new(),
+            unreconciled: HashSet::new(),
+            buffers: HashMap::new(),
+            outbox: VecDeque::new(),
+            paused: None,
+            ownership_reported: false,
+        })
+    }
+
+    /// The consumer, shared with the relay for the advisory offset commits.
+    pub fn consumer(&self) -> Arc<KafkaConsumer> {
+        self.consumer.clone()
+    }
+
+    /// Polls until `stop` returns true, then flushes buffered batches to the writer.
+    pub fn run(mut self, stop: impl Fn() -> bool) -> Result<(), SourceError> {
+        let mut last_reconcile_try = Instant::now() - Duration::from_secs(60);
+        while !stop() {
+            self.apply_rebalances();
+            if !self.unreconciled.is_empty()
+                && last_reconcile_try.elapsed() >= Duration::from_secs(1)
+            {
+                last_reconcile_try = Instant::now();
+                self.reconcile_pending();
+            }
+            self.flow_control();
+            let consumer = self.consumer.clone();
+            if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
+                match msg {
+                    Ok(m) => self.accept(&m)?,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka poll error");
+                        self.health.set_kafka_error(e.to_string());
+                        events::error(events::ErrorCode::KafkaFetch);
+                    }
+                }
+            }
+            self.flush_due(false)?;
+            self.drain_outbox(false)?;
+        }
+        self.flush_due(true)?;
+        self.drain_outbox(true)
+    }
+
+    fn apply_rebalances(&mut self) {
+        let ctx = self.consumer.context().clone();
+        let revoked: Vec<_> = std::mem::take(&mut *ctx.revoked.lock().expect("lock"));
+        for tp in revoked {
+            self.positions.remove(&tp);
+            self.unreconciled.remove(&tp);
+            self.buffers.remove(&tp);
+            self.outbox.retain(|b| b.tp != tp);
+            self.ownership.revoked(&tp);
+        }
+        let assigned: Vec<_> = std::mem::take(&mut *ctx.pending.lock().expect("lock"));
+        let any = !assigned.is_empty();
+        self.unreconciled.extend(assigned);
+        if any && !self.ownership_reported {
+            self.ownership_reported = true;
+            self.ownership.ownership_known();
+        }
+    }
+
+    fn reconcile_pending(&mut self) {
+        let tps: Vec<_> = self.unreconciled.iter().cloned().collect();
+        for tp in tps {
+            match self.ownership.assigned(&tp) {
+                Ok(next) => {
+                    let tpl = single(&tp, Some(next));
+                    // Seek then resume; librdkafka applies the seek to the paused fetcher.
+                    let seek = self.consumer.seek(
+                        &tp.topic,
+                        tp.partition,
+                        Offset::Offset(next),
+                        Duration::from_secs(10),
+                    );
+                    if let Err(e) = seek {
+                        tracing::warn!(partition = %tp, error = %e, "seek failed; retrying");
+                        continue;
+                    }
+                    tracing::info!(partition = %tp, next, "partition reconciled; consuming");
+                    self.positions.insert(tp.clone(), next);
+                    self.unreconciled.remove(&tp);
+                    if self.paused.is_none() {
+                        let _ = self.consumer.resume(&tpl);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "reconciling failed; retrying")
+                }
+            }
+        }
+    }
+
+    /// Pauses every owned partition while the channel is over capacity, the disk is full or the
+    /// writer is behind; resumes below the low-water mark.
+    fn flow_control(&mut self) {
+        let bytes = self.index.bytes_total();
+        let reason = if self
+            .index
+            .disk_full
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            Some("channel disk full".to_string())
+        } else if bytes >= self.opts.capacity_bytes_max
+            || (self.paused.is_some() && bytes > self.opts.resume_bytes)
+        {
+            Some(format!(
+                "channel holds {bytes} bytes (capacity {})",
+                self.opts.capacity_bytes_max
+            ))
+        } else if !self.outbox.is_empty() {
+            Some("channel writer busy".to_string())
+        } else {
+            None
+        };
+        match (&self.paused, reason) {
+            (None, Some(r)) => {
+                events::paused(&r);
+                let _ = self.consumer.pause(&self.owned_tpl());
+                self.health.set_paused(Some(r.clone()));
+                self.paused = Some(r);
+            }
+            (Some(_), None) => {
+                tracing::info!("resuming consumption");
+                let _ = self.consumer.resume(&self.owned_tpl());
+                self.health.set_paused(None);
+                self.paused = None;
+            }
+            (Some(_), Some(r)) => self.paused = Some(r),
+            (None, None) => {}
+        }
+    }
+
+    fn owned_tpl(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for tp in self.positions.keys() {
+            tpl.add_partition(&tp.topic, tp.partition);
+        }
+        tpl
+    }
+
+    fn accept(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<(), SourceError> {
+        self.health.set_kafka_ok();
+        let tp = TopicPartition::new(m.topic(), m.partition());
+        let Some(position) = self.positions.get_mut(&tp) else {
+            return Ok(()); // fetched before reconciliation or after revoke: refetched later
+        };
+        let offset = m.offset();
+        if offset < *position {
+            return Ok(()); // a prefetched record from before our seek
+        }
+        let value = m.payload().map(<[u8]>::to_vec);
+        let size = value.as_ref().map_or(0, Vec::len);
+        if size > self.opts.record_bytes_max && self.opts.oversized_fail {
+            events::error(events::ErrorCode::OversizedRecord);
+            return Err(SourceError::Oversized {
+                tp,
+                offset,
+                bytes: size,
+            });
+        }
+        let start = *position;
+        *position = offset + 1;
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        key: h.key.to_string(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let key = m.key().map(<[u8]>::to_vec);
+        let bytes = size + key.as_ref().map_or(0, Vec::len);
+        let record = Record {
+            offset,
+            timestamp_ms: m.timestamp().to_millis(),
+            key,
+            value,
+            headers,
+        };
+        let buf = self.buffers.entry(tp.clone()).or_insert_with(|| Pending {
+            start,
+            records: Vec::new(),
+            bytes: 0,
+            opened: Instant::now(),
+        });
+        buf.records.push(record);
+        buf.bytes += bytes;
+        if buf.records.len() >= self.opts.batch_records_max
+            || buf.bytes >= self.opts.batch_bytes_max
+        {
+            self.flush(&tp)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, tp: &TopicPartition) -> Result<(), SourceError> {
+        let Some(p) = self.buffers.remove(tp) else {
+            return Ok(());
+        };
+        let records = p.records.len() as u64;
+        let batch = Batch {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            start_offset: p.start,
+            last_offset: p.records.last().map_or(p.start, |r| r.offset),
+            records: p.records,
+        };
+        let encoded = EncodedBatch::encode(&batch).map_err(|source| SourceError::Encode {
+            tp: tp.clone(),
+            source,
+        })?;
+        events::records_consumed(tp, records, p.bytes as u64);
+        self.outbox.push_back(encoded);
+        Ok(())
+    }
+
+    fn flush_due(&mut self, all: bool) -> Result<(), SourceError> {
+        let due: Vec<_> = self
+            .buffers
+            .iter()
+            .filter(|(_, p)| all || p.opened.elapsed() >= self.opts.batch_duration)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due {
+            self.flush(&tp)?;
+        }
+        Ok(())
+    }
+
+    /// Hands batches to the writer without blocking the poll loop (unless `block`).
+    fn drain_outbox(&mut self, block: bool) -> Result<(), SourceError> {
+        while let Some(b) = self.outbox.pop_front() {
+            if block {
+                self.writer.send(b).map_err(|_| SourceError::WriterGone)?;
+                continue;
+            }
+            match self.writer.try_send(b) {
+                Ok(()) => {}
+                Err(TrySendError::Full(b)) => {
+                    self.outbox.push_front(b);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(SourceError::WriterGone),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn single(tp: &TopicPartition, offset: Option<i64>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    match offset {
+        Some(o) => {
+            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(o));
+        }
+        None => {
+            tpl.add_partition(&tp.topic, tp.partition);
+        }
+    }
+    tpl
+}

@@ -1,0 +1,392 @@
+//! Operator tools behind `flumen check`, `replay`, `wal check|dump` and `offsets`. They reuse
+//! the channel scanner and the commit protocol; nothing here re-implements either.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::relay::{self, RelayError};
+use crate::sink::format::Format;
+use crate::source::SourceOptions;
+use crate::wal::log::{list_segments, scan_segment, segment_path, Damage, WalError};
+use crate::wal::TopicPartition;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error(transparent)]
+    Channel(#[from] WalError),
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    #[error(transparent)]
+    Commit(#[from] crate::commit::CommitError),
+    #[error("kafka at {servers}: {reason}")]
+    Kafka { servers: String, reason: String },
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+fn kafka_client(config: &Config) -> Result<BaseConsumer, ToolError> {
+    let mut cc = SourceOptions::from_config(config).client_config();
+    // Never join the group: the tools only read metadata and committed offsets.
+    cc.set("group.id", &config.kafka.group_id);
+    cc.create().map_err(|e| ToolError::Kafka {
+        servers: config.kafka.bootstrap_servers.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// `flumen check`: the config already parsed; now reach Kafka (topic metadata) and HDFS.
+pub async fn check(config: &Config) -> Result<(), ToolError> {
+    let consumer = kafka_client(config)?;
+    let servers = config.kafka.bootstrap_servers.clone();
+    let topics = config.kafka.topics.clone();
+    tokio::task::spawn_blocking(move || {
+        for t in &topics {
+            let md = consumer
+                .fetch_metadata(Some(t), Duration::from_secs(10))
+                .map_err(|e| ToolError::Kafka {
+                    servers: servers.clone(),
+                    reason: format!("topic {t}: {e}"),
+                })?;
+            let topic = md
+                .topics()
+                .first()
+                .filter(|m| m.error().is_none() && !m.partitions().is_empty());
+            if topic.is_none() {
+                return Err(ToolError::Kafka {
+                    servers: servers.clone(),
+                    reason: format!("topic {t} does not exist"),
+                });
+            }
+        }
+        Ok(())
+    })
+    .await
+    .expect("check task")?;
+    let health = Arc::new(Health::default());
+    let committer = relay::committer(config, health)?;
+    let client = committer.client().clone();
+    let probe = config.state_dir();
+    tokio::time::timeout(Duration::from_secs(20), client.mkdirs(&probe, 0o755, true))
+        .await
+        .map_err(|_| crate::commit::CommitError::Connect {
+            url: config.hdfs.url.clone(),
+            source: hdfs_native::HdfsError::OperationFailed("timed out after 20 s".into()),
+        })?
+        .map_err(|source| crate::commit::CommitError::Hdfs {
+            op: "mkdirs",
+            path: probe.clone(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// `flumen replay`: a progress bar on a terminal, plain lines otherwise.
+pub async fn replay(config: &Config, dry_run: bool) -> Result<(), ToolError> {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let plain = !std::io::stderr().is_terminal();
+    let rows = relay::replay(config, dry_run, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+        if plain && done % 1000 == 0 {
+            eprintln!("replay: {done} batches read");
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    for (tp, before, after) in rows {
+        if dry_run {
+            println!(
+                "{tp}: HDFS holds up to {before}; would write {}..={after}",
+                before + 1
+            );
+        } else {
+            println!("{tp}: HDFS held up to {before}; now holds up to {after}");
+        }
+    }
+    Ok(())
+}
+
+pub struct CheckReport {
+    pub text: String,
+    pub damaged: bool,
+    pub damage: Vec<Damage>,
+}
+
+/// `flumen wal check`: read-only scan of every segment.
+pub fn wal_check(dir: &Path) -> Result<CheckReport, ToolError> {
+    let mut text = String::new();
+    let mut damage = Vec::new();
+    let mut batches = 0u64;
+    let mut spans: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
+    for id in list_segments(dir)? {
+        let path = segment_path(dir, id);
+        let (end, dmg) = scan_segment(&path, id, |f| {
+            batches += 1;
+            let e = spans
+                .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
+                .or_insert((f.batch.start_offset, f.batch.last_offset));
+            e.0 = e.0.min(f.batch.start_offset);
+            e.1 = e.1.max(f.batch.last_offset);
+        })?;
+        text += &format!("segment {id:020}: intact bytes 32..{end}\n");
+        damage.extend(dmg);
+    }
+    for d in &damage {
+        let after = d
+            .after
+            .as_ref()
+            .map_or("segment start".to_string(), |(tp, o)| {
+                format!("{tp} offset {o}")
+            });
+        text += &format!(
+            "DAMAGED segment {:020} bytes {}..{} (after {after}): {}\n",
+            d.segment, d.byte_start, d.byte_end, d.reason
+        );
+    }
+    for (tp, (lo, hi)) in &spans {
+        text += &format!("{tp}: offsets {lo}..={hi}\n");
+    }
+    text += &format!(
+        "{batches} intact batches, {} damaged ranges\n",
+        damage.len()
+    );
+    Ok(CheckReport {
+        damaged: !damage.is_empty(),
+        text,
+        damage,
+    })
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DumpFilter {
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub from_offset: Option<i64>,
+    pub to_offset: Option<i64>,
+}
+
+/// `flumen wal dump` / `replay --to stdout`: records as JSON lines, in the sink's jsonl shape.
+pub fn dump(dir: &Path, f: &DumpFilter, out: &mut impl Write) -> Result<(), ToolError> {
+    let mut line = Vec::new();
+    let mut result = Ok(());
+    for id in list_segments(dir)? {
+        scan_segment(&segment_path(dir, id), id, |frame| {
+            let b = frame.batch;
+            if f.topic.as_ref().is_some_and(|t| *t != b.topic)
+                || f.partition.is_some_and(|p| p != b.partition)
+            {
+                return;
+            }
+            for r in &b.records {
+                if f.from_offset.is_some_and(|o| r.offset < o)
+                    || f.to_offset.is_some_and(|o| r.offset > o)
+                {
+                    continue;
+                }
+                line.clear();
+                Format::JsonLines.encode(&b.topic, b.partition, r, &mut line);
+                if result.is_ok() {
+                    result = out.write_all(&line);
+                }
+            }
+        })?;
+    }
+    Ok(result?)
+}
+
+/// One row of `flumen offsets`. `None` means "unknown" (the service did not answer).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct OffsetsRow {
+    pub topic: String,
+    pub partition: i32,
+    pub kafka_log_start: Option<i64>,
+    pub kafka_log_end: Option<i64>,
+    pub group_committed: Option<i64>,
+    pub channel_first: Option<i64>,
+    pub channel_last: Option<i64>,
+    pub channel_pending_bytes: u64,
+    pub hdfs_last_committed: Option<i64>,
+    /// Records in Kafka not yet in HDFS: log_end - 1 - hdfs_last_committed.
+    pub lag_hdfs: Option<i64>,
+    /// Records in Kafka beyond the group's committed offset.
+    pub lag_group: Option<i64>,
+    pub errors: Vec<String>,
+}
+
+/// `flumen offsets`: Kafka watermarks and group offsets (if reachable), the channel (read-only
+/// scan, works while a daemon runs), and HDFS claims (read-only).
+pub async fn offsets(config: &Config) -> Result<Vec<OffsetsRow>, ToolError> {
+    let mut rows: BTreeMap<TopicPartition, OffsetsRow> = BTreeMap::new();
+    let mut errors = Vec::new();
+    // Kafka.
+    let kafka = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || kafka_view(&config))
+            .await
+            .expect("kafka task")
+    };
+    match kafka {
+        Ok(view) => {
+            for (tp, (lo, hi, committed)) in view {
+                let r = rows.entry(tp.clone()).or_default();
+                r.kafka_log_start = Some(lo);
+                r.kafka_log_end = Some(hi);
+                r.group_committed = committed;
+            }
+        }
+        Err(e) => errors.push(format!("kafka: {e}")),
+    }
+    // Channel.
+    if config.channel.dir.exists() {
+        for id in list_segments(&config.channel.dir)? {
+            let path = segment_path(&config.channel.dir, id);
+            scan_segment(&path, id, |f| {
+                let r = rows
+                    .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
+                    .or_default();
+                r.channel_first = Some(
+                    r.channel_first
+                        .map_or(f.batch.start_offset, |v| v.min(f.batch.start_offset)),
+                );
+                r.channel_last = Some(
+                    r.channel_last
+                        .map_or(f.batch.last_offset, |v| v.max(f.batch.last_offset)),
+                );
+                r.channel_pending_bytes += f.len;
+            })?;
+        }
+    }
+    // HDFS.
+    match relay::committer(config, Arc::new(Health::default())) {
+        Ok(committer) => {
+            let mut tps: Vec<TopicPartition> = rows.keys().cloned().collect();
+            match tokio::time::timeout(Duration::from_secs(20), committer.claimed_partitions())
+                .await
+            {
+                Ok(Ok(more)) => tps.extend(more),
+                Ok(Err(e)) => errors.push(format!("hdfs: {e}")),
+                Err(_) => errors.push("hdfs: timed out".into()),
+            }
+            tps.sort();
+            tps.dedup();
+            for tp in tps {
+                match tokio::time::timeout(Duration::from_secs(20), committer.committed_end(&tp))
+                    .await
+                {
+                    Ok(Ok(c)) => {
+                        rows.entry(tp).or_default().hdfs_last_committed =
+                            Some(c.map_or(-1, |c| c.last_offset))
+                    }
+                    Ok(Err(e)) => errors.push(format!("hdfs {tp}: {e}")),
+                    Err(_) => errors.push(format!("hdfs {tp}: timed out")),
+                }
+            }
+        }
+        Err(e) => errors.push(format!("hdfs: {e}")),
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(tp, mut r)| {
+            r.topic = tp.topic;
+            r.partition = tp.partition;
+            if let (Some(end), Some(h)) = (r.kafka_log_end, r.hdfs_last_committed) {
+                r.lag_hdfs = Some((end - 1 - h).max(0));
+            }
+            if let (Some(end), Some(g)) = (r.kafka_log_end, r.group_committed) {
+                r.lag_group = Some((end - g).max(0));
+            }
+            r.errors = errors.clone();
+            r
+        })
+        .collect())
+}
+
+type KafkaView = BTreeMap<TopicPartition, (i64, i64, Option<i64>)>;
+
+fn kafka_view(config: &Config) -> Result<KafkaView, ToolError> {
+    let consumer = kafka_client(config)?;
+    let err = |e: rdkafka::error::KafkaError| ToolError::Kafka {
+        servers: config.kafka.bootstrap_servers.clone(),
+        reason: e.to_string(),
+    };
+    let mut out = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for t in &config.kafka.topics {
+        let md = consumer
+            .fetch_metadata(Some(t), Duration::from_secs(5))
+            .map_err(err)?;
+        for topic in md.topics() {
+            for p in topic.partitions() {
+                let (lo, hi) = consumer
+                    .fetch_watermarks(t, p.id(), Duration::from_secs(5))
+                    .map_err(err)?;
+                out.insert(TopicPartition::new(t, p.id()), (lo, hi, None));
+                tpl.add_partition(t, p.id());
+            }
+        }
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .map_err(err)?;
+    for e in committed.elements() {
+        if let (Offset::Offset(o), Some(v)) = (
+            e.offset(),
+            out.get_mut(&TopicPartition::new(e.topic(), e.partition())),
+        ) {
+            v.2 = Some(o);
+        }
+    }
+    Ok(out)
+}
+
+pub fn offsets_table(rows: &[OffsetsRow]) -> String {
+    let show = |v: Option<i64>| v.map_or("?".to_string(), |v| v.to_string());
+    let mut s = format!(
+        "{:<24} {:>4} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}\n",
+        "topic",
+        "part",
+        "log_start",
+        "log_end",
+        "group",
+        "chan_first",
+        "chan_last",
+        "chan_bytes",
+        "hdfs_last",
+        "lag_hdfs"
+    );
+    for r in rows {
+        s += &format!(
+            "{:<24} {:>4} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}\n",
+            r.topic,
+            r.partition,
+            show(r.kafka_log_start),
+            show(r.kafka_log_end),
+            show(r.group_committed),
+            show(r.channel_first),
+            show(r.channel_last),
+            r.channel_pending_bytes,
+            show(r.hdfs_last_committed),
+            show(r.lag_hdfs)
+        );
+    }
+    if let Some(r) = rows.first() {
+        for e in &r.errors {
+            s += &format!("unknown: {e}\n");
+        }
+    }
+    s
+}
