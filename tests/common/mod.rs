@@ -1,0 +1,383 @@
+//! Shared fixture for integration tests against the real Kafka and HDFS of `scripts/testbed`.
+//!
+//! It reuses a running testbed (`scripts/testbed status`) or starts one (`scripts/testbed up`)
+//! and stops it when the test process exits. A test that cannot get a service fails with a
+//! message saying how to start it; nothing is ever skipped.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdfs_native::Client;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+pub struct Testbed {
+    pub kafka: String,
+    pub hdfs_url: String,
+    pub hdfs_http: String,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn parse_exports(out: &str) -> HashMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
+        .collect()
+}
+
+extern "C" fn stop_testbed() {
+    let _ = Command::new(repo().join("scripts/testbed")).arg("down").status();
+}
+
+/// The testbed, started at most once per test process.
+pub fn testbed() -> &'static Testbed {
+    static TB: OnceLock<Testbed> = OnceLock::new();
+    TB.get_or_init(|| {
+        let script = repo().join("scripts/testbed");
+        let status = Command::new(&script).arg("status").stderr(Stdio::null()).output();
+        let exports = match status {
+            Ok(o) if o.status.success() => parse_exports(&String::from_utf8_lossy(&o.stdout)),
+            _ => {
+                eprintln!("fixture: no testbed running; starting one with scripts/testbed up");
+                let o = Command::new(&script)
+                    .arg("up")
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .expect("run scripts/testbed up");
+                assert!(
+                    o.status.success(),
+                    "could not start the Kafka/HDFS testbed (scripts/testbed up failed, see its \
+                     output above). Start it by hand with `scripts/testbed up` and rerun; tests \
+                     never skip when a service is missing."
+                );
+                // SAFETY: registering a plain extern "C" fn with atexit has no preconditions.
+                unsafe { libc::atexit(stop_testbed) };
+                parse_exports(&String::from_utf8_lossy(&o.stdout))
+            }
+        };
+        let get = |k: &str| {
+            exports
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("scripts/testbed printed no {k}; got {exports:?}"))
+        };
+        Testbed {
+            kafka: get("KAFKA_BOOTSTRAP"),
+            hdfs_url: get("HDFS_URL"),
+            hdfs_http: get("HDFS_HTTP"),
+        }
+    })
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+pub fn hdfs(tb: &Testbed) -> Arc<Client> {
+    Arc::new(
+        hdfs_native::ClientBuilder::new()
+            .with_url(&tb.hdfs_url)
+            .build()
+            .expect("hdfs client"),
+    )
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn create_topic(tb: &Testbed, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &tb.kafka)
+        .create()
+        .expect("admin client");
+    let rt = runtime();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let r = rt
+        .block_on(admin.create_topics([&topic], &opts))
+        .unwrap_or_else(|e| panic!("Kafka at {} did not answer create_topics: {e}. Is `scripts/testbed up` running?", tb.kafka));
+    for res in r {
+        res.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+pub fn producer(tb: &Testbed) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &tb.kafka)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces events `from..to` with key `cell-<id % cells>` and value `{"id":N}`; waits for
+/// every delivery.
+pub fn produce(p: &BaseProducer, topic: &str, from: u64, to: u64) {
+    for id in from..to {
+        let key = format!("cell-{}", id % 97);
+        let value = format!("{{\"id\":{id}}}");
+        loop {
+            match p.send(BaseRecord::to(topic).key(&key).payload(&value)) {
+                Ok(()) => break,
+                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                    p.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).expect("flush producer");
+}
+
+pub struct Relay {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Relay {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// Waits for exit up to `limit`; returns the exit status, or None if still running.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Per-test relay settings; `write` renders the TOML.
+#[derive(Clone)]
+pub struct RelayConfig {
+    pub topic: String,
+    pub group: String,
+    pub hdfs_path: String,
+    pub channel: PathBuf,
+    pub extra_kafka: String,
+    pub extra_hdfs: String,
+    pub session_timeout_ms: u64,
+}
+
+impl RelayConfig {
+    pub fn new(topic: &str, work: &Path) -> Self {
+        Self {
+            topic: topic.into(),
+            group: unique("g"),
+            hdfs_path: format!("/flumen-tests/{topic}/out"),
+            channel: work.join("channel"),
+            extra_kafka: String::new(),
+            extra_hdfs: "roll_records_max = 500\nroll_interval_s = 2\n".into(),
+            session_timeout_ms: 6000,
+        }
+    }
+
+    pub fn state_dir(&self) -> String {
+        format!("/flumen-tests/{}/out/_flumen", self.topic)
+    }
+
+    pub fn write(&self, tb: &Testbed, path: &Path) {
+        let text = format!(
+            r#"shutdown_timeout_ms = 20000
+[kafka]
+bootstrap_servers = "{kafka}"
+topics = ["{topic}"]
+group_id = "{group}"
+session_timeout_ms = {session}
+batch_records_max = 200
+batch_duration_ms = 200
+{extra_kafka}
+[kafka.properties]
+"heartbeat.interval.ms" = "1000"
+"topic.metadata.refresh.interval.ms" = "2000"
+[channel]
+dir = "{channel}"
+segment_bytes_max = 1048576
+capacity_bytes_max = 268435456
+resume_bytes = 134217728
+disk_free_bytes_min = 1048576
+[hdfs]
+url = "{hdfs}"
+path = "{path}"
+file_prefix = "test-events"
+format = "jsonl"
+retry_backoff_max_ms = 2000
+{extra_hdfs}
+[metrics]
+listen = ""
+"#,
+            kafka = tb.kafka,
+            topic = self.topic,
+            group = self.group,
+            session = self.session_timeout_ms,
+            extra_kafka = self.extra_kafka,
+            channel = self.channel.display(),
+            hdfs = tb.hdfs_url,
+            path = self.hdfs_path,
+            extra_hdfs = self.extra_hdfs,
+        );
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// Starts `flumen run` with `config`, logging to `<config>.log.<n>`.
+pub fn spawn_relay(config: &Path, failpoints: Option<&str>) -> Relay {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = config.with_extension(format!("log.{n}"));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flumen"));
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info,flumen=debug,rdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(file);
+    match failpoints {
+        Some(f) => cmd.env("FAILPOINTS", f),
+        None => cmd.env_remove("FAILPOINTS"),
+    };
+    Relay {
+        child: cmd.spawn().expect("spawn flumen"),
+        log,
+    }
+}
+
+/// One delivered event as read back from a final HDFS file.
+#[derive(Debug, Clone)]
+pub struct Landed {
+    pub file: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub id: u64,
+}
+
+/// Reads every final file under `dir` (recursively, skipping `_`/`.` names like Spark does).
+pub async fn read_landed(client: &Client, dir: &str) -> Vec<Landed> {
+    let listing = match client.list_status(dir, true).await {
+        Ok(l) => l,
+        Err(hdfs_native::HdfsError::FileNotFound(_)) => return Vec::new(),
+        Err(e) => panic!("HDFS at list {dir}: {e}. Is `scripts/testbed up` running?"),
+    };
+    let mut out = Vec::new();
+    for st in listing {
+        let rel = st.path.strip_prefix(dir).unwrap_or(&st.path);
+        if st.isdir || rel.split('/').any(|c| c.starts_with('_') || c.starts_with('.')) {
+            continue;
+        }
+        let reader = client.read(&st.path).await.expect("open final file");
+        let bytes = reader.read_range(0, reader.file_length()).await.expect("read final file");
+        for line in String::from_utf8(bytes.to_vec()).expect("utf8").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("jsonl line");
+            let inner: serde_json::Value =
+                serde_json::from_str(v["value"].as_str().expect("value")).expect("event json");
+            out.push(Landed {
+                file: st.path.clone(),
+                partition: v["partition"].as_i64().unwrap() as i32,
+                offset: v["offset"].as_i64().unwrap(),
+                id: inner["id"].as_u64().unwrap(),
+            });
+        }
+    }
+    out
+}
+
+/// Polls HDFS until `expected` distinct ids landed or `limit` passes; returns what landed.
+pub fn wait_landed(client: &Client, dir: &str, expected: usize, limit: Duration) -> Vec<Landed> {
+    let rt = runtime();
+    let t = Instant::now();
+    loop {
+        let landed = rt.block_on(read_landed(client, dir));
+        let distinct: std::collections::HashSet<u64> = landed.iter().map(|l| l.id).collect();
+        if distinct.len() >= expected || t.elapsed() > limit {
+            return landed;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Asserts the exactly-once contract: ids `0..n` each exactly once, offsets strictly increasing
+/// per partition within and across files, and final files' offset ranges never overlapping.
+pub fn assert_exactly_once(landed: &[Landed], n: u64) {
+    let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+    for l in landed {
+        *count.entry(l.id).or_default() += 1;
+    }
+    let dups: Vec<_> = count.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(dups.is_empty(), "duplicated ids (id, copies): {dups:?}");
+    let missing: Vec<u64> = (0..n).filter(|i| !count.contains_key(i)).take(10).collect();
+    assert!(missing.is_empty(), "missing ids (first 10): {missing:?} of {n}; landed {}", landed.len());
+    assert_eq!(landed.len() as u64, n, "landed records");
+    let mut by_part: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for l in landed {
+        by_part.entry(l.partition).or_default().push(l.offset);
+    }
+    for (p, offsets) in by_part.iter_mut() {
+        offsets.sort_unstable();
+        for w in offsets.windows(2) {
+            assert!(w[0] < w[1], "partition {p}: offset {} delivered twice", w[0]);
+        }
+    }
+    // Ranges from the file names never overlap within a partition.
+    let mut ranges: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut files: Vec<&str> = landed.iter().map(|l| l.file.as_str()).collect();
+    files.sort();
+    files.dedup();
+    for f in files {
+        let name = f.rsplit('/').next().unwrap();
+        let (_, p, first, last) = flumen::sink::parse_final_name(name).expect("final name parses");
+        ranges.entry(p).or_default().push((first, last));
+    }
+    for (p, rs) in ranges.iter_mut() {
+        rs.sort();
+        for w in rs.windows(2) {
+            assert!(w[0].1 < w[1].0, "partition {p}: file ranges {:?} and {:?} overlap", w[0], w[1]);
+        }
+    }
+}
+
+/// In-use files left anywhere under the state dir's tmp tree.
+pub async fn in_use_files(client: &Client, state_dir: &str) -> Vec<String> {
+    match client.list_status(&format!("{state_dir}/tmp"), true).await {
+        Ok(l) => l.into_iter().filter(|s| !s.isdir).map(|s| s.path).collect(),
+        Err(_) => Vec::new(),
+    }
+}
