@@ -42,9 +42,10 @@ impl WalReader {
         self.pos
     }
 
-    /// Moves the cursor back (never forward) to the start of `segment`.
+    /// Moves the cursor back (never forward) to the start of `segment`; rewinding to the
+    /// current segment restarts it from its first frame.
     pub fn rewind_to(&mut self, segment: u64) {
-        if segment < self.pos.segment {
+        if segment <= self.pos.segment {
             self.pos = WalPos {
                 segment,
                 offset: SEGMENT_HEADER_BYTES,
@@ -162,6 +163,23 @@ mod tests {
         let tp = crate::wal::TopicPartition::new("t", 1);
         assert_eq!(wal.index.chain_end(&tp, -1), 99);
         assert_eq!(wal.index.chain_end(&tp, 49), 99);
+    }
+
+    #[test]
+    fn rewind_to_the_current_segment_rereads_it() {
+        // Regression: a partition re-assigned with uncommitted batches in the segment under the
+        // cursor was never re-read, so its sink waited forever for offsets it had skipped.
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(opts(dir.path())).unwrap();
+        wal.writer
+            .append(&[EncodedBatch::encode(&batch(0, 0, 3)).unwrap()])
+            .unwrap();
+        let mut r = WalReader::new(wal.index.clone());
+        assert!(r.next_batch().unwrap().is_some());
+        assert!(r.next_batch().unwrap().is_none());
+        r.rewind_to(r.position().segment);
+        let (_, again) = r.next_batch().unwrap().expect("re-read after rewind");
+        assert_eq!(again.start_offset, 0);
     }
 
     #[test]
