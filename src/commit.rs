@@ -91,6 +91,18 @@ fn is_transient(e: &HdfsError) -> bool {
     )
 }
 
+/// hdfs-native maps `FileAlreadyExistsException` to `AlreadyExists` but passes
+/// `FileNotFoundException` through as a generic RPC error; map it so "gone" is an answer, not a
+/// reason to retry forever.
+fn normalize(e: HdfsError) -> HdfsError {
+    match e {
+        HdfsError::RPCError(exception, msg) if exception.ends_with("FileNotFoundException") => {
+            HdfsError::FileNotFound(msg)
+        }
+        other => other,
+    }
+}
+
 pub fn connect(url: &str, user: Option<&str>) -> Result<Client, CommitError> {
     let mut b = hdfs_native::ClientBuilder::new().with_url(url);
     if let Some(u) = user {
@@ -154,7 +166,7 @@ impl Committer {
     {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match op().await {
+            match op().await.map_err(normalize) {
                 Ok(v) => {
                     self.health.set_hdfs_ok();
                     return Ok(v);
@@ -333,6 +345,7 @@ impl Committer {
             self.discard(&claim.temp_path).await?;
             return Ok(CommitOutcome::Fenced);
         }
+        crate::crash_site!("commit-before-rename");
         self.rename_into_place(&claim).await
     }
 
@@ -384,6 +397,7 @@ impl Committer {
                 if self.rename_into_place(&claim).await? == CommitOutcome::Committed {
                     out.rolled_forward = true;
                 }
+                crate::crash_site!("reconcile-after-roll-forward");
                 keep_temp = Some(claim.temp_path.clone());
             } else if !self.exists(&claim.final_path).await? {
                 tracing::warn!(claim = %path, "void claim: its writer lost the temp file before renaming");

@@ -23,6 +23,8 @@ use path::PathTemplate;
 
 /// Bytes buffered before a write to HDFS; bounds the sink's memory per open file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// How long an abandoned file may take to close before we delete it regardless.
+const ABANDON_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Batches processed between checks of commands and timers.
 const BATCHES_PER_TURN: usize = 256;
 
@@ -143,6 +145,8 @@ pub struct Sink {
     parts: HashMap<TopicPartition, PartState>,
     ownership_known: bool,
     on_commit: OnCommit,
+    /// Commands from the source's poll thread, once `run` drives this sink.
+    pending_commands: Option<mpsc::Receiver<SinkCommand>>,
 }
 
 impl Sink {
@@ -160,6 +164,7 @@ impl Sink {
             parts: HashMap::new(),
             ownership_known: false,
             on_commit,
+            pending_commands: None,
         }
     }
 
@@ -171,6 +176,7 @@ impl Sink {
     }
 
     pub async fn handle(&mut self, cmd: SinkCommand) -> Result<(), SinkError> {
+        tracing::debug!(?cmd, "sink command");
         match cmd {
             SinkCommand::Activate { tp, committed_end } => self.activate(tp, committed_end),
             SinkCommand::Deactivate { tp } => {
@@ -217,8 +223,14 @@ impl Sink {
         let Some(st) = self.parts.get(&tp) else {
             return Ok(()); // not ours (yet); kept in the channel until ownership is known
         };
-        if batch.last_offset < st.next_expected || batch.start_offset > st.next_expected {
-            // Already written, or beyond a hole the source is re-fetching from Kafka.
+        if batch.last_offset < st.next_expected {
+            return Ok(()); // already written
+        }
+        if batch.start_offset > st.next_expected {
+            // Beyond a hole (a damaged channel range): the source re-fetches it from Kafka and
+            // the refetched batch arrives later in the channel.
+            tracing::debug!(partition = %tp, expected = st.next_expected, batch_start = batch.start_offset,
+                "skipping a batch beyond a hole");
             return Ok(());
         }
         let from = st.next_expected;
@@ -293,6 +305,7 @@ impl Sink {
                 source,
             })?;
         let now = Instant::now();
+        tracing::debug!(partition = %tp, %temp, start, "opened in-use file");
         let st = self.parts.get_mut(tp).expect("active");
         st.open = Some(OpenFile {
             writer,
@@ -349,6 +362,7 @@ impl Sink {
     /// Close, hsync, claim, rename; then the advisory Kafka commit.
     async fn roll(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
         let began = Instant::now();
+        tracing::debug!(partition = %tp, "rolling");
         let Some(mut f) = self.parts.get_mut(tp).and_then(|s| s.open.take()) else {
             return Ok(());
         };
@@ -359,6 +373,7 @@ impl Sink {
             if !tail.is_empty() {
                 f.writer.write_bytes(Bytes::from(tail)).await?;
             }
+            crate::crash_site!("sink-mid-write");
             f.writer.hsync().await?;
             f.writer.close().await
         }
@@ -380,8 +395,10 @@ impl Sink {
             final_path: final_path.clone(),
             writer_id: String::new(),
         };
+        crate::crash_site!("commit-before-claim");
         match self.committer.commit(claim).await? {
             CommitOutcome::Committed => {
+                crate::crash_site!("commit-after-rename");
                 events::file_committed(
                     tp,
                     &final_path,
@@ -409,13 +426,22 @@ impl Sink {
         if let Some(f) = self.parts.get_mut(tp).and_then(|s| s.open.take()) {
             self.abandon(f).await;
         }
+        // A fence or a failed close often means the partition moved to another member: apply
+        // any revocation that already arrived rather than reconciling (and fencing the new
+        // owner's in-use file) on behalf of a partition we no longer own.
+        self.drain_commands().await?;
+        if !self.parts.contains_key(tp) {
+            return Ok(());
+        }
         let r = self.committer.reconcile(tp).await?;
         self.activate(tp.clone(), r.committed_end);
         Ok(())
     }
 
     async fn abandon(&self, mut f: OpenFile) {
-        let _ = f.writer.close().await;
+        tracing::debug!(temp = %f.temp, "abandoning in-use file");
+        // Bounded: a writer fenced by lease recovery may never complete its close.
+        let _ = tokio::time::timeout(ABANDON_CLOSE_TIMEOUT, f.writer.close()).await;
         if let Err(e) = self.committer.discard(&f.temp).await {
             tracing::warn!(temp = %f.temp, error = %e, "could not delete abandoned in-use file; the next reconciliation will");
         }
@@ -482,35 +508,53 @@ impl Sink {
 /// runs timers each second. On shutdown it drains the channel and commits every open file.
 pub async fn run(
     mut sink: Sink,
-    mut commands: mpsc::Receiver<SinkCommand>,
+    commands: mpsc::Receiver<SinkCommand>,
     appended: Arc<Notify>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
+    sink.pending_commands = Some(commands);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // Runs until shutdown; every wait below is also woken by the 1 s ticker.
     loop {
-        while let Ok(cmd) = commands.try_recv() {
-            sink.handle(cmd).await?;
-        }
+        sink.drain_commands().await?;
         if *shutdown.borrow() {
             break;
         }
-        let n = sink.pump().await?;
-        if n > 0 {
+        if sink.pump().await? > 0 {
             continue;
         }
-        tokio::select! {
-            _ = appended.notified() => {}
-            Some(cmd) = commands.recv() => sink.handle(cmd).await?,
-            _ = ticker.tick() => sink.tick().await?,
-            _ = shutdown.changed() => {}
+        let rx = sink.pending_commands.as_mut().expect("set above");
+        let mut tick_due = false;
+        let cmd = tokio::select! {
+            _ = appended.notified() => None,
+            c = rx.recv() => c,
+            _ = ticker.tick() => { tick_due = true; None }
+            _ = shutdown.changed() => None,
+        };
+        if let Some(cmd) = cmd {
+            sink.handle(cmd).await?;
+        }
+        if tick_due {
+            sink.tick().await?;
         }
     }
     // Graceful: everything durable in the channel goes to HDFS before we exit.
-    while let Ok(cmd) = commands.try_recv() {
-        sink.handle(cmd).await?;
-    }
+    sink.drain_commands().await?;
     while sink.pump().await? > 0 {}
     sink.roll_all().await
+}
+
+impl Sink {
+    async fn drain_commands(&mut self) -> Result<(), SinkError> {
+        while let Some(cmd) = self
+            .pending_commands
+            .as_mut()
+            .and_then(|rx| rx.try_recv().ok())
+        {
+            self.handle(cmd).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
