@@ -13,3 +13,16 @@ pub mod sink;
 pub mod source;
 pub mod tools;
 pub mod wal;
+
+/// A named crash site (see wal-format.md, "Crash analysis"). With the `failpoints` feature and
+/// `FAILPOINTS=<name>=return`, the process aborts there, as abruptly as kill -9: no destructor,
+/// flush or fsync runs. Without the feature this compiles to nothing.
+#[macro_export]
+macro_rules! crash_site {
+    ($name:literal) => {
+        fail::fail_point!($name, |_| {
+            eprintln!("flumen: failpoint {} hit: aborting", $name);
+            std::process::abort()
+        })
+    };
+}

@@ -82,8 +82,10 @@ fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         b.json().init();
@@ -98,14 +100,33 @@ fn load(path: &Path) -> Result<Config> {
 
 fn main() {
     let cli = Cli::parse();
+    // Crash-test builds read FAILPOINTS here; release builds compile no failpoint at all.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("flumen: error: {e:#}");
+            eprintln!("flumen: error: {}", error_chain(&e));
             2
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, skipping a cause whose text its parent already includes (the
+/// library's messages often embed their source for the sake of log lines).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -63,10 +63,15 @@ fn hdfs_write_hsync_exclusive_rename_read_back() {
             .create(&tmp, WriteOptions::default().create_parent(true))
             .await
             .unwrap();
-        w.write_bytes(Bytes::from_static(b"hello hdfs\n")).await.unwrap();
+        w.write_bytes(Bytes::from_static(b"hello hdfs\n"))
+            .await
+            .unwrap();
         w.hsync().await.unwrap();
         w.close().await.unwrap();
-        client.mkdirs(&format!("{base}/final"), 0o755, true).await.unwrap();
+        client
+            .mkdirs(&format!("{base}/final"), 0o755, true)
+            .await
+            .unwrap();
         let dst = format!("{base}/final/part-0");
         client.rename(&tmp, &dst, false).await.unwrap();
         // A second rename onto the same name must fail: this is the compare-and-set the
@@ -75,7 +80,9 @@ fn hdfs_write_hsync_exclusive_rename_read_back() {
             .create(&tmp, WriteOptions::default().create_parent(true))
             .await
             .unwrap();
-        w2.write_bytes(Bytes::from_static(b"other\n")).await.unwrap();
+        w2.write_bytes(Bytes::from_static(b"other\n"))
+            .await
+            .unwrap();
         w2.close().await.unwrap();
         let second = client.rename(&tmp, &dst, false).await;
         assert!(
@@ -86,7 +93,11 @@ fn hdfs_write_hsync_exclusive_rename_read_back() {
         let again = client
             .create(&dst, WriteOptions::default().overwrite(false))
             .await;
-        assert!(matches!(again, Err(HdfsError::AlreadyExists(_))), "{:?}", again.err());
+        assert!(
+            matches!(again, Err(HdfsError::AlreadyExists(_))),
+            "{:?}",
+            again.err()
+        );
         let r = client.read(&dst).await.unwrap();
         let bytes = r.read_range(0, r.file_length()).await.unwrap();
         assert_eq!(&bytes[..], b"hello hdfs\n");

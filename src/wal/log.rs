@@ -546,6 +546,13 @@ impl WalWriter {
         for b in batches {
             buf.extend_from_slice(&b.frame);
         }
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("wal-mid-append", |_| {
+            // A torn append: half the group reaches the file, no fsync, then death.
+            let _ = self.file.write_all(&buf[..buf.len() / 2]);
+            eprintln!("flumen: failpoint wal-mid-append hit: aborting");
+            std::process::abort()
+        });
         if let Err(e) = self.file.write_all(&buf) {
             // Nothing was synced, so cutting back to the durable length is safe and leaves the
             // segment exactly as the index describes it.
@@ -573,6 +580,7 @@ impl WalWriter {
         self.index
             .bytes_total
             .fetch_add(total as u64, Ordering::AcqRel);
+        crate::crash_site!("wal-after-append");
         Ok(())
     }
 

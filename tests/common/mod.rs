@@ -36,7 +36,9 @@ fn parse_exports(out: &str) -> HashMap<String, String> {
 }
 
 extern "C" fn stop_testbed() {
-    let _ = Command::new(repo().join("scripts/testbed")).arg("down").status();
+    let _ = Command::new(repo().join("scripts/testbed"))
+        .arg("down")
+        .status();
 }
 
 /// The testbed, started at most once per test process.
@@ -44,7 +46,10 @@ pub fn testbed() -> &'static Testbed {
     static TB: OnceLock<Testbed> = OnceLock::new();
     TB.get_or_init(|| {
         let script = repo().join("scripts/testbed");
-        let status = Command::new(&script).arg("status").stderr(Stdio::null()).output();
+        let status = Command::new(&script)
+            .arg("status")
+            .stderr(Stdio::null())
+            .output();
         let exports = match status {
             Ok(o) if o.status.success() => parse_exports(&String::from_utf8_lossy(&o.stdout)),
             _ => {
@@ -80,7 +85,10 @@ pub fn testbed() -> &'static Testbed {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 pub fn hdfs(tb: &Testbed) -> Arc<Client> {
@@ -110,7 +118,12 @@ pub fn create_topic(tb: &Testbed, name: &str, partitions: i32) {
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let r = rt
         .block_on(admin.create_topics([&topic], &opts))
-        .unwrap_or_else(|e| panic!("Kafka at {} did not answer create_topics: {e}. Is `scripts/testbed up` running?", tb.kafka));
+        .unwrap_or_else(|e| {
+            panic!(
+                "Kafka at {} did not answer create_topics: {e}. Is `scripts/testbed up` running?",
+                tb.kafka
+            )
+        });
     for res in r {
         res.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
     }
@@ -135,7 +148,12 @@ pub fn produce(p: &BaseProducer, topic: &str, from: u64, to: u64) {
         loop {
             match p.send(BaseRecord::to(topic).key(&key).payload(&value)) {
                 Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
                     p.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => panic!("produce: {e}"),
@@ -300,11 +318,18 @@ pub async fn read_landed(client: &Client, dir: &str) -> Vec<Landed> {
     let mut out = Vec::new();
     for st in listing {
         let rel = st.path.strip_prefix(dir).unwrap_or(&st.path);
-        if st.isdir || rel.split('/').any(|c| c.starts_with('_') || c.starts_with('.')) {
+        if st.isdir
+            || rel
+                .split('/')
+                .any(|c| c.starts_with('_') || c.starts_with('.'))
+        {
             continue;
         }
         let reader = client.read(&st.path).await.expect("open final file");
-        let bytes = reader.read_range(0, reader.file_length()).await.expect("read final file");
+        let bytes = reader
+            .read_range(0, reader.file_length())
+            .await
+            .expect("read final file");
         for line in String::from_utf8(bytes.to_vec()).expect("utf8").lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("jsonl line");
             let inner: serde_json::Value =
@@ -344,7 +369,11 @@ pub fn assert_exactly_once(landed: &[Landed], n: u64) {
     let dups: Vec<_> = count.iter().filter(|(_, c)| **c > 1).take(10).collect();
     assert!(dups.is_empty(), "duplicated ids (id, copies): {dups:?}");
     let missing: Vec<u64> = (0..n).filter(|i| !count.contains_key(i)).take(10).collect();
-    assert!(missing.is_empty(), "missing ids (first 10): {missing:?} of {n}; landed {}", landed.len());
+    assert!(
+        missing.is_empty(),
+        "missing ids (first 10): {missing:?} of {n}; landed {}",
+        landed.len()
+    );
     assert_eq!(landed.len() as u64, n, "landed records");
     let mut by_part: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
     for l in landed {
@@ -353,7 +382,11 @@ pub fn assert_exactly_once(landed: &[Landed], n: u64) {
     for (p, offsets) in by_part.iter_mut() {
         offsets.sort_unstable();
         for w in offsets.windows(2) {
-            assert!(w[0] < w[1], "partition {p}: offset {} delivered twice", w[0]);
+            assert!(
+                w[0] < w[1],
+                "partition {p}: offset {} delivered twice",
+                w[0]
+            );
         }
     }
     // Ranges from the file names never overlap within a partition.
@@ -369,7 +402,12 @@ pub fn assert_exactly_once(landed: &[Landed], n: u64) {
     for (p, rs) in ranges.iter_mut() {
         rs.sort();
         for w in rs.windows(2) {
-            assert!(w[0].1 < w[1].0, "partition {p}: file ranges {:?} and {:?} overlap", w[0], w[1]);
+            assert!(
+                w[0].1 < w[1].0,
+                "partition {p}: file ranges {:?} and {:?} overlap",
+                w[0],
+                w[1]
+            );
         }
     }
 }
@@ -380,4 +418,19 @@ pub async fn in_use_files(client: &Client, state_dir: &str) -> Vec<String> {
         Ok(l) => l.into_iter().filter(|s| !s.isdir).map(|s| s.path).collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// A scratch directory; kept after the test (and its path printed) with FLUMEN_KEEP_TEST_DIRS=1,
+/// so relay logs can be read after a failure.
+pub fn workdir() -> tempfile::TempDir {
+    let keep = std::env::var_os("FLUMEN_KEEP_TEST_DIRS").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix("flumen-test-")
+        .disable_cleanup(keep)
+        .tempdir()
+        .unwrap();
+    if keep {
+        eprintln!("test dir kept: {}", dir.path().display());
+    }
+    dir
 }

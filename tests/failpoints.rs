@@ -1,0 +1,103 @@
+//! Crash at each named site of the commit protocol (wal-format.md, "Crash analysis"), restart,
+//! and check that every event still lands exactly once. Needs `--features failpoints`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_exactly_once, spawn_relay, testbed, RelayConfig};
+
+/// Runs one crash site: the first relay dies there (abort, as abrupt as kill -9), the second
+/// runs clean and must deliver everything exactly once.
+fn crash_at(site: &str) {
+    let tb = testbed();
+    let topic = common::unique(&format!("fp-{site}"));
+    common::create_topic(tb, &topic, 3);
+    let work = common::workdir();
+    let cfg = RelayConfig::new(&topic, work.path());
+    let config = work.path().join("flumen.toml");
+    cfg.write(tb, &config);
+    let p = common::producer(tb);
+    common::produce(&p, &topic, 0, 2000);
+
+    // Trigger on the second hit so something is already committed before the crash.
+    let mut first = spawn_relay(&config, Some(&format!("{site}=1*off->return")));
+    let status = first.wait_for(Duration::from_secs(120));
+    let log = first.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the relay should have died at {site}: {status:?}\n{log}"
+    );
+    assert!(log.contains(&format!("failpoint {site} hit")), "{log}");
+
+    common::produce(&p, &topic, 2000, 3000);
+    let _second = spawn_relay(&config, None);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &cfg.hdfs_path, 3000, Duration::from_secs(180));
+    assert_exactly_once(&landed, 3000);
+}
+
+#[test]
+fn crash_mid_append() {
+    crash_at("wal-mid-append");
+}
+
+#[test]
+fn crash_after_append_before_hdfs_write() {
+    crash_at("wal-after-append");
+}
+
+#[test]
+fn crash_mid_write() {
+    crash_at("sink-mid-write");
+}
+
+#[test]
+fn crash_after_close_before_claim() {
+    crash_at("commit-before-claim");
+}
+
+#[test]
+fn crash_after_claim_before_rename() {
+    crash_at("commit-before-rename");
+}
+
+#[test]
+fn crash_after_rename_before_offset_commit() {
+    crash_at("commit-after-rename");
+}
+
+/// Recovery itself dies right after rolling a claim forward; the next recovery must finish.
+#[test]
+fn crash_during_recovery() {
+    let tb = testbed();
+    let topic = common::unique("fp-recovery");
+    common::create_topic(tb, &topic, 3);
+    let work = common::workdir();
+    let cfg = RelayConfig::new(&topic, work.path());
+    let config = work.path().join("flumen.toml");
+    cfg.write(tb, &config);
+    let p = common::producer(tb);
+    common::produce(&p, &topic, 0, 2000);
+    // 1: die between claim and rename, leaving a claim to roll forward.
+    let mut first = spawn_relay(&config, Some("commit-before-rename=1*off->return"));
+    assert!(first
+        .wait_for(Duration::from_secs(120))
+        .is_some_and(|s| !s.success()));
+    // 2: die inside recovery, right after the roll-forward rename.
+    let mut second = spawn_relay(&config, Some("reconcile-after-roll-forward=return"));
+    let status = second.wait_for(Duration::from_secs(120));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{}",
+        second.log_text()
+    );
+    assert!(second
+        .log_text()
+        .contains("failpoint reconcile-after-roll-forward hit"));
+    // 3: clean.
+    let _third = spawn_relay(&config, None);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &cfg.hdfs_path, 2000, Duration::from_secs(180));
+    assert_exactly_once(&landed, 2000);
+}

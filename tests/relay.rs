@@ -1,0 +1,252 @@
+//! The relay against the real Kafka and HDFS: end to end, graceful shutdown, kill -9 loop,
+//! members joining and leaving, and a paused zombie.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_exactly_once, spawn_relay, testbed, RelayConfig};
+
+const LANDING_LIMIT: Duration = Duration::from_secs(180);
+
+struct Case {
+    cfg: RelayConfig,
+    config_path: std::path::PathBuf,
+    _work: tempfile::TempDir,
+}
+
+fn case(prefix: &str) -> Case {
+    let tb = testbed();
+    let topic = common::unique(prefix);
+    common::create_topic(tb, &topic, 3);
+    let work = common::workdir();
+    let cfg = RelayConfig::new(&topic, work.path());
+    let config_path = work.path().join("flumen.toml");
+    cfg.write(tb, &config_path);
+    Case {
+        cfg,
+        config_path,
+        _work: work,
+    }
+}
+
+#[test]
+fn end_to_end_every_event_lands_exactly_once_in_order() {
+    let tb = testbed();
+    let c = case("e2e");
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 6000);
+    let mut relay = spawn_relay(&c.config_path, None);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 6000, LANDING_LIMIT);
+    assert_exactly_once(&landed, 6000);
+    // Within each file, records are in partition order.
+    let mut last_by_file = std::collections::HashMap::new();
+    for l in &landed {
+        let prev = last_by_file.insert(l.file.clone(), l.offset);
+        assert!(
+            prev.is_none_or(|p| p < l.offset),
+            "out of order in {}",
+            l.file
+        );
+    }
+    relay.signal(libc::SIGTERM);
+    let status = relay
+        .wait_for(Duration::from_secs(30))
+        .expect("exits after SIGTERM");
+    assert!(
+        status.success(),
+        "graceful exit code: {status:?}\n{}",
+        relay.log_text()
+    );
+    let rt = common::runtime();
+    let left = rt.block_on(common::in_use_files(&client, &c.cfg.state_dir()));
+    assert!(left.is_empty(), "in-use files left behind: {left:?}");
+    // The advisory Kafka commit caught up with HDFS.
+    let committed = committed_offsets(&c.cfg);
+    assert_eq!(
+        committed.iter().sum::<i64>(),
+        6000,
+        "group offsets {committed:?}"
+    );
+}
+
+fn committed_offsets(cfg: &RelayConfig) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &testbed().kafka)
+        .set("group.id", &cfg.group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition(&cfg.topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+        .collect()
+}
+
+#[test]
+fn graceful_shutdown_commits_open_files_and_empties_the_channel() {
+    let tb = testbed();
+    let mut c = case("term");
+    // Files would stay open for a long time: shutdown must close and commit them.
+    c.cfg.extra_hdfs = "roll_interval_s = 3600\nroll_records_max = 0\n".into();
+    c.cfg.write(tb, &c.config_path);
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 1500);
+    let mut relay = spawn_relay(&c.config_path, None);
+    // Wait until everything is in the channel (consumed), then stop.
+    let t = std::time::Instant::now();
+    while !relay.log_text().contains("partition reconciled")
+        && t.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    relay.signal(libc::SIGTERM);
+    let status = relay
+        .wait_for(Duration::from_secs(30))
+        .expect("bounded shutdown");
+    assert!(status.success(), "{status:?}\n{}", relay.log_text());
+    let client = common::hdfs(tb);
+    let landed = common::runtime().block_on(common::read_landed(&client, &c.cfg.hdfs_path));
+    assert_exactly_once(&landed, 1500);
+    let report = flumen::tools::wal_check(&c.cfg.channel).unwrap();
+    assert!(!report.damaged, "{}", report.text);
+    // Nothing is left pending: every record still in the channel is already in HDFS.
+    let mut dumped = Vec::new();
+    flumen::tools::dump(&c.cfg.channel, &Default::default(), &mut dumped).unwrap();
+    let landed_max = max_offsets(landed.iter().map(|l| (l.partition, l.offset)));
+    let channel_max = max_offsets(String::from_utf8(dumped).unwrap().lines().map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        (
+            v["partition"].as_i64().unwrap() as i32,
+            v["offset"].as_i64().unwrap(),
+        )
+    }));
+    for (p, o) in channel_max {
+        assert!(
+            o <= landed_max[&p],
+            "partition {p}: channel holds {o}, HDFS only {}",
+            landed_max[&p]
+        );
+    }
+}
+
+fn max_offsets(it: impl Iterator<Item = (i32, i64)>) -> std::collections::BTreeMap<i32, i64> {
+    let mut m = std::collections::BTreeMap::new();
+    for (p, o) in it {
+        let e = m.entry(p).or_insert(o);
+        *e = (*e).max(o);
+    }
+    m
+}
+
+#[test]
+fn kill9_loop_loses_and_duplicates_nothing() {
+    let tb = testbed();
+    let c = case("kill");
+    let cycles: u64 = std::env::var("FLUMEN_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let per_cycle = 800;
+    let p = common::producer(tb);
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    for cycle in 0..cycles {
+        common::produce(&p, &c.cfg.topic, cycle * per_cycle, (cycle + 1) * per_cycle);
+        let mut relay = spawn_relay(&c.config_path, None);
+        // xorshift: a repeatable pseudo-random kill time between 0.5 s and 4.5 s.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(500 + seed % 4000));
+        relay.kill9();
+    }
+    let _relay = spawn_relay(&c.config_path, None);
+    let client = common::hdfs(tb);
+    let n = cycles * per_cycle;
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, n as usize, LANDING_LIMIT);
+    assert_exactly_once(&landed, n);
+}
+
+#[test]
+fn members_joining_and_leaving_keep_exactly_once() {
+    let tb = testbed();
+    let c = case("group");
+    let work = common::workdir();
+    // Each member has its own channel, as on separate collectors.
+    let configs: Vec<_> = (0..3)
+        .map(|i| {
+            let mut cfg = c.cfg.clone();
+            cfg.channel = work.path().join(format!("channel-{i}"));
+            let path = work.path().join(format!("m{i}.toml"));
+            cfg.write(tb, &path);
+            path
+        })
+        .collect();
+    let p = common::producer(tb);
+    let mut a = spawn_relay(&configs[0], None);
+    common::produce(&p, &c.cfg.topic, 0, 2000);
+    let b = spawn_relay(&configs[1], None);
+    common::produce(&p, &c.cfg.topic, 2000, 4000);
+    let c3 = spawn_relay(&configs[2], None);
+    common::produce(&p, &c.cfg.topic, 4000, 6000);
+    std::thread::sleep(Duration::from_secs(3));
+    a.signal(libc::SIGTERM); // leaves gracefully: its partitions move
+    common::produce(&p, &c.cfg.topic, 6000, 8000);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 8000, LANDING_LIMIT);
+    assert_exactly_once(&landed, 8000);
+    assert!(a
+        .wait_for(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    drop((b, c3));
+}
+
+#[test]
+fn paused_zombie_cannot_commit_over_the_new_owner() {
+    let tb = testbed();
+    let mut c = case("zombie");
+    // One partition, files roll on time only, so the zombie has an open file when frozen.
+    c.cfg.extra_hdfs = "roll_records_max = 0\nroll_interval_s = 2\n".into();
+    c.cfg.write(tb, &c.config_path);
+    let work = common::workdir();
+    let mut cfg_b = c.cfg.clone();
+    cfg_b.channel = work.path().join("channel-b");
+    let path_b = work.path().join("b.toml");
+    cfg_b.write(tb, &path_b);
+
+    let p = common::producer(tb);
+    let zombie = spawn_relay(&c.config_path, None);
+    common::produce(&p, &c.cfg.topic, 0, 1000);
+    let client = common::hdfs(tb);
+    common::wait_landed(&client, &c.cfg.hdfs_path, 1000, LANDING_LIMIT);
+    // Give the zombie fresh, uncommitted data, then freeze it past its session timeout.
+    common::produce(&p, &c.cfg.topic, 1000, 1500);
+    std::thread::sleep(Duration::from_millis(800));
+    zombie.signal(libc::SIGSTOP);
+    let owner = spawn_relay(&path_b, None);
+    // The new owner takes over after the session timeout and commits 1000..1500 itself.
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 1500, LANDING_LIMIT);
+    assert_exactly_once(&landed, 1500);
+    // Wake the zombie: it still believes it owns the partitions and holds open files.
+    zombie.signal(libc::SIGCONT);
+    common::produce(&p, &c.cfg.topic, 1500, 2000);
+    std::thread::sleep(Duration::from_secs(8));
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 2000, LANDING_LIMIT);
+    assert_exactly_once(&landed, 2000);
+    let log = zombie.log_text();
+    // The scenario really happened: the zombie woke up holding partitions it had lost.
+    assert!(
+        log.contains("kind=\"lost\""),
+        "the zombie never noticed it was evicted:\n{log}"
+    );
+    drop(owner);
+}
