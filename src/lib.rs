@@ -6,6 +6,7 @@
 pub mod commit;
 pub mod config;
 pub mod events;
+pub mod flume_import;
 pub mod health;
 pub mod http;
 pub mod relay;

@@ -51,6 +51,22 @@ enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// Convert a Flume agent's properties into a flumen config on stdout.
+    ImportFlume {
+        /// The Flume properties file.
+        file: PathBuf,
+        #[arg(long)]
+        agent: String,
+        /// Kafka bootstrap servers (Flume's zookeeperConnect has no Kafka 4 equivalent).
+        #[arg(long)]
+        bootstrap_servers: Option<String>,
+        /// NameNode URL for an hdfs.path without one.
+        #[arg(long)]
+        hdfs_url: Option<String>,
+        /// Channel directory (a memory channel has none).
+        #[arg(long)]
+        channel_dir: Option<String>,
+    },
     /// Per-partition positions at every stage: Kafka, consumer group, channel, HDFS.
     Offsets {
         #[arg(long, short)]
@@ -206,6 +222,27 @@ fn run(cli: Cli) -> Result<i32> {
                 Ok(0)
             }
         },
+        Command::ImportFlume {
+            file,
+            agent,
+            bootstrap_servers,
+            hdfs_url,
+            channel_dir,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let overrides = flumen::flume_import::Overrides {
+                bootstrap_servers,
+                hdfs_url,
+                channel_dir,
+            };
+            let r = flumen::flume_import::convert(&text, &agent, &overrides)?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", r.toml);
+            Ok(0)
+        }
         Command::Offsets { config, json } => {
             let config = load(&config)?;
             let rows = runtime()?.block_on(flumen::tools::offsets(&config))?;

@@ -1,0 +1,465 @@
+//! `flumen import-flume`: converts a Flume agent's properties (Kafka source, memory or file
+//! channel, HDFS sink) into a flumen TOML config. Every key that cannot be carried over comes
+//! back as a warning with the reason; nothing is dropped silently.
+
+use std::collections::BTreeMap;
+
+/// What the conversion produced.
+#[derive(Debug)]
+pub struct Imported {
+    pub toml: String,
+    pub warnings: Vec<String>,
+}
+
+/// Values the Flume file cannot supply (Kafka 4 has no ZooKeeper; Flume paths may lack a
+/// NameNode URL; a memory channel has no directory).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bootstrap_servers: Option<String>,
+    pub hdfs_url: Option<String>,
+    pub channel_dir: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("agent {0:?} defines no {1}")]
+    Missing(String, &'static str),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Parses Java-properties lines `key = value` (or `key: value`); other lines (comments, prose
+/// around a pasted config) are ignored.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some(idx) = line.find(['=', ':']) else {
+            continue;
+        };
+        let (k, v) = (line[..idx].trim(), line[idx + 1..].trim());
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            continue;
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    out
+}
+
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+struct Component<'a> {
+    prefix: String,
+    props: &'a BTreeMap<String, String>,
+}
+
+impl Component<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.props
+            .get(&format!("{}.{key}", self.prefix))
+            .map(String::as_str)
+    }
+    /// Keys of this component not in `known`, for the "not carried over" warnings.
+    fn unknown<'k>(&'k self, known: &'k [&str]) -> impl Iterator<Item = String> + 'k {
+        let p = format!("{}.", self.prefix);
+        self.props.keys().filter_map(move |k| {
+            let rest = k.strip_prefix(&p)?;
+            (!known.iter().any(|kn| {
+                rest == *kn || (kn.ends_with('*') && rest.starts_with(&kn[..kn.len() - 1]))
+            }))
+            .then(|| k.clone())
+        })
+    }
+}
+
+fn first_name(
+    props: &BTreeMap<String, String>,
+    agent: &str,
+    kind: &'static str,
+) -> Result<String, ImportError> {
+    props
+        .get(&format!("{agent}.{kind}"))
+        .and_then(|v| v.split_whitespace().next().map(str::to_string))
+        .ok_or_else(|| ImportError::Missing(agent.to_string(), kind))
+}
+
+pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, ImportError> {
+    let props = parse_properties(text);
+    let mut w = Vec::new();
+    let src_name = first_name(&props, agent, "sources")?;
+    let ch_name = first_name(&props, agent, "channels")?;
+    let sink_name = first_name(&props, agent, "sinks")?;
+    for kind in ["sources", "channels", "sinks"] {
+        if let Some(v) = props.get(&format!("{agent}.{kind}")) {
+            if v.split_whitespace().count() > 1 {
+                w.push(format!("{agent}.{kind} lists several; only the first is converted (run one flumen per pipeline)"));
+            }
+        }
+    }
+    let src = Component {
+        prefix: format!("{agent}.sources.{src_name}"),
+        props: &props,
+    };
+    let ch = Component {
+        prefix: format!("{agent}.channels.{ch_name}"),
+        props: &props,
+    };
+    let sink = Component {
+        prefix: format!("{agent}.sinks.{sink_name}"),
+        props: &props,
+    };
+
+    if let Some(t) = src.get("type") {
+        if !t.ends_with("KafkaSource") {
+            return Err(ImportError::Unsupported(format!(
+                "source type {t}: only the Kafka source converts"
+            )));
+        }
+    }
+    if let Some(t) = sink.get("type") {
+        if t != "hdfs" && !t.ends_with("HDFSEventSink") {
+            return Err(ImportError::Unsupported(format!(
+                "sink type {t}: only the HDFS sink converts"
+            )));
+        }
+    }
+
+    // [kafka]
+    let mut kafka = Vec::new();
+    let bootstrap = match (
+        o.bootstrap_servers.clone(),
+        src.get("kafka.bootstrap.servers"),
+    ) {
+        (Some(b), _) => b,
+        (None, Some(b)) => b.to_string(),
+        (None, None) => {
+            if src.get("zookeeperConnect").is_some() {
+                w.push(format!("{}.zookeeperConnect: Kafka 4 has no ZooKeeper; pass --bootstrap-servers (set to a placeholder)", src.prefix));
+            }
+            "CHANGE-ME:9092".into()
+        }
+    };
+    if o.bootstrap_servers.is_some() && src.get("zookeeperConnect").is_some() {
+        w.push(format!("{}.zookeeperConnect: Kafka 4 has no ZooKeeper; using the given bootstrap servers instead", src.prefix));
+    }
+    kafka.push(format!("bootstrap_servers = {}", q(&bootstrap)));
+    let topics: Vec<String> = src
+        .get("kafka.topics")
+        .or(src.get("topic"))
+        .map(|t| t.split(',').map(|s| q(s.trim())).collect())
+        .unwrap_or_default();
+    if topics.is_empty() {
+        w.push(format!(
+            "{}: no kafka.topics or topic; set kafka.topics",
+            src.prefix
+        ));
+    }
+    if src.get("kafka.topics.regex").is_some() {
+        w.push(format!(
+            "{}.kafka.topics.regex: topic patterns are not supported; list the topics",
+            src.prefix
+        ));
+    }
+    kafka.push(format!("topics = [{}]", topics.join(", ")));
+    let group = src
+        .get("kafka.consumer.group.id")
+        .or(src.get("groupId"))
+        .unwrap_or("flume");
+    kafka.push(format!("group_id = {}", q(group)));
+    if let Some(v) = src.get("batchSize") {
+        kafka.push(format!("batch_records_max = {v}"));
+    }
+    if let Some(v) = src.get("batchDurationMillis") {
+        kafka.push(format!("batch_duration_ms = {v}"));
+    }
+    let mut passthrough = Vec::new();
+    for (k, v) in props.range(format!("{}.kafka.consumer.", src.prefix)..) {
+        let Some(name) = k.strip_prefix(&format!("{}.kafka.consumer.", src.prefix)) else {
+            break;
+        };
+        if [
+            "enable.auto.commit",
+            "group.id",
+            "bootstrap.servers",
+            "isolation.level",
+        ]
+        .contains(&name)
+        {
+            w.push(format!("{k}: flumen sets {name} itself"));
+        } else {
+            passthrough.push(format!("{} = {}", q(name), q(v)));
+        }
+    }
+    for k in src.unknown(&[
+        "type",
+        "channels",
+        "kafka.bootstrap.servers",
+        "kafka.topics",
+        "topic",
+        "kafka.topics.regex",
+        "kafka.consumer.*",
+        "groupId",
+        "batchSize",
+        "batchDurationMillis",
+        "zookeeperConnect",
+    ]) {
+        w.push(format!("{k}: not carried over (no flumen equivalent)"));
+    }
+
+    // [channel]
+    let mut channel = Vec::new();
+    let ch_type = ch.get("type").unwrap_or("memory");
+    let dir = match (o.channel_dir.clone(), ch.get("dataDirs")) {
+        (Some(d), _) => d,
+        (None, Some(d)) => d.split(',').next().unwrap_or(d).trim().to_string(),
+        (None, None) => format!("/var/lib/flumen/{agent}/channel"),
+    };
+    channel.push(format!("dir = {}", q(&dir)));
+    if ch_type == "memory" {
+        w.push(format!("{}.type = memory: replaced by flumen's durable channel (nothing is lost when the process dies)", ch.prefix));
+    }
+    if let Some(v) = ch.get("maxFileSize") {
+        channel.push(format!("segment_bytes_max = {v}"));
+    }
+    for (k, why) in [
+        (
+            "capacity",
+            "counted in events; flumen bounds the channel in bytes (capacity_bytes_max)",
+        ),
+        (
+            "transactionCapacity",
+            "flumen commits whole batches; see kafka.batch_records_max",
+        ),
+        ("byteCapacity", "see channel.capacity_bytes_max"),
+        ("checkpointDir", "flumen's channel needs no checkpoint"),
+    ] {
+        if ch.get(k).is_some() {
+            w.push(format!("{}.{k}: {why}", ch.prefix));
+        }
+    }
+    for k in ch.unknown(&[
+        "type",
+        "dataDirs",
+        "maxFileSize",
+        "capacity",
+        "transactionCapacity",
+        "byteCapacity",
+        "checkpointDir",
+    ]) {
+        w.push(format!("{k}: not carried over (no flumen equivalent)"));
+    }
+
+    // [hdfs]
+    let mut hdfs = Vec::new();
+    let path = sink
+        .get("hdfs.path")
+        .ok_or_else(|| ImportError::Missing(agent.into(), "hdfs.path"))?;
+    let (url, path) = match path.strip_prefix("hdfs://") {
+        Some(rest) => {
+            let (auth, p) = rest.split_once('/').unwrap_or((rest, ""));
+            (format!("hdfs://{auth}"), format!("/{p}"))
+        }
+        None => {
+            let url = o.hdfs_url.clone().unwrap_or_else(|| {
+                w.push(format!(
+                    "{}.hdfs.path has no hdfs:// URL; pass --hdfs-url (set to a placeholder)",
+                    sink.prefix
+                ));
+                "hdfs://CHANGE-ME:8020".into()
+            });
+            (url, path.to_string())
+        }
+    };
+    let url = o.hdfs_url.clone().unwrap_or(url);
+    hdfs.push(format!("url = {}", q(&url)));
+    hdfs.push(format!("path = {}", q(&path)));
+    hdfs.push(format!(
+        "file_prefix = {}",
+        q(sink.get("hdfs.filePrefix").unwrap_or("FlumeData"))
+    ));
+    if let Some(s) = sink.get("hdfs.fileSuffix") {
+        hdfs.push(format!("file_suffix = {}", q(s)));
+    }
+    for k in ["hdfs.inUsePrefix", "hdfs.inUseSuffix"] {
+        if sink.get(k).is_some() {
+            w.push(format!("{}.{k}: in-use files always live under <path>/_flumen/tmp, hidden from Spark and Hive (Flume's .tmp suffix is read by Spark mid-write)", sink.prefix));
+        }
+    }
+    let file_type = sink.get("hdfs.fileType").unwrap_or("SequenceFile");
+    let codec = sink.get("hdfs.codeC");
+    match file_type {
+        "DataStream" => {
+            if codec.is_some() {
+                w.push(format!(
+                    "{}.hdfs.codeC with DataStream is an error in Flume; ignored",
+                    sink.prefix
+                ));
+            }
+        }
+        "CompressedStream" => match codec {
+            Some("gzip") | Some("GzipCodec") => hdfs.push("compression = \"gzip\"".into()),
+            Some("zstd") | Some("ZStandardCodec") => hdfs.push("compression = \"zstd\"".into()),
+            other => w.push(format!(
+                "{}.hdfs.codeC = {other:?}: only gzip and zstd are supported; writing uncompressed",
+                sink.prefix
+            )),
+        },
+        other => w.push(format!(
+            "{}.hdfs.fileType = {other}: SequenceFile is not supported; writing text (DataStream)",
+            sink.prefix
+        )),
+    }
+    hdfs.push("format = \"text\"".into());
+    if let Some(f) = sink.get("hdfs.writeFormat") {
+        if f != "Text" {
+            w.push(format!(
+                "{}.hdfs.writeFormat = {f}: flumen writes the event bytes as text",
+                sink.prefix
+            ));
+        }
+    }
+    // Flume's own defaults apply to absent roll keys, so carry them explicitly.
+    let roll = |key: &str, default: &str| sink.get(key).unwrap_or(default).to_string();
+    let count = roll("hdfs.rollCount", "10");
+    let size = roll("hdfs.rollSize", "1024");
+    let interval = roll("hdfs.rollInterval", "30");
+    hdfs.push(format!("roll_records_max = {count}"));
+    hdfs.push(format!("roll_bytes_max = {size}"));
+    hdfs.push(format!("roll_interval_s = {interval}"));
+    if count.parse::<u64>().is_ok_and(|c| c > 0 && c < 10_000)
+        || size.parse::<u64>().is_ok_and(|s| s > 0 && s < 1 << 20)
+    {
+        w.push(format!("{}: rollCount={count} / rollSize={size} make many small files in HDFS; consider larger limits", sink.prefix));
+    }
+    if let Some(v) = sink.get("hdfs.idleTimeout") {
+        hdfs.push(format!("idle_timeout_s = {v}"));
+    }
+    if let Some(v) = sink.get("hdfs.useLocalTimeStamp") {
+        hdfs.push(format!(
+            "use_local_timestamp = {}",
+            v.eq_ignore_ascii_case("true")
+        ));
+    }
+    match sink.get("hdfs.timeZone") {
+        None => hdfs.push("time_zone = \"local\"".into()),
+        Some(z) if z.eq_ignore_ascii_case("UTC") || z == "GMT" => {
+            hdfs.push("time_zone = \"UTC\"".into())
+        }
+        Some(z) => {
+            w.push(format!(
+                "{}.hdfs.timeZone = {z}: only UTC and local are supported; using local",
+                sink.prefix
+            ));
+            hdfs.push("time_zone = \"local\"".into());
+        }
+    }
+    if sink
+        .get("hdfs.round")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        w.push(format!(
+            "{}.hdfs.round*: timestamp rounding is not supported; paths use the exact time",
+            sink.prefix
+        ));
+    }
+    for k in sink.unknown(&[
+        "type",
+        "channel",
+        "hdfs.path",
+        "hdfs.filePrefix",
+        "hdfs.fileSuffix",
+        "hdfs.inUsePrefix",
+        "hdfs.inUseSuffix",
+        "hdfs.fileType",
+        "hdfs.codeC",
+        "hdfs.writeFormat",
+        "hdfs.rollCount",
+        "hdfs.rollSize",
+        "hdfs.rollInterval",
+        "hdfs.idleTimeout",
+        "hdfs.useLocalTimeStamp",
+        "hdfs.timeZone",
+        "hdfs.round",
+        "hdfs.roundValue",
+        "hdfs.roundUnit",
+    ]) {
+        w.push(format!("{k}: not carried over (no flumen equivalent)"));
+    }
+
+    let mut toml =
+        format!("# Converted from Flume agent {agent:?} by `flumen import-flume`.\n\n[kafka]\n");
+    for l in kafka {
+        toml += &format!("{l}\n");
+    }
+    if !passthrough.is_empty() {
+        toml += "\n[kafka.properties]\n";
+        for l in passthrough {
+            toml += &format!("{l}\n");
+        }
+    }
+    toml += "\n[channel]\n";
+    for l in channel {
+        toml += &format!("{l}\n");
+    }
+    toml += "\n[hdfs]\n";
+    for l in hdfs {
+        toml += &format!("{l}\n");
+    }
+    Ok(Imported { toml, warnings: w })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = include_str!("../tests/data/seed-flume.properties");
+
+    #[test]
+    fn seed_converts_to_a_valid_config_with_warnings_for_what_it_drops() {
+        let o = Overrides {
+            bootstrap_servers: Some("127.0.0.1:9092".into()),
+            hdfs_url: Some("hdfs://127.0.0.1:9000".into()),
+            channel_dir: Some("/tmp/ch".into()),
+        };
+        let r = convert(SEED, "flume1", &o).unwrap();
+        let c = crate::config::Config::parse(&r.toml, std::path::Path::new("imported.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", r.toml));
+        assert_eq!(c.kafka.topics, vec!["flume.txn"]);
+        assert_eq!(c.kafka.batch_records_max, 100);
+        assert_eq!(c.hdfs.roll_records_max, 100);
+        assert_eq!(c.hdfs.roll_bytes_max, 0);
+        assert_eq!(
+            c.hdfs.roll_interval_s, 30,
+            "Flume's default rollInterval is carried"
+        );
+        assert_eq!(c.hdfs.file_prefix, "test-events");
+        assert_eq!(c.hdfs.path, "/user/edureka_960126/flume_kafka");
+        assert!(c.hdfs.use_local_timestamp);
+        let all = r.warnings.join("\n");
+        assert!(
+            all.contains("zookeeperConnect") && all.contains("no ZooKeeper"),
+            "{all}"
+        );
+        assert!(all.contains("capacity"), "{all}");
+        assert!(all.contains("transactionCapacity"), "{all}");
+        assert!(all.contains("type = memory"), "{all}");
+    }
+
+    #[test]
+    fn without_overrides_placeholders_are_flagged() {
+        let r = convert(SEED, "flume1", &Overrides::default()).unwrap();
+        assert!(r.toml.contains("CHANGE-ME:9092"));
+        assert!(r.warnings.iter().any(|w| w.contains("--bootstrap-servers")));
+        assert!(r.warnings.iter().any(|w| w.contains("--hdfs-url")));
+    }
+
+    #[test]
+    fn unknown_agent_is_an_error() {
+        assert!(convert(SEED, "nope", &Overrides::default()).is_err());
+    }
+}
