@@ -160,6 +160,9 @@ pub fn decode_header(header: &[u8]) -> Result<usize, FrameError> {
     if header[5] != FRAME_KIND_BATCH {
         return Err(FrameError::UnknownKind(header[5]));
     }
+    if header[6..8] != [0, 0] {
+        return Err(FrameError::Invalid("reserved header bytes are not zero"));
+    }
     let len = u32::from_le_bytes(header[8..12].try_into().expect("slice of 4")) as usize;
     if len > FRAME_PAYLOAD_BYTES_MAX {
         return Err(FrameError::TooLarge(len));

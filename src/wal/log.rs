@@ -88,6 +88,9 @@ pub struct Damage {
 pub struct SegmentInfo {
     pub path: PathBuf,
     pub durable_len: u64,
+    /// Bytes the file occupies on disk (a damaged tail counts here, not in `durable_len`);
+    /// what `bytes_total` adds and what trimming gives back.
+    pub file_len: u64,
     pub ranges: HashMap<TopicPartition, Vec<(i64, i64)>>,
 }
 
@@ -237,8 +240,7 @@ impl WalIndex {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(&seg.path)(e)),
             }
-            self.bytes_total
-                .fetch_sub(seg.durable_len, Ordering::AcqRel);
+            self.bytes_total.fetch_sub(seg.file_len, Ordering::AcqRel);
         }
         Ok(doomed.len())
     }
@@ -307,6 +309,9 @@ pub fn check_segment_header(path: &Path, h: &[u8], id: u64) -> Result<(), WalErr
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4"));
     if version != SEGMENT_VERSION {
         return Err(bad(format!("unsupported version {version}")));
+    }
+    if h[12..16] != [0; 4] || h[28..32] != [0; 4] {
+        return Err(bad("reserved bytes are not zero".into()));
     }
     let crc = u32::from_le_bytes(h[24..28].try_into().expect("4"));
     if crc != crc32fast::hash(&h[0..24]) {
@@ -441,6 +446,7 @@ impl Wal {
                 damage.extend(dmg);
                 let on_disk = fs::metadata(&path).map_err(io_err(&path))?.len();
                 info.durable_len = end.max(SEGMENT_HEADER_BYTES);
+                info.file_len = on_disk;
                 index.bytes_total.fetch_add(on_disk, Ordering::AcqRel);
                 inner.segments.insert(id, info);
                 next_id = id + 1;
@@ -511,6 +517,7 @@ impl WalWriter {
             SegmentInfo {
                 path: self.path.clone(),
                 durable_len: SEGMENT_HEADER_BYTES,
+                file_len: SEGMENT_HEADER_BYTES,
                 ranges: HashMap::new(),
             },
         );
@@ -576,6 +583,7 @@ impl WalWriter {
             seg.add(&b.tp, b.start_offset, b.last_offset);
         }
         seg.durable_len = self.len;
+        seg.file_len = self.len;
         drop(inner);
         self.index
             .bytes_total
