@@ -75,8 +75,9 @@ pub struct KafkaConfig {
     #[serde(default = "default_batch_bytes_max")]
     pub batch_bytes_max: usize,
     /// Records larger than this follow `oversized_record_policy`.
-    #[serde(default = "default_record_bytes_max")]
-    pub record_bytes_max: usize,
+    /// Default: `batch_bytes_max` (see [`KafkaConfig::record_bytes_max`]).
+    #[serde(default, rename = "record_bytes_max")]
+    pub record_bytes_max_raw: Option<usize>,
     /// `fail` (stop with a clear error) or `dead_letter` (write to `hdfs.dead_letter_dir`).
     #[serde(default = "default_oversized_record_policy")]
     pub oversized_record_policy: String,
@@ -219,9 +220,6 @@ fn default_batch_duration_ms() -> u64 {
 fn default_batch_bytes_max() -> usize {
     8 << 20
 }
-fn default_record_bytes_max() -> usize {
-    8 << 20
-}
 fn default_oversized_record_policy() -> String {
     "fail".into()
 }
@@ -269,6 +267,14 @@ fn default_metrics_listen() -> String {
 }
 fn default_log_format() -> String {
     "text".into()
+}
+
+impl KafkaConfig {
+    /// Records above this many bytes follow `oversized_record_policy`; defaults to the batch
+    /// limit, the largest record a batch can carry.
+    pub fn record_bytes_max(&self) -> usize {
+        self.record_bytes_max_raw.unwrap_or(self.batch_bytes_max)
+    }
 }
 
 impl Config {
@@ -351,7 +357,7 @@ impl Config {
                 "must be 1..=33554432 (a frame is at most 64 MiB)".into(),
             ));
         }
-        if k.record_bytes_max == 0 || k.record_bytes_max > k.batch_bytes_max {
+        if k.record_bytes_max() == 0 || k.record_bytes_max() > k.batch_bytes_max {
             return Err(invalid(
                 "kafka",
                 "record_bytes_max",

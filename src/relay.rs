@@ -28,6 +28,9 @@ use crate::wal::{
 /// channel on disk is the buffer, and a full queue pauses consumption.
 const WRITER_QUEUE_BATCHES: usize = 64;
 
+/// One reconciliation attempt on assignment may take this long before the poll loop moves on.
+const RECONCILE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error(transparent)]
@@ -140,9 +143,14 @@ struct RelayOwnership {
 
 impl Ownership for RelayOwnership {
     fn assigned(&self, tp: &TopicPartition) -> Result<i64, String> {
+        // Bounded, so the poll thread keeps serving the group while HDFS is unreachable; the
+        // source retries every second and the partition stays paused until this succeeds.
         let r = self
             .runtime
-            .block_on(self.committer.reconcile(tp))
+            .block_on(async {
+                tokio::time::timeout(RECONCILE_ATTEMPT_TIMEOUT, self.committer.reconcile(tp)).await
+            })
+            .map_err(|_| format!("HDFS did not answer within {RECONCILE_ATTEMPT_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
         let mut committed_end = r.committed_end;
         if committed_end < 0 && self.index.chain_end(tp, -1) < 0 {

@@ -90,7 +90,7 @@ impl SourceOptions {
             batch_records_max: k.batch_records_max,
             batch_duration: Duration::from_millis(k.batch_duration_ms),
             batch_bytes_max: k.batch_bytes_max,
-            record_bytes_max: k.record_bytes_max,
+            record_bytes_max: k.record_bytes_max(),
             oversized_fail: k.oversized_record_policy == "fail",
             capacity_bytes_max: c.channel.capacity_bytes_max,
             resume_bytes: c.channel.resume_bytes,

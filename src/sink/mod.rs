@@ -60,7 +60,7 @@ impl SinkOptions {
             idle_timeout: Duration::from_secs(h.idle_timeout_s),
             use_local_timestamp: h.use_local_timestamp,
             utc: h.time_zone == "UTC",
-            record_bytes_max: c.kafka.record_bytes_max,
+            record_bytes_max: c.kafka.record_bytes_max(),
             dead_letter_dir: h.dead_letter_dir.clone(),
         }
     }
