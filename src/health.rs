@@ -1,5 +1,6 @@
 //! Health of the relay as `/health` reports it: `ready`, `degraded` (with reasons) or `down`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -7,6 +8,9 @@ use serde::Serialize;
 #[derive(Debug, Default)]
 pub struct Health {
     inner: Mutex<Inner>,
+    /// Mirrors `kafka_error.is_some()` so the per-message "Kafka is fine" call is one atomic
+    /// load, not a lock.
+    kafka_error_set: AtomicBool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -29,9 +33,12 @@ impl Health {
     }
     pub fn set_kafka_error(&self, e: String) {
         self.with(|i| i.kafka_error = Some(e));
+        self.kafka_error_set.store(true, Ordering::Release);
     }
     pub fn set_kafka_ok(&self) {
-        self.with(|i| i.kafka_error = None);
+        if self.kafka_error_set.swap(false, Ordering::AcqRel) {
+            self.with(|i| i.kafka_error = None);
+        }
     }
     pub fn set_hdfs_error(&self, e: String) {
         self.with(|i| i.hdfs_error = Some(e));

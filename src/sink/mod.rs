@@ -127,6 +127,11 @@ struct OpenFile {
 }
 
 struct PartState {
+    /// Changes each time the partition is (re)activated, so a loop over a batch notices that
+    /// a failure in its middle restarted the partition.
+    epoch: u64,
+    /// The rendered target directory and the second it was rendered for.
+    dir_cache: Option<(i64, String)>,
     /// Last offset in HDFS.
     committed_end: i64,
     /// Next offset to write; records below it are already in the open file or in HDFS.
@@ -145,6 +150,9 @@ pub struct Sink {
     parts: HashMap<TopicPartition, PartState>,
     ownership_known: bool,
     on_commit: OnCommit,
+    next_epoch: u64,
+    /// Reused encoding buffer for one record's line.
+    line: Vec<u8>,
     /// Commands from the source's poll thread, once `run` drives this sink.
     pending_commands: Option<mpsc::Receiver<SinkCommand>>,
 }
@@ -164,6 +172,8 @@ impl Sink {
             parts: HashMap::new(),
             ownership_known: false,
             on_commit,
+            next_epoch: 0,
+            line: Vec::new(),
             pending_commands: None,
         }
     }
@@ -195,9 +205,12 @@ impl Sink {
         if let Some(seg) = self.index.first_segment_after(&tp, committed_end) {
             self.reader.rewind_to(seg);
         }
+        self.next_epoch += 1;
         self.parts.insert(
             tp,
             PartState {
+                epoch: self.next_epoch,
+                dir_cache: None,
                 committed_end,
                 next_expected: committed_end + 1,
                 open: None,
@@ -234,13 +247,22 @@ impl Sink {
             return Ok(());
         }
         let from = st.next_expected;
+        let epoch = st.epoch;
         for record in batch.records.iter().filter(|r| r.offset >= from) {
             self.write_record(&tp, record).await?;
+            // Count and size limits hold per record, not per batch.
+            self.maybe_roll(&tp, false).await?;
+            if self.parts.get(&tp).is_none_or(|s| s.epoch != epoch) {
+                // The partition was restarted (a failed write, a fence) or revoked: its position
+                // was re-derived and the channel rewound, so the rest of this batch is stale.
+                return Ok(());
+            }
         }
         let st = self.parts.get_mut(&tp).expect("checked above");
         st.next_expected = batch.last_offset + 1;
         if let Some(f) = st.open.as_mut() {
             f.last = batch.last_offset; // the range covers trailing gaps (markers, compaction)
+            f.last_write = Instant::now();
         }
         self.maybe_roll(&tp, false).await
     }
@@ -257,31 +279,48 @@ impl Sink {
             (false, Some(ts)) => ts,
             _ => chrono::Utc::now().timestamp_millis(),
         };
-        let dir = self
-            .opts
-            .path
-            .render(&tp.topic, tp.partition, time_ms, self.opts.utc);
-        let roll_for_dir = matches!(&self.parts[tp].open, Some(f) if f.dir != dir);
-        if roll_for_dir {
-            self.roll(tp).await?;
+        // Paths resolve to the second at most, so render once per partition per second.
+        let second = time_ms.div_euclid(1000);
+        let st = self.parts.get_mut(tp).expect("active");
+        if st.dir_cache.as_ref().is_none_or(|(s, _)| *s != second) {
+            let dir = self
+                .opts
+                .path
+                .render(&tp.topic, tp.partition, time_ms, self.opts.utc);
+            st.dir_cache = Some((second, dir));
         }
-        if self.parts[tp].open.is_none() {
-            self.open_file(tp, dir).await?;
+        let dir = &st.dir_cache.as_ref().expect("set above").1;
+        match &st.open {
+            Some(f) if f.dir != *dir => {
+                let dir = dir.clone();
+                let epoch = st.epoch;
+                self.roll(tp).await?;
+                if self.parts.get(tp).is_none_or(|s| s.epoch != epoch) {
+                    return Ok(()); // the roll restarted the partition; the caller stops
+                }
+                self.open_file(tp, dir).await?;
+            }
+            None => {
+                let dir = dir.clone();
+                self.open_file(tp, dir).await?;
+            }
+            Some(_) => {}
         }
-        let mut line = Vec::with_capacity(record.value.as_ref().map_or(0, Vec::len) + 64);
+        self.line.clear();
         self.opts
             .format
-            .encode(&tp.topic, tp.partition, record, &mut line);
+            .encode(&tp.topic, tp.partition, record, &mut self.line);
         let st = self.parts.get_mut(tp).expect("active");
         let f = st.open.as_mut().expect("opened above");
-        f.encoder.write(&line).map_err(SinkError::Channel)?;
+        f.encoder.write(&self.line).map_err(SinkError::Channel)?;
         f.records += 1;
-        f.bytes_raw += line.len() as u64;
+        f.bytes_raw += self.line.len() as u64;
         f.last = record.offset;
-        f.last_write = Instant::now();
         if f.encoder.pending_output_bytes() >= WRITE_CHUNK_BYTES {
+            f.last_write = Instant::now();
             let chunk = Bytes::from(f.encoder.take_output());
-            if let Err(e) = f.writer.write_bytes(chunk).await {
+            let write = f.writer.write_bytes(chunk);
+            if let Err(e) = self.committer.watch("write", &f.temp, write).await {
                 tracing::warn!(partition = %tp, error = %e, "HDFS write failed; rewriting the file from the channel");
                 events::error(events::ErrorCode::HdfsIo);
                 self.restart_partition(tp).await?;
@@ -366,7 +405,8 @@ impl Sink {
         let Some(mut f) = self.parts.get_mut(tp).and_then(|s| s.open.take()) else {
             return Ok(());
         };
-        let closed = async {
+        let temp = f.temp.clone();
+        let closing = async {
             let tail = std::mem::replace(&mut f.encoder, Encoder::Plain(Vec::new()))
                 .finish()
                 .map_err(hdfs_native::HdfsError::IOError)?;
@@ -376,8 +416,8 @@ impl Sink {
             crate::crash_site!("sink-mid-write");
             f.writer.hsync().await?;
             f.writer.close().await
-        }
-        .await;
+        };
+        let closed = self.committer.watch("close", &temp, closing).await;
         if let Err(e) = closed {
             tracing::warn!(partition = %tp, temp = %f.temp, error = %e, "closing HDFS file failed; rewriting it from the channel");
             events::error(events::ErrorCode::HdfsIo);
