@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::health::Health;
 use crate::wal::TopicPartition;
 
+/// An HDFS call slower than this marks HDFS unreachable on /health.
+const HDFS_SLOW_CALL: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error("HDFS {op} {path}: {source}")]
@@ -166,7 +169,7 @@ impl Committer {
     {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match op().await.map_err(normalize) {
+            match self.watch(what, path, op()).await.map_err(normalize) {
                 Ok(v) => {
                     self.health.set_hdfs_ok();
                     return Ok(v);
@@ -180,6 +183,34 @@ impl Committer {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Awaits an HDFS call; if it has not answered after `HDFS_SLOW_CALL`, reports HDFS as
+    /// unreachable on /health (without cancelling the call: a write RPC cut short might still
+    /// commit). The client itself keeps reconnecting underneath.
+    pub async fn watch<T>(
+        &self,
+        what: &str,
+        path: &str,
+        call: impl std::future::Future<Output = Result<T, HdfsError>>,
+    ) -> Result<T, HdfsError> {
+        // Boxed: HDFS call futures are large, and nesting them unboxed inside select! blew the
+        // 2 MiB worker stack in debug builds.
+        let mut call = Box::pin(call);
+        tokio::select! {
+            r = &mut call => return r,
+            _ = tokio::time::sleep(HDFS_SLOW_CALL) => {}
+        }
+        self.health.set_hdfs_error(format!(
+            "{what} {path} has not answered for {} s",
+            HDFS_SLOW_CALL.as_secs()
+        ));
+        tracing::warn!(op = what, path, "HDFS call is not answering; waiting");
+        let r = call.await;
+        if r.is_ok() {
+            self.health.set_hdfs_ok();
+        }
+        r
     }
 
     fn hdfs_err<'a>(op: &'static str, path: &'a str) -> impl FnOnce(HdfsError) -> CommitError + 'a {

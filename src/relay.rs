@@ -26,7 +26,7 @@ use crate::wal::{
 
 /// Batches queued between the poll thread and the channel writer. Small on purpose: the
 /// channel on disk is the buffer, and a full queue pauses consumption.
-const WRITER_QUEUE_BATCHES: usize = 64;
+const WRITER_QUEUE_BATCHES: usize = 8;
 
 /// One reconciliation attempt on assignment may take this long before the poll loop moves on.
 const RECONCILE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +74,7 @@ fn run_writer(
     rx: Receiver<EncodedBatch>,
     appended: Arc<Notify>,
     disk_free_bytes_min: u64,
+    stop: Arc<AtomicBool>,
 ) -> Result<(), WalError> {
     let index = writer.index().clone();
     let group_max = writer.options().group_commit_bytes_max;
@@ -91,8 +92,14 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        // Retries while the disk is full; the source sees `disk_full` and pauses.
+        // Retries while the disk is full; the source sees `disk_full` and pauses. On shutdown
+        // the unwritten group is dropped: it was never acknowledged, so its offsets were never
+        // committed anywhere and the next run fetches it from Kafka again.
         loop {
+            if stop.load(Ordering::Acquire) && index.disk_full.load(Ordering::Acquire) {
+                tracing::warn!(batches = group.len(), "shutting down with the channel disk full; unwritten batches will be fetched again");
+                return Ok(());
+            }
             let low = disk_free_bytes(&dir).is_some_and(|free| free < disk_free_bytes_min);
             if low {
                 mark_disk_full(&index, true, "free space below channel.disk_free_bytes_min");
@@ -215,7 +222,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let appended = Arc::new(Notify::new());
     let (batch_tx, batch_rx) = sync_channel(WRITER_QUEUE_BATCHES);
+    let stop = Arc::new(AtomicBool::new(false));
     let writer = {
+        let stop = stop.clone();
         let appended = appended.clone();
         let min = config.channel.disk_free_bytes_min;
         let health = health.clone();
@@ -223,7 +232,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         std::thread::Builder::new()
             .name("flumen-channel".into())
             .spawn(move || {
-                let r = run_writer(w, batch_rx, appended, min);
+                let r = run_writer(w, batch_rx, appended, min, stop);
                 if let Err(e) = &r {
                     health.set_down(e.to_string());
                 }
@@ -276,7 +285,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut sink_task = tokio::spawn(sink::run(sink, cmd_rx, appended.clone(), stop_rx));
     spawn_lag_reporter(consumer.clone(), committed);
 
-    let stop = Arc::new(AtomicBool::new(false));
     let source_thread = {
         let stop = stop.clone();
         std::thread::Builder::new()

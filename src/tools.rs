@@ -229,7 +229,7 @@ pub struct OffsetsRow {
 
 /// `flumen offsets`: Kafka watermarks and group offsets (if reachable), the channel (read-only
 /// scan, works while a daemon runs), and HDFS claims (read-only).
-pub async fn offsets(config: &Config) -> Result<Vec<OffsetsRow>, ToolError> {
+pub async fn offsets(config: &Config) -> Result<(Vec<OffsetsRow>, Vec<String>), ToolError> {
     let mut rows: BTreeMap<TopicPartition, OffsetsRow> = BTreeMap::new();
     let mut errors = Vec::new();
     // Kafka.
@@ -298,7 +298,7 @@ pub async fn offsets(config: &Config) -> Result<Vec<OffsetsRow>, ToolError> {
         }
         Err(e) => errors.push(format!("hdfs: {e}")),
     }
-    Ok(rows
+    let rows = rows
         .into_iter()
         .map(|(tp, mut r)| {
             r.topic = tp.topic;
@@ -312,7 +312,8 @@ pub async fn offsets(config: &Config) -> Result<Vec<OffsetsRow>, ToolError> {
             r.errors = errors.clone();
             r
         })
-        .collect())
+        .collect();
+    Ok((rows, errors))
 }
 
 type KafkaView = BTreeMap<TopicPartition, (i64, i64, Option<i64>)>;
@@ -353,7 +354,7 @@ fn kafka_view(config: &Config) -> Result<KafkaView, ToolError> {
     Ok(out)
 }
 
-pub fn offsets_table(rows: &[OffsetsRow]) -> String {
+pub fn offsets_table(rows: &[OffsetsRow], errors: &[String]) -> String {
     let show = |v: Option<i64>| v.map_or("?".to_string(), |v| v.to_string());
     let mut s = format!(
         "{:<24} {:>4} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}\n",
@@ -383,10 +384,8 @@ pub fn offsets_table(rows: &[OffsetsRow]) -> String {
             show(r.lag_hdfs)
         );
     }
-    if let Some(r) = rows.first() {
-        for e in &r.errors {
-            s += &format!("unknown: {e}\n");
-        }
+    for e in errors {
+        s += &format!("unknown: {e}\n");
     }
     s
 }
