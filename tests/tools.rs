@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -310,19 +308,6 @@ fn wal_check_reports_every_planted_corruption() {
     assert!(String::from_utf8_lossy(&dump.stdout).lines().count() >= 100);
 }
 
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 fn metric(body: &str, name: &str) -> f64 {
     body.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -354,7 +339,7 @@ fn metrics_parse_as_prometheus_text_and_move_with_records() {
     let _relay = spawn_relay(&config, None);
     let client = common::hdfs(tb);
     common::wait_landed(&client, &cfg.hdfs_path, 500, Duration::from_secs(120));
-    let first = http_get(&addr, "/metrics").expect("metrics endpoint answers");
+    let first = common::http_get(&addr, "/metrics").expect("metrics endpoint answers");
     let body1 = first
         .split("\r\n\r\n")
         .nth(1)
@@ -389,11 +374,11 @@ fn metrics_parse_as_prometheus_text_and_move_with_records() {
     assert!(body1.contains("flumen_rebalances_total"), "{body1}");
     common::produce(&p, &topic, 500, 1000);
     common::wait_landed(&client, &cfg.hdfs_path, 1000, Duration::from_secs(120));
-    let body2 = http_get(&addr, "/metrics").unwrap();
+    let body2 = common::http_get(&addr, "/metrics").unwrap();
     assert!(
         metric(&body2, "flumen_records_consumed_total") >= consumed1 + 500.0,
         "{body2}"
     );
-    let health = http_get(&addr, "/health").unwrap();
+    let health = common::http_get(&addr, "/health").unwrap();
     assert!(health.contains("\"status\":\"ready\""), "{health}");
 }

@@ -434,3 +434,37 @@ pub fn workdir() -> tempfile::TempDir {
     }
     dir
 }
+
+/// A plain HTTP/1.1 GET against the relay's metrics listener; the response with headers.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// A free loopback port for a relay's metrics listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a `scripts/testbed` fault command against the fixture's testbed.
+pub fn testbed_cmd(args: &[&str]) {
+    let _ = testbed();
+    let st = Command::new(repo().join("scripts/testbed"))
+        .args(args)
+        .status()
+        .expect("scripts/testbed");
+    assert!(st.success(), "scripts/testbed {args:?} failed");
+}
