@@ -96,11 +96,11 @@ resume_bytes = 3221225472
 disk_free_bytes_min = 268435456
 [hdfs]
 url = "{hdfs}"
-path = "/flumen-bench/{topic}"
+path = "/flumen-bench/{topic}/{group}"
 file_prefix = "bench"
 format = "text"
-roll_bytes_max = 134217728
-roll_interval_s = 5
+roll_bytes_max = 33554432
+roll_interval_s = 1
 [metrics]
 listen = ""
 "#,

@@ -1,5 +1,7 @@
 """count_check on local final files: match, mismatch, duplicates, in-use files ignored."""
 import json
+
+from conftest import local_env
 import os
 import shutil
 import subprocess
@@ -101,7 +103,7 @@ def test_cli_exit_codes(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "count_check.py"),
                            "--input", str(tmp_path / "d"), "--report", str(tmp_path / "r.json"),
                            "--json-out", str(tmp_path / "v.json")],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=local_env())
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "MISMATCH" in proc.stdout and "cell-0000" in proc.stdout
     verdict = json.loads((tmp_path / "v.json").read_text())
