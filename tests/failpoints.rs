@@ -5,18 +5,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_exactly_once, spawn_relay, testbed, RelayConfig};
+use common::{assert_exactly_once, spawn_relay, testbed};
 
 /// Runs one crash site: the first relay dies there (abort, as abrupt as kill -9), the second
 /// runs clean and must deliver everything exactly once.
 fn crash_at(site: &str) {
     let tb = testbed();
-    let topic = common::unique(&format!("fp-{site}"));
-    common::create_topic(tb, &topic, 3);
-    let work = common::workdir();
-    let cfg = RelayConfig::new(&topic, work.path());
-    let config = work.path().join("flumen.toml");
-    cfg.write(tb, &config);
+    let common::Case {
+        cfg,
+        config,
+        work: _work,
+    } = common::Case::new(&format!("fp-{site}"));
+    let topic = cfg.topic.clone();
     let p = common::producer(tb);
     common::produce(&p, &topic, 0, 2000);
 
@@ -71,12 +71,12 @@ fn crash_after_rename_before_offset_commit() {
 #[test]
 fn crash_during_recovery() {
     let tb = testbed();
-    let topic = common::unique("fp-recovery");
-    common::create_topic(tb, &topic, 3);
-    let work = common::workdir();
-    let cfg = RelayConfig::new(&topic, work.path());
-    let config = work.path().join("flumen.toml");
-    cfg.write(tb, &config);
+    let common::Case {
+        cfg,
+        config,
+        work: _work,
+    } = common::Case::new("fp-recovery");
+    let topic = cfg.topic.clone();
     let p = common::producer(tb);
     common::produce(&p, &topic, 0, 2000);
     // 1: die between claim and rename, leaving a claim to roll forward.

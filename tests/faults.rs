@@ -8,36 +8,26 @@ mod common;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{assert_exactly_once, spawn_relay, testbed, RelayConfig};
+use common::{assert_exactly_once, spawn_relay, testbed};
 
 /// The tests here stop services every other test needs: never two at once.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 struct Case {
-    cfg: RelayConfig,
-    config: std::path::PathBuf,
+    c: common::Case,
     metrics: String,
-    _work: tempfile::TempDir,
 }
 
 fn case(prefix: &str) -> Case {
-    let tb = testbed();
-    let topic = common::unique(prefix);
-    common::create_topic(tb, &topic, 3);
-    let work = common::workdir();
-    let cfg = RelayConfig::new(&topic, work.path());
-    let config = work.path().join("flumen.toml");
-    cfg.write(tb, &config);
-    let metrics = format!("127.0.0.1:{}", common::free_port());
-    let body = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("listen = \"\"", &format!("listen = \"{metrics}\""));
-    std::fs::write(&config, body).unwrap();
-    Case {
-        cfg,
-        config,
-        metrics,
-        _work: work,
+    let mut c = common::Case::new(prefix);
+    let metrics = c.with_metrics();
+    Case { c, metrics }
+}
+
+impl std::ops::Deref for Case {
+    type Target = common::Case;
+    fn deref(&self) -> &common::Case {
+        &self.c
     }
 }
 

@@ -9,25 +9,8 @@ use common::{assert_exactly_once, spawn_relay, testbed, RelayConfig};
 
 const LANDING_LIMIT: Duration = Duration::from_secs(180);
 
-struct Case {
-    cfg: RelayConfig,
-    config_path: std::path::PathBuf,
-    _work: tempfile::TempDir,
-}
-
-fn case(prefix: &str) -> Case {
-    let tb = testbed();
-    let topic = common::unique(prefix);
-    common::create_topic(tb, &topic, 3);
-    let work = common::workdir();
-    let cfg = RelayConfig::new(&topic, work.path());
-    let config_path = work.path().join("flumen.toml");
-    cfg.write(tb, &config_path);
-    Case {
-        cfg,
-        config_path,
-        _work: work,
-    }
+fn case(prefix: &str) -> common::Case {
+    common::Case::new(prefix)
 }
 
 #[test]
@@ -36,7 +19,7 @@ fn end_to_end_every_event_lands_exactly_once_in_order() {
     let c = case("e2e");
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 6000);
-    let mut relay = spawn_relay(&c.config_path, None);
+    let mut relay = spawn_relay(&c.config, None);
     let client = common::hdfs(tb);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 6000, LANDING_LIMIT);
     assert_exactly_once(&landed, 6000);
@@ -97,10 +80,10 @@ fn graceful_shutdown_commits_open_files_and_empties_the_channel() {
     let mut c = case("term");
     // Files would stay open for a long time: shutdown must close and commit them.
     c.cfg.extra_hdfs = "roll_interval_s = 3600\nroll_records_max = 0\n".into();
-    c.cfg.write(tb, &c.config_path);
+    c.rewrite();
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 1500);
-    let mut relay = spawn_relay(&c.config_path, None);
+    let mut relay = spawn_relay(&c.config, None);
     // Wait until everything is in the channel (consumed), then stop.
     let t = std::time::Instant::now();
     while !relay.log_text().contains("partition reconciled")
@@ -161,7 +144,7 @@ fn kill9_loop_loses_and_duplicates_nothing() {
     let mut seed = 0x2545F4914F6CDD1Du64;
     for cycle in 0..cycles {
         common::produce(&p, &c.cfg.topic, cycle * per_cycle, (cycle + 1) * per_cycle);
-        let mut relay = spawn_relay(&c.config_path, None);
+        let mut relay = spawn_relay(&c.config, None);
         // xorshift: a repeatable pseudo-random kill time between 0.5 s and 4.5 s.
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -169,7 +152,7 @@ fn kill9_loop_loses_and_duplicates_nothing() {
         std::thread::sleep(Duration::from_millis(500 + seed % 4000));
         relay.kill9();
     }
-    let _relay = spawn_relay(&c.config_path, None);
+    let _relay = spawn_relay(&c.config, None);
     let client = common::hdfs(tb);
     let n = cycles * per_cycle;
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, n as usize, LANDING_LIMIT);
@@ -216,7 +199,7 @@ fn paused_zombie_cannot_commit_over_the_new_owner() {
     let mut c = case("zombie");
     // One partition, files roll on time only, so the zombie has an open file when frozen.
     c.cfg.extra_hdfs = "roll_records_max = 0\nroll_interval_s = 2\n".into();
-    c.cfg.write(tb, &c.config_path);
+    c.rewrite();
     let work = common::workdir();
     let mut cfg_b = c.cfg.clone();
     cfg_b.channel = work.path().join("channel-b");
@@ -224,7 +207,7 @@ fn paused_zombie_cannot_commit_over_the_new_owner() {
     cfg_b.write(tb, &path_b);
 
     let p = common::producer(tb);
-    let zombie = spawn_relay(&c.config_path, None);
+    let zombie = spawn_relay(&c.config, None);
     common::produce(&p, &c.cfg.topic, 0, 1000);
     let client = common::hdfs(tb);
     common::wait_landed(&client, &c.cfg.hdfs_path, 1000, LANDING_LIMIT);

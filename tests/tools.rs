@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{assert_exactly_once, spawn_relay, testbed, RelayConfig};
+use common::{assert_exactly_once, spawn_relay, testbed};
 
 fn flumen(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flumen"))
@@ -108,12 +108,8 @@ async fn read_text_ids(client: &hdfs_native::Client, dir: &str) -> Vec<u64> {
 fn offsets_match_the_brokers_view_and_survive_kafka_down() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let tb = testbed();
-    let topic = common::unique("offsets");
-    common::create_topic(tb, &topic, 3);
-    let work = common::workdir();
-    let cfg = RelayConfig::new(&topic, work.path());
-    let config = work.path().join("flumen.toml");
-    cfg.write(tb, &config);
+    let common::Case { cfg, config, work } = common::Case::new("offsets");
+    let topic = cfg.topic.clone();
     let p = common::producer(tb);
     common::produce(&p, &topic, 0, 1200);
     let mut relay = spawn_relay(&config, None);
@@ -182,12 +178,8 @@ fn offsets_match_the_brokers_view_and_survive_kafka_down() {
 #[test]
 fn replay_delivers_a_dead_collectors_channel_once_without_kafka() {
     let tb = testbed();
-    let topic = common::unique("replay");
-    common::create_topic(tb, &topic, 3);
-    let work = common::workdir();
-    let cfg = RelayConfig::new(&topic, work.path());
-    let config = work.path().join("flumen.toml");
-    cfg.write(tb, &config);
+    let common::Case { cfg, config, work } = common::Case::new("replay");
+    let topic = cfg.topic.clone();
     let p = common::producer(tb);
     common::produce(&p, &topic, 0, 1500);
     // The collector dies right after its first channel append: data only in the channel.
@@ -318,22 +310,14 @@ fn metric(body: &str, name: &str) -> f64 {
 #[test]
 fn metrics_parse_as_prometheus_text_and_move_with_records() {
     let tb = testbed();
-    let topic = common::unique("metrics");
-    common::create_topic(tb, &topic, 3);
-    let work = common::workdir();
-    let cfg = RelayConfig::new(&topic, work.path());
-    let config = work.path().join("flumen.toml");
-    cfg.write(tb, &config);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let body = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("listen = \"\"", &format!("listen = \"{addr}\""));
-    std::fs::write(&config, body).unwrap();
+    let mut case = common::Case::new("metrics");
+    let addr = case.with_metrics();
+    let common::Case {
+        cfg,
+        config,
+        work: _work,
+    } = case;
+    let topic = cfg.topic.clone();
     let p = common::producer(tb);
     common::produce(&p, &topic, 0, 500);
     let _relay = spawn_relay(&config, None);

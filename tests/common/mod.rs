@@ -214,6 +214,8 @@ pub struct RelayConfig {
     pub extra_kafka: String,
     pub extra_hdfs: String,
     pub session_timeout_ms: u64,
+    /// `metrics.listen`; empty disables the HTTP endpoint.
+    pub metrics_listen: String,
 }
 
 impl RelayConfig {
@@ -226,6 +228,7 @@ impl RelayConfig {
             extra_kafka: String::new(),
             extra_hdfs: "roll_records_max = 500\nroll_interval_s = 2\n".into(),
             session_timeout_ms: 6000,
+            metrics_listen: String::new(),
         }
     }
 
@@ -261,7 +264,7 @@ format = "jsonl"
 retry_backoff_max_ms = 2000
 {extra_hdfs}
 [metrics]
-listen = ""
+listen = "{metrics}"
 "#,
             kafka = tb.kafka,
             topic = self.topic,
@@ -272,6 +275,7 @@ listen = ""
             hdfs = tb.hdfs_url,
             path = self.hdfs_path,
             extra_hdfs = self.extra_hdfs,
+            metrics = self.metrics_listen,
         );
         std::fs::write(path, text).unwrap();
     }
@@ -467,4 +471,38 @@ pub fn testbed_cmd(args: &[&str]) {
         .status()
         .expect("scripts/testbed");
     assert!(st.success(), "scripts/testbed {args:?} failed");
+}
+
+/// One test's setup: a fresh 3-partition topic, a scratch directory and a relay config
+/// written to `<work>/flumen.toml`.
+pub struct Case {
+    pub cfg: RelayConfig,
+    pub config: PathBuf,
+    pub work: tempfile::TempDir,
+}
+
+impl Case {
+    pub fn new(prefix: &str) -> Case {
+        let tb = testbed();
+        let topic = unique(prefix);
+        create_topic(tb, &topic, 3);
+        let work = workdir();
+        let cfg = RelayConfig::new(&topic, work.path());
+        let config = work.path().join("flumen.toml");
+        cfg.write(tb, &config);
+        Case { cfg, config, work }
+    }
+
+    /// Serves /metrics and /health on a free loopback port; returns its address.
+    pub fn with_metrics(&mut self) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.cfg.metrics_listen = addr.clone();
+        self.rewrite();
+        addr
+    }
+
+    /// Writes `cfg` again after a test changed it.
+    pub fn rewrite(&self) {
+        self.cfg.write(testbed(), &self.config);
+    }
 }
