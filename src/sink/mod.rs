@@ -538,10 +538,6 @@ impl Sink {
         Ok(())
     }
 
-    /// True when every active partition has no open file and the reader is at the durable end.
-    pub fn idle(&self) -> bool {
-        self.parts.values().all(|s| s.open.is_none())
-    }
 }
 
 /// Drives a sink until `shutdown` fires: reads whenever the writer publishes, applies commands,

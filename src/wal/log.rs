@@ -196,23 +196,6 @@ impl WalIndex {
         })
     }
 
-    /// Durable pending bytes and offset span per partition, for the offsets tool.
-    pub fn summary(&self) -> BTreeMap<TopicPartition, (i64, i64, u64)> {
-        let inner = self.lock();
-        let mut out: BTreeMap<TopicPartition, (i64, i64, u64)> = BTreeMap::new();
-        for seg in inner.segments.values() {
-            let parts = seg.ranges.len().max(1) as u64;
-            for (tp, ranges) in &seg.ranges {
-                let lo = ranges.iter().map(|r| r.0).min().unwrap_or(0);
-                let hi = ranges.iter().map(|r| r.1).max().unwrap_or(-1);
-                let e = out.entry(tp.clone()).or_insert((lo, hi, 0));
-                e.0 = e.0.min(lo);
-                e.1 = e.1.max(hi);
-                e.2 += seg.durable_len / parts;
-            }
-        }
-        out
-    }
 
     /// Deletes every segment below `below` (the reader's cursor) other than the active one whose
     /// batches are all done. Returns the number of segments deleted.
