@@ -537,7 +537,6 @@ impl Sink {
         })?;
         Ok(())
     }
-
 }
 
 /// Drives a sink until `shutdown` fires: reads whenever the writer publishes, applies commands,

@@ -196,7 +196,6 @@ impl WalIndex {
         })
     }
 
-
     /// Deletes every segment below `below` (the reader's cursor) other than the active one whose
     /// batches are all done. Returns the number of segments deleted.
     pub fn trim(
