@@ -285,13 +285,18 @@ impl Committer {
         Ok(!self.exists(&claim.temp_path).await? && !self.exists(&claim.final_path).await?)
     }
 
-    async fn create_claim(&self, path: &str, claim: &Claim) -> Result<bool, CommitError> {
-        let body = Bytes::from(serde_json::to_vec(claim).expect("claim serializes"));
+    /// Creates `path` holding `body` with `overwrite=false`, the NameNode's atomic
+    /// compare-and-set. Returns false when the path already existed (its content untouched).
+    pub async fn create_exclusive(
+        &self,
+        what: &'static str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<bool, CommitError> {
         let opts = WriteOptions::default().overwrite(false).create_parent(true);
         let created = self
-            .retry("create claim", path, || {
-                let body = body.clone();
-                let opts = opts.clone();
+            .retry(what, path, || {
+                let (body, opts) = (body.clone(), opts.clone());
                 async move {
                     let mut w = self.client.create(path, opts).await?;
                     w.write_bytes(body).await?;
@@ -301,14 +306,20 @@ impl Committer {
             .await;
         match created {
             Ok(()) => Ok(true),
-            Err(HdfsError::AlreadyExists(_)) => {
-                // A lost response to our own create looks like this too: the claim is ours if
-                // it names our temp file.
-                let existing = self.read_claim(path).await?;
-                Ok(existing.temp_path == claim.temp_path)
-            }
-            Err(e) => Err(Self::hdfs_err("create claim", path)(e)),
+            Err(HdfsError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(Self::hdfs_err(what, path)(e)),
         }
+    }
+
+    async fn create_claim(&self, path: &str, claim: &Claim) -> Result<bool, CommitError> {
+        let body = Bytes::from(serde_json::to_vec(claim).expect("claim serializes"));
+        if self.create_exclusive("create claim", path, body).await? {
+            return Ok(true);
+        }
+        // A lost response to our own create looks like this too: the claim is ours if it names
+        // our temp file.
+        let existing = self.read_claim(path).await?;
+        Ok(existing.temp_path == claim.temp_path)
     }
 
     async fn rename_into_place(&self, claim: &Claim) -> Result<CommitOutcome, CommitError> {

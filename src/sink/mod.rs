@@ -501,30 +501,11 @@ impl Sink {
             tp.topic, tp.partition, record.offset
         );
         let body = Bytes::from(record.value.clone().unwrap_or_default());
-        let client = self.committer.client().clone();
-        let opts = WriteOptions::default().overwrite(false).create_parent(true);
-        let r = self
-            .committer
-            .retry("create dead letter", &path, || {
-                let (body, opts) = (body.clone(), opts.clone());
-                let client = client.clone();
-                let path = path.clone();
-                async move {
-                    let mut w = client.create(&path, opts).await?;
-                    w.write_bytes(body).await?;
-                    w.close().await
-                }
-            })
-            .await;
-        match r {
-            Ok(()) | Err(hdfs_native::HdfsError::AlreadyExists(_)) => Ok(()),
-            Err(source) => Err(CommitError::Hdfs {
-                op: "create dead letter",
-                path,
-                source,
-            }
-            .into()),
-        }
+        // Already there means an earlier run delivered it.
+        self.committer
+            .create_exclusive("create dead letter", &path, body)
+            .await?;
+        Ok(())
     }
 
     fn trim(&mut self) -> Result<(), SinkError> {
