@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+
+mod common;
+use common::{env_or, filesystem_of};
 use flumen::wal::{Batch, EncodedBatch, Record, Wal, WalOptions};
 
 const RECORDS_PER_BATCH: usize = 100;
@@ -66,33 +69,6 @@ fn make_batch(seq: u64) -> Batch {
         last_offset: start + RECORDS_PER_BATCH as i64 - 1,
         records,
     }
-}
-
-/// The filesystem holding `path`, from /proc/self/mountinfo (longest matching mount point).
-fn filesystem_of(path: &Path) -> String {
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return "unknown filesystem".into();
-    };
-    let mut best: Option<(usize, String)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(mount), Some(fstype), Some(source)) =
-            (fields.get(4), fields.get(sep + 1), fields.get(sep + 2))
-        else {
-            continue;
-        };
-        if path.starts_with(mount) && best.as_ref().is_none_or(|(n, _)| mount.len() >= *n) {
-            best = Some((
-                mount.len(),
-                format!("{fstype} on {source} (mounted at {mount})"),
-            ));
-        }
-    }
-    best.map_or_else(|| "unknown filesystem".into(), |(_, s)| s)
 }
 
 fn bench_root() -> PathBuf {
@@ -360,13 +336,6 @@ fn summary(fx: &mut Fixture, rounds: u32, ops_single: u64) {
         mbps[3] / mbps[1],
         mbps[2] / mbps[0],
     );
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

@@ -56,6 +56,9 @@ use std::time::{Duration, Instant};
 
 use flumen::wal::{Batch, EncodedBatch, Record, Wal, WalOptions, WalReader};
 
+mod common;
+use common::{env_or, filesystem_of};
+
 const CHILD_ENV: &str = "FLUMEN_SLED_BENCH_CHILD";
 const DIR_ENV: &str = "FLUMEN_SLED_BENCH_CHILD_DIR";
 const REOPEN_ENV: &str = "FLUMEN_SLED_BENCH_CHILD_REOPEN";
@@ -68,13 +71,6 @@ struct Config {
     batches: Option<u64>,
     window: u64,
     segment_bytes: u64,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 impl Config {
@@ -195,33 +191,6 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The filesystem holding `path`, from /proc/self/mountinfo (longest matching mount point).
-fn filesystem_of(path: &Path) -> String {
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return "unknown filesystem".into();
-    };
-    let mut best: Option<(usize, String)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(mount), Some(fstype), Some(source)) =
-            (fields.get(4), fields.get(sep + 1), fields.get(sep + 2))
-        else {
-            continue;
-        };
-        if path.starts_with(mount) && best.as_ref().is_none_or(|(n, _)| mount.len() >= *n) {
-            best = Some((
-                mount.len(),
-                format!("{fstype} on {source} (mounted at {mount})"),
-            ));
-        }
-    }
-    best.map_or_else(|| "unknown filesystem".into(), |(_, s)| s)
-}
-
 /// Samples disk usage at most once a second, keeping the peak.
 struct DuSampler {
     dir: PathBuf,
@@ -288,6 +257,30 @@ fn channel_options(cfg: &Config, dir: &Path) -> WalOptions {
     }
 }
 
+/// Fills in what both engines report alike, and times closing the engine (`close`).
+fn finish(
+    mut out: Outcome,
+    start: Instant,
+    engine: Duration,
+    n: u64,
+    mut du: DuSampler,
+    dir: &Path,
+    close: impl FnOnce(),
+) -> Outcome {
+    out.secs = start.elapsed().as_secs_f64();
+    out.engine_secs = engine.as_secs_f64();
+    out.batches = n;
+    out.rss_peak_kb = status_kb("VmHWM:");
+    du.sample();
+    out.du_peak = du.peak;
+    out.du_mid = du.mid.unwrap_or(0);
+    print_disk(dir);
+    let t = Instant::now();
+    close();
+    out.close_ms = t.elapsed().as_secs_f64() * 1e3;
+    out
+}
+
 fn run_sled(cfg: &Config, dir: &Path) -> Outcome {
     let mut out = Outcome::default();
     let batches = Batches::new();
@@ -310,18 +303,7 @@ fn run_sled(cfg: &Config, dir: &Path) -> Outcome {
         n += 1;
         du.tick(cfg.halfway(n, start));
     }
-    out.secs = start.elapsed().as_secs_f64();
-    out.engine_secs = engine.as_secs_f64();
-    out.batches = n;
-    out.rss_peak_kb = status_kb("VmHWM:");
-    du.sample();
-    out.du_peak = du.peak;
-    out.du_mid = du.mid.unwrap_or(0);
-    print_disk(dir);
-    let t = Instant::now();
-    drop(db);
-    out.close_ms = t.elapsed().as_secs_f64() * 1e3;
-    out
+    finish(out, start, engine, n, du, dir, || drop(db))
 }
 
 fn run_channel(cfg: &Config, dir: &Path) -> Outcome {
@@ -346,18 +328,7 @@ fn run_channel(cfg: &Config, dir: &Path) -> Outcome {
         n += 1;
         du.tick(cfg.halfway(n, start));
     }
-    out.secs = start.elapsed().as_secs_f64();
-    out.engine_secs = engine.as_secs_f64();
-    out.batches = n;
-    out.rss_peak_kb = status_kb("VmHWM:");
-    du.sample();
-    out.du_peak = du.peak;
-    out.du_mid = du.mid.unwrap_or(0);
-    print_disk(dir);
-    let t = Instant::now();
-    drop(wal);
-    out.close_ms = t.elapsed().as_secs_f64() * 1e3;
-    out
+    finish(out, start, engine, n, du, dir, || drop(wal))
 }
 
 /// Opens what the append phase left (in a fresh process, as a restart would), checks that the

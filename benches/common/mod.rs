@@ -1,0 +1,38 @@
+//! Helpers shared by the benches (not a bench target itself).
+
+use std::fs;
+use std::path::Path;
+
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The filesystem holding `path`, from /proc/self/mountinfo (longest matching mount point).
+pub fn filesystem_of(path: &Path) -> String {
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return "unknown filesystem".into();
+    };
+    let mut best: Option<(usize, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(mount), Some(fstype), Some(source)) =
+            (fields.get(4), fields.get(sep + 1), fields.get(sep + 2))
+        else {
+            continue;
+        };
+        if path.starts_with(mount) && best.as_ref().is_none_or(|(n, _)| mount.len() >= *n) {
+            best = Some((
+                mount.len(),
+                format!("{fstype} on {source} (mounted at {mount})"),
+            ));
+        }
+    }
+    best.map_or_else(|| "unknown filesystem".into(), |(_, s)| s)
+}
