@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flumen::commit::Committer;
+use flumen::committer::Committer;
 use flumen::health::Health;
 use flumen::wal::TopicPartition;
 use rdkafka::config::ClientConfig;

@@ -4,9 +4,11 @@
 //! `commit` (the exactly-once file commit). `relay` wires them together. See ARCHITECTURE.md.
 
 pub mod commit;
+pub mod committer;
 pub mod config;
 pub mod events;
 pub mod flume_import;
+pub mod hdfs;
 pub mod health;
 pub mod http;
 pub mod relay;

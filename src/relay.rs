@@ -13,7 +13,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::commit::{self, CommitError, Committer};
+use crate::committer::{self, CommitError, Committer};
 use crate::config::Config;
 use crate::events;
 use crate::health::Health;
@@ -59,7 +59,7 @@ pub fn wal_options(c: &Config) -> WalOptions {
 }
 
 pub fn committer(c: &Config, health: Arc<Health>) -> Result<Committer, CommitError> {
-    let client = commit::connect(&c.hdfs.url, c.hdfs.user.as_deref())?;
+    let client = committer::connect(&c.hdfs.url, c.hdfs.user.as_deref())?;
     Ok(Committer::new(
         Arc::new(client),
         c.state_dir(),
@@ -367,7 +367,7 @@ pub async fn replay(
     let mut plan = Vec::new();
     for tp in index.partitions() {
         let r = if dry_run {
-            commit::Reconciled {
+            committer::Reconciled {
                 committed_end: committer
                     .committed_end(&tp)
                     .await?

@@ -26,7 +26,7 @@ pub enum ToolError {
     #[error(transparent)]
     Relay(#[from] RelayError),
     #[error(transparent)]
-    Commit(#[from] crate::commit::CommitError),
+    Commit(#[from] crate::committer::CommitError),
     #[error("kafka at {servers}: {reason}")]
     Kafka { servers: String, reason: String },
     #[error("writing output: {0}")]
@@ -77,11 +77,11 @@ pub async fn check(config: &Config) -> Result<(), ToolError> {
     let probe = config.state_dir();
     tokio::time::timeout(Duration::from_secs(20), client.mkdirs(&probe, 0o755, true))
         .await
-        .map_err(|_| crate::commit::CommitError::Connect {
+        .map_err(|_| crate::committer::CommitError::Connect {
             url: config.hdfs.url.clone(),
             source: hdfs_native::HdfsError::OperationFailed("timed out after 20 s".into()),
         })?
-        .map_err(|source| crate::commit::CommitError::Hdfs {
+        .map_err(|source| crate::committer::CommitError::Hdfs {
             op: "mkdirs",
             path: probe.clone(),
             source,

@@ -15,7 +15,7 @@ use hdfs_native::file::FileWriter;
 use hdfs_native::WriteOptions;
 use tokio::sync::{mpsc, Notify};
 
-use crate::commit::{Claim, CommitError, CommitOutcome, Committer};
+use crate::committer::{Claim, CommitError, CommitOutcome, Committer};
 use crate::events;
 use crate::wal::{Batch, Record, TopicPartition, WalIndex, WalReader};
 use format::{Compression, Encoder, Format};

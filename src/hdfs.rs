@@ -1,0 +1,263 @@
+//! Every HDFS call flumen makes goes through the [`Hdfs`] trait, so the commit protocol in
+//! `commit/` is generic over it: production wraps hdfs-native ([`NativeHdfs`]), and the
+//! deterministic simulation (`tests/sim.rs`) wraps an in-memory model with the same semantics.
+//!
+//! The contract every implementation keeps:
+//! - a call either succeeds or returns a *final answer*: transient failures (NameNode down,
+//!   DataNode busy, a timeout) are retried inside the implementation, forever, with a capped
+//!   backoff. So a write call whose response was lost after the NameNode applied it comes back
+//!   with the answer its retry got (`AlreadyExists` for a create or a rename onto an existing
+//!   target, `FileNotFound` for a rename whose source is gone, `Ok(false)` for a delete);
+//! - `create` never overwrites and creates missing parents;
+//! - `rename` never overwrites (HDFS `rename2` without `OVERWRITE`), works on directories, and
+//!   fails with `FileNotFound` when the source or the target's parent is missing;
+//! - `list` of a missing directory is `FileNotFound`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdfs_native::file::FileWriter;
+use hdfs_native::{Client, HdfsError, WriteOptions};
+
+use crate::health::Health;
+
+/// An HDFS call slower than this marks HDFS unreachable on /health.
+const SLOW_CALL: Duration = Duration::from_secs(10);
+/// First retry delay for a transient error; doubles up to the configured maximum.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// One directory entry: its full path and whether it is a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: String,
+    pub is_dir: bool,
+    pub length: u64,
+}
+
+impl Entry {
+    /// The last path component.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// An open file being written. Dropping it without `close` leaves the lease with the
+/// NameNode; whoever deletes the file fences the writer.
+pub trait HdfsWriter: Send + 'static {
+    fn write(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), HdfsError>> + Send;
+    /// Flushes to every DataNode's disk.
+    fn hsync(&mut self) -> impl Future<Output = Result<(), HdfsError>> + Send;
+    /// Completes the file at the NameNode; after `Ok` the file is closed and its length final.
+    fn close(&mut self) -> impl Future<Output = Result<(), HdfsError>> + Send;
+}
+
+/// The HDFS operations the commit protocol needs, with the semantics in the module doc.
+pub trait Hdfs: Send + Sync + 'static {
+    type Writer: HdfsWriter;
+    fn create(&self, path: &str) -> impl Future<Output = Result<Self::Writer, HdfsError>> + Send;
+    fn mkdirs(&self, path: &str) -> impl Future<Output = Result<(), HdfsError>> + Send;
+    fn rename(&self, src: &str, dst: &str) -> impl Future<Output = Result<(), HdfsError>> + Send;
+    fn delete(&self, path: &str, recursive: bool)
+        -> impl Future<Output = Result<bool, HdfsError>> + Send;
+    fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<Entry>, HdfsError>> + Send;
+    fn stat(&self, path: &str) -> impl Future<Output = Result<Entry, HdfsError>> + Send;
+}
+
+/// Errors worth retrying: the NameNode or a DataNode is unreachable or busy, or permissions are
+/// wrong (an operator can fix them while we wait). Answers about the namespace are final.
+pub fn is_transient(e: &HdfsError) -> bool {
+    !matches!(
+        e,
+        HdfsError::AlreadyExists(_)
+            | HdfsError::FileNotFound(_)
+            | HdfsError::InvalidPath(_)
+            | HdfsError::IsADirectoryError(_)
+            | HdfsError::InvalidArgument(_)
+    )
+}
+
+/// hdfs-native maps `FileAlreadyExistsException` to `AlreadyExists` but passes
+/// `FileNotFoundException` through as a generic RPC error; map it so "gone" is an answer, not a
+/// reason to retry forever.
+pub fn normalize(e: HdfsError) -> HdfsError {
+    match e {
+        HdfsError::RPCError(exception, msg) if exception.ends_with("FileNotFoundException") => {
+            HdfsError::FileNotFound(msg)
+        }
+        other => other,
+    }
+}
+
+/// Builds an hdfs-native client for `url`, as `user` when given.
+pub fn connect(url: &str, user: Option<&str>) -> Result<Client, HdfsError> {
+    let mut b = hdfs_native::ClientBuilder::new().with_url(url);
+    if let Some(u) = user {
+        b = b.with_user(u);
+    }
+    b.build()
+}
+
+/// The production [`Hdfs`]: hdfs-native, with retries, `/health` reporting and slow-call
+/// warnings.
+#[derive(Clone)]
+pub struct NativeHdfs {
+    client: Arc<Client>,
+    backoff_max: Duration,
+    health: Arc<Health>,
+}
+
+impl NativeHdfs {
+    pub fn new(client: Arc<Client>, backoff_max: Duration, health: Arc<Health>) -> Self {
+        Self {
+            client,
+            backoff_max,
+            health,
+        }
+    }
+
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// Runs `op` until it succeeds or fails with a non-transient error, backing off
+    /// exponentially up to `backoff_max`. Retries forever by design: an unreachable NameNode
+    /// must stall the relay (the channel keeps the data), not crash it.
+    pub async fn retry<T, F, Fut>(&self, what: &str, path: &str, mut op: F) -> Result<T, HdfsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, HdfsError>>,
+    {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match watch(&self.health, what, path, op()).await.map_err(normalize) {
+                Ok(v) => {
+                    self.health.set_hdfs_ok();
+                    return Ok(v);
+                }
+                Err(e) if is_transient(&e) => {
+                    self.health.set_hdfs_error(format!("{what} {path}: {e}"));
+                    crate::events::hdfs_retry(what, path, &e, backoff);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.backoff_max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Awaits an HDFS call; if it has not answered after `SLOW_CALL`, reports HDFS as unreachable on
+/// /health (without cancelling the call: a write RPC cut short might still commit). The client
+/// itself keeps reconnecting underneath.
+pub async fn watch<T>(
+    health: &Health,
+    what: &str,
+    path: &str,
+    call: impl Future<Output = Result<T, HdfsError>>,
+) -> Result<T, HdfsError> {
+    // Boxed: HDFS call futures are large, and nesting them unboxed inside select! blew the
+    // 2 MiB worker stack in debug builds.
+    let mut call = Box::pin(call);
+    tokio::select! {
+        r = &mut call => return r,
+        _ = tokio::time::sleep(SLOW_CALL) => {}
+    }
+    health.set_hdfs_error(format!(
+        "{what} {path} has not answered for {} s",
+        SLOW_CALL.as_secs()
+    ));
+    tracing::warn!(op = what, path, "HDFS call is not answering; waiting");
+    let r = call.await;
+    if r.is_ok() {
+        health.set_hdfs_ok();
+    }
+    r
+}
+
+/// An hdfs-native file writer with slow-call reporting. Writes are not retried: a failed write
+/// leaves the pipeline in an unknown state, so the caller abandons the file.
+pub struct NativeWriter {
+    inner: FileWriter,
+    path: String,
+    health: Arc<Health>,
+}
+
+impl HdfsWriter for NativeWriter {
+    async fn write(&mut self, bytes: Bytes) -> Result<(), HdfsError> {
+        let path = self.path.clone();
+        let r = watch(&self.health, "write", &path, self.inner.write_bytes(bytes)).await;
+        r.map(|_| ())
+    }
+    async fn hsync(&mut self) -> Result<(), HdfsError> {
+        let path = self.path.clone();
+        watch(&self.health, "hsync", &path, self.inner.hsync()).await
+    }
+    async fn close(&mut self) -> Result<(), HdfsError> {
+        let path = self.path.clone();
+        watch(&self.health, "close", &path, self.inner.close()).await
+    }
+}
+
+fn entry(s: hdfs_native::client::FileStatus) -> Entry {
+    Entry {
+        path: s.path,
+        is_dir: s.isdir,
+        length: s.length as u64,
+    }
+}
+
+impl Hdfs for NativeHdfs {
+    type Writer = NativeWriter;
+
+    async fn create(&self, path: &str) -> Result<NativeWriter, HdfsError> {
+        let opts = WriteOptions::default().overwrite(false).create_parent(true);
+        let inner = self
+            .retry("create", path, || self.client.create(path, opts.clone()))
+            .await?;
+        Ok(NativeWriter {
+            inner,
+            path: path.to_string(),
+            health: self.health.clone(),
+        })
+    }
+
+    async fn mkdirs(&self, path: &str) -> Result<(), HdfsError> {
+        self.retry("mkdirs", path, || self.client.mkdirs(path, 0o755, true))
+            .await
+    }
+
+    async fn rename(&self, src: &str, dst: &str) -> Result<(), HdfsError> {
+        self.retry("rename", src, || self.client.rename(src, dst, false))
+            .await
+    }
+
+    async fn delete(&self, path: &str, recursive: bool) -> Result<bool, HdfsError> {
+        match self
+            .retry("delete", path, || self.client.delete(path, recursive))
+            .await
+        {
+            Err(HdfsError::FileNotFound(_)) => Ok(false),
+            other => other,
+        }
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>, HdfsError> {
+        let listing = self
+            .retry("list", dir, || self.client.list_status(dir, false))
+            .await?;
+        Ok(listing.into_iter().map(entry).collect())
+    }
+
+    async fn stat(&self, path: &str) -> Result<Entry, HdfsError> {
+        let s = self
+            .retry("stat", path, || self.client.get_file_info(path))
+            .await?;
+        Ok(Entry {
+            path: path.to_string(),
+            is_dir: s.isdir,
+            length: s.length as u64,
+        })
+    }
+}
