@@ -19,7 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flumen::committer::Committer;
+use flumen::commit::Ledger;
+use flumen::hdfs::NativeHdfs;
 use flumen::health::Health;
 use flumen::wal::TopicPartition;
 use rdkafka::config::ClientConfig;
@@ -181,11 +182,13 @@ fn main() {
             .build()
             .unwrap(),
     );
-    let committer = Committer::new(
-        client,
-        config.state_dir(),
-        Duration::from_secs(1),
-        Arc::new(Health::default()),
+    let ledger = Ledger::new(
+        Arc::new(NativeHdfs::new(
+            client,
+            Duration::from_secs(1),
+            Arc::new(Health::default()),
+        )),
+        &config.state_dir(),
     );
     let probe: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -212,8 +215,8 @@ fn main() {
         let done = rt.block_on(async {
             for (p, end) in ends.iter().enumerate() {
                 let tp = TopicPartition::new(&topic, p as i32);
-                match committer.committed_end(&tp).await {
-                    Ok(Some(c)) if c.last_offset >= *end => {}
+                match ledger.committed_end(&tp).await {
+                    Ok(Some(last)) if last >= *end => {}
                     _ => return false,
                 }
             }

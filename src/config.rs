@@ -343,6 +343,14 @@ impl Config {
             &k.oversized_record_policy,
             &["fail", "dead_letter"],
         )?;
+        if k.oversized_record_policy == "dead_letter" && self.hdfs.dead_letter_dir.is_none() {
+            // Without a directory the record would have nowhere to go but silence.
+            return Err(invalid(
+                "kafka",
+                "oversized_record_policy",
+                "is \"dead_letter\" but hdfs.dead_letter_dir is not set".into(),
+            ));
+        }
         if k.batch_records_max == 0 || k.batch_records_max > 1_000_000 {
             return Err(invalid(
                 "kafka",
@@ -370,6 +378,8 @@ impl Config {
             "group.id",
             "bootstrap.servers",
             "isolation.level",
+            // flumen sets "error": an offset lost to retention halts loudly, never jumps.
+            "auto.offset.reset",
         ] {
             if k.properties.contains_key(reserved) {
                 return Err(invalid(
@@ -569,6 +579,21 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("`hdfs.format`"), "{err}");
         assert!(err.contains("test.toml:11"), "{err}");
+    }
+
+    /// Regression: with no directory, an oversized record was dropped while the file's range
+    /// still covered it.
+    #[test]
+    fn dead_letter_policy_needs_a_directory() {
+        let text = MINIMAL.replace(
+            "topics = [\"flume.txn\"]",
+            "topics = [\"flume.txn\"]\noversized_record_policy = \"dead_letter\"",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("kafka.oversized_record_policy"), "{err}");
+        assert!(err.contains("dead_letter_dir"), "{err}");
+        let ok = text.replace("[hdfs]", "[hdfs]\ndead_letter_dir = \"/dl\"");
+        parse(&ok).unwrap();
     }
 
     #[test]

@@ -101,3 +101,31 @@ pub fn paused(reason: &str) {
     tracing::warn!(reason, "pausing consumption");
     counter!("flumen_pauses_total").increment(1);
 }
+
+/// A partition cannot go on: `[from, through]` is gone from the channel and from Kafka.
+pub fn partition_halted(tp: &TopicPartition, from: i64, through: i64) {
+    tracing::error!(partition = %tp, from, through,
+        "offsets are gone from the channel and from Kafka (retention); the partition halts until \
+         an operator records the skip with `flumen ledger skip`");
+    gauge!("flumen_partition_halted", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
+        .set(1.0);
+    counter!("flumen_partition_halts_total").increment(1);
+}
+
+/// A halted partition delivers again.
+pub fn partition_resumed(tp: &TopicPartition) {
+    tracing::info!(partition = %tp, "halted partition is consuming again");
+    gauge!("flumen_partition_halted", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
+        .set(0.0);
+}
+
+/// A partition's ledger was read (and its tip delivered if it waited) on assignment.
+pub fn reconciled(
+    tp: &TopicPartition,
+    committed_end: i64,
+    channel_end: i64,
+    rolled_forward: bool,
+    staging_deleted: usize,
+) {
+    tracing::info!(partition = %tp, committed_end, channel_end, rolled_forward, staging_deleted, "reconciled");
+}

@@ -59,8 +59,11 @@ pub trait Hdfs: Send + Sync + 'static {
     fn create(&self, path: &str) -> impl Future<Output = Result<Self::Writer, HdfsError>> + Send;
     fn mkdirs(&self, path: &str) -> impl Future<Output = Result<(), HdfsError>> + Send;
     fn rename(&self, src: &str, dst: &str) -> impl Future<Output = Result<(), HdfsError>> + Send;
-    fn delete(&self, path: &str, recursive: bool)
-        -> impl Future<Output = Result<bool, HdfsError>> + Send;
+    fn delete(
+        &self,
+        path: &str,
+        recursive: bool,
+    ) -> impl Future<Output = Result<bool, HdfsError>> + Send;
     fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<Entry>, HdfsError>> + Send;
     fn stat(&self, path: &str) -> impl Future<Output = Result<Entry, HdfsError>> + Send;
 }
@@ -131,7 +134,10 @@ impl NativeHdfs {
     {
         let mut backoff = BACKOFF_MIN;
         loop {
-            match watch(&self.health, what, path, op()).await.map_err(normalize) {
+            match watch(&self.health, what, path, op())
+                .await
+                .map_err(normalize)
+            {
                 Ok(v) => {
                     self.health.set_hdfs_ok();
                     return Ok(v);

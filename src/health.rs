@@ -19,6 +19,8 @@ struct Inner {
     hdfs_error: Option<String>,
     paused: Option<String>,
     down: Option<String>,
+    /// Partitions that cannot go on without an operator, each with why and what to do.
+    halted: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -49,16 +51,28 @@ impl Health {
     pub fn set_paused(&self, reason: Option<String>) {
         self.with(|i| i.paused = reason);
     }
+    /// Marks a partition halted (`Some(reason)`) or running again (`None`). Any halted
+    /// partition makes the whole relay `down`: its data does not flow until someone acts.
+    pub fn set_halted(&self, partition: String, reason: Option<String>) {
+        self.with(|i| match reason {
+            Some(r) => {
+                i.halted.insert(partition, r);
+            }
+            None => {
+                i.halted.remove(&partition);
+            }
+        });
+    }
     pub fn set_down(&self, reason: String) {
         self.with(|i| i.down = Some(reason));
     }
 
     pub fn report(&self) -> HealthReport {
         let i = self.inner.lock().expect("health lock poisoned").clone();
-        if let Some(d) = i.down {
+        if i.down.is_some() || !i.halted.is_empty() {
             return HealthReport {
                 status: "down",
-                reasons: vec![d],
+                reasons: i.down.into_iter().chain(i.halted.into_values()).collect(),
             };
         }
         let reasons: Vec<String> = [
@@ -95,6 +109,14 @@ mod tests {
         assert_eq!(r.reasons.len(), 2);
         h.set_paused(None);
         h.set_hdfs_ok();
+        assert_eq!(h.report().status, "ready");
+        h.set_halted("t/0".into(), Some("offsets 5..9 are gone".into()));
+        assert_eq!(h.report().status, "down");
+        assert_eq!(
+            h.report().reasons,
+            vec!["offsets 5..9 are gone".to_string()]
+        );
+        h.set_halted("t/0".into(), None);
         assert_eq!(h.report().status, "ready");
         h.set_down("fsync failed".into());
         assert_eq!(h.report().status, "down");

@@ -4,7 +4,6 @@
 //! `commit` (the exactly-once file commit). `relay` wires them together. See ARCHITECTURE.md.
 
 pub mod commit;
-pub mod committer;
 pub mod config;
 pub mod events;
 pub mod flume_import;

@@ -67,12 +67,36 @@ enum Command {
         #[arg(long)]
         channel_dir: Option<String>,
     },
+    /// Inspect or amend the HDFS claim ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Per-partition positions at every stage: Kafka, consumer group, channel, HDFS.
     Offsets {
         #[arg(long, short)]
         config: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Record that offsets FROM..=THROUGH of a halted partition are lost (gone from the channel
+    /// and from Kafka), so the partition continues after them. /health names the exact command
+    /// when a partition halts. Refused unless HDFS holds everything before FROM.
+    Skip {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        #[arg(long)]
+        from: i64,
+        #[arg(long)]
+        through: i64,
     },
 }
 
@@ -203,6 +227,23 @@ fn run(cli: Cli) -> Result<i32> {
                     .map_err(Into::into),
                 other => bail!("--to must be hdfs or stdout, not {other:?}"),
             }
+        }
+        Command::Ledger {
+            command:
+                LedgerCommand::Skip {
+                    config,
+                    topic,
+                    partition,
+                    from,
+                    through,
+                },
+        } => {
+            let config = load(&config)?;
+            init_logging(false);
+            let tp = flumen::wal::TopicPartition::new(topic, partition);
+            runtime()?.block_on(flumen::tools::ledger_skip(&config, &tp, from, through))?;
+            println!("recorded: {tp} offsets {from}..={through} skipped");
+            Ok(0)
         }
         Command::Wal { command } => match command {
             WalCommand::Check { dir } => {

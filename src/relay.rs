@@ -13,9 +13,10 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::committer::{self, CommitError, Committer};
+use crate::commit::{CommitError, Ledger};
 use crate::config::Config;
 use crate::events;
+use crate::hdfs::{self, NativeHdfs};
 use crate::health::Health;
 use crate::sink::{self, Sink, SinkCommand, SinkOptions};
 use crate::source::{KafkaConsumer, Ownership, Source, SourceError, SourceOptions};
@@ -27,9 +28,6 @@ use crate::wal::{
 /// Batches queued between the poll thread and the channel writer. Small on purpose: the
 /// channel on disk is the buffer, and a full queue pauses consumption.
 const WRITER_QUEUE_BATCHES: usize = 8;
-
-/// One reconciliation attempt on assignment may take this long before the poll loop moves on.
-const RECONCILE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -48,6 +46,8 @@ pub enum RelayError {
     },
     #[error("a relay thread panicked")]
     Panic,
+    #[error("the {0} thread stopped before shutdown")]
+    ThreadStopped(&'static str),
 }
 
 pub fn wal_options(c: &Config) -> WalOptions {
@@ -58,14 +58,27 @@ pub fn wal_options(c: &Config) -> WalOptions {
     }
 }
 
-pub fn committer(c: &Config, health: Arc<Health>) -> Result<Committer, CommitError> {
-    let client = committer::connect(&c.hdfs.url, c.hdfs.user.as_deref())?;
-    Ok(Committer::new(
+/// The production HDFS client with the config's retry policy.
+pub fn native_hdfs(c: &Config, health: Arc<Health>) -> Result<NativeHdfs, CommitError> {
+    let client = hdfs::connect(&c.hdfs.url, c.hdfs.user.as_deref()).map_err(|source| {
+        CommitError::Connect {
+            url: c.hdfs.url.clone(),
+            source,
+        }
+    })?;
+    Ok(NativeHdfs::new(
         Arc::new(client),
-        c.state_dir(),
         Duration::from_millis(c.hdfs.retry_backoff_max_ms),
         health,
     ))
+}
+
+/// The ledger under the config's state directory.
+pub fn ledger(c: &Config, health: Arc<Health>) -> Result<Arc<Ledger<NativeHdfs>>, CommitError> {
+    Ok(Arc::new(Ledger::new(
+        Arc::new(native_hdfs(c, health)?),
+        &c.state_dir(),
+    )))
 }
 
 /// The channel writer thread: group commit, disk-space checks, fatal on fsync errors.
@@ -138,57 +151,123 @@ fn mark_disk_full(index: &WalIndex, full: bool, why: &str) {
     }
 }
 
-/// Reconciles assigned partitions with HDFS and the channel, for the source's poll thread.
+/// Reconciles assigned partitions with HDFS and the channel for the source's poll thread, on
+/// tokio tasks, so the poll loop keeps serving the group however long HDFS takes.
 struct RelayOwnership {
-    committer: Committer,
+    ledger: Arc<Ledger<NativeHdfs>>,
     index: Arc<WalIndex>,
+    health: Arc<Health>,
     sink: mpsc::Sender<SinkCommand>,
     runtime: tokio::runtime::Handle,
     consumer: OnceLock<Arc<KafkaConsumer>>,
     earliest: bool,
+    /// One reconciliation task per assigned partition still working out its start.
+    tasks: Mutex<HashMap<TopicPartition, tokio::task::JoinHandle<Result<i64, String>>>>,
+}
+
+impl RelayOwnership {
+    /// Reads the partition's ledger (delivering its tip if it waits, deleting earlier owners'
+    /// in-use files) and, for a partition the ledger has never seen, fixes its genesis at the
+    /// log start or end as `auto_offset_reset` says. Returns the committed end. HDFS calls
+    /// retry forever inside; revocation aborts the task, which is safe at any await.
+    fn spawn_reconcile(&self, tp: &TopicPartition) -> tokio::task::JoinHandle<Result<i64, String>> {
+        let (ledger, tp) = (self.ledger.clone(), tp.clone());
+        let consumer = self.consumer.get().cloned();
+        let earliest = self.earliest;
+        let health = self.health.clone();
+        self.runtime.spawn(async move {
+            let refused = |e: CommitError| {
+                // Not transient: the partition cannot start until an operator acts.
+                if matches!(e, CommitError::Refused { .. } | CommitError::BadEntry { .. }) {
+                    health.set_halted(tp.to_string(), Some(format!("partition {tp}: {e}")));
+                }
+                e.to_string()
+            };
+            ledger.refuse_version_1().await.map_err(refused)?;
+            let pos = ledger.reconcile(&tp, true).await.map_err(refused)?;
+            let next = match pos.next {
+                Some(next) => next,
+                None => {
+                    let consumer = consumer.ok_or("consumer not ready")?;
+                    let t = tp.clone();
+                    let (low, high) = tokio::task::spawn_blocking(move || {
+                        consumer.fetch_watermarks(&t.topic, t.partition, Duration::from_secs(10))
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                    let start = if earliest { low } else { high };
+                    let start = ledger.genesis(&tp, start).await.map_err(refused)?;
+                    tracing::info!(partition = %tp, start, "genesis: the partition starts here");
+                    start
+                }
+            };
+            if pos.rolled_forward {
+                tracing::info!(partition = %tp, "delivered a claimed file its writer had not renamed");
+            }
+            Ok(next - 1)
+        })
+    }
 }
 
 impl Ownership for RelayOwnership {
-    fn assigned(&self, tp: &TopicPartition) -> Result<i64, String> {
-        // Bounded, so the poll thread keeps serving the group while HDFS is unreachable; the
-        // source retries every second and the partition stays paused until this succeeds.
-        let r = self
-            .runtime
-            .block_on(async {
-                tokio::time::timeout(RECONCILE_ATTEMPT_TIMEOUT, self.committer.reconcile(tp)).await
-            })
-            .map_err(|_| format!("HDFS did not answer within {RECONCILE_ATTEMPT_TIMEOUT:?}"))?
-            .map_err(|e| e.to_string())?;
-        let mut committed_end = r.committed_end;
-        if committed_end < 0 && self.index.chain_end(tp, -1) < 0 {
-            // No history anywhere: start where auto_offset_reset says, at a real offset so the
-            // first file's range starts at the first offset that exists.
-            let consumer = self.consumer.get().ok_or("consumer not ready")?;
-            let (low, high) = consumer
-                .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
-            committed_end = if self.earliest { low } else { high } - 1;
+    fn assigned(&self, tp: &TopicPartition) -> Result<Option<i64>, String> {
+        let mut tasks = self.tasks.lock().expect("lock");
+        let task = tasks
+            .entry(tp.clone())
+            .or_insert_with(|| self.spawn_reconcile(tp));
+        if !task.is_finished() {
+            return Ok(None);
         }
+        let task = tasks.remove(tp).expect("present above");
+        let committed_end = self
+            .runtime
+            .block_on(task)
+            .map_err(|e| format!("reconcile task: {e}"))??;
         let chain_end = self.index.chain_end(tp, committed_end);
-        tracing::info!(partition = %tp, committed_end, channel_end = chain_end,
-            rolled_forward = r.rolled_forward, temps_deleted = r.temps_deleted, "reconciled");
+        events::reconciled(tp, committed_end, chain_end, false, 0);
         self.sink
             .blocking_send(SinkCommand::Activate {
                 tp: tp.clone(),
                 committed_end,
             })
             .map_err(|_| "sink stopped".to_string())?;
-        Ok(chain_end + 1)
+        Ok(Some(chain_end + 1))
     }
 
     fn revoked(&self, tp: &TopicPartition) {
+        if let Some(task) = self.tasks.lock().expect("lock").remove(tp) {
+            task.abort();
+        }
+        self.health.set_halted(tp.to_string(), None);
         let _ = self
             .sink
             .blocking_send(SinkCommand::Deactivate { tp: tp.clone() });
     }
 
-    fn ownership_known(&self) {
-        let _ = self.sink.blocking_send(SinkCommand::OwnershipKnown);
+    fn gone(&self, tp: &TopicPartition, from: i64, low: i64) {
+        // The channel may hold part of the range (after a damaged stretch): only what neither
+        // the channel nor Kafka holds is reported.
+        let through = self
+            .index
+            .next_start_after(tp, from - 1)
+            .map_or(low, |next| next.min(low))
+            - 1;
+        events::partition_halted(tp, from, through);
+        self.health.set_halted(
+            tp.to_string(),
+            Some(format!(
+                "partition {tp} halted: offsets {from}..={through} are gone from the channel and \
+                 from Kafka; once HDFS holds everything before {from}, record the loss with \
+                 `flumen ledger skip --topic {} --partition {} --from {from} --through {through}`",
+                tp.topic, tp.partition
+            )),
+        );
+    }
+
+    fn resumed(&self, tp: &TopicPartition) {
+        events::partition_resumed(tp);
+        self.health.set_halted(tp.to_string(), None);
     }
 }
 
@@ -218,8 +297,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "channel opened"
     );
     let index = wal.index.clone();
-    let committer = committer(&config, health.clone())?;
+    let ledger = ledger(&config, health.clone())?;
 
+    // Each core thread reports here when it ends, whether it returned or panicked, so a dead
+    // thread ends the process (non-zero) instead of leaving it alive and idle.
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<&'static str>();
     let appended = Arc::new(Notify::new());
     let (batch_tx, batch_rx) = sync_channel(WRITER_QUEUE_BATCHES);
     let stop = Arc::new(AtomicBool::new(false));
@@ -228,13 +310,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let appended = appended.clone();
         let min = config.channel.disk_free_bytes_min;
         let health = health.clone();
+        let ended = EndGuard(ended_tx.clone(), "channel writer");
         let w = wal.writer;
         std::thread::Builder::new()
             .name("flumen-channel".into())
             .spawn(move || {
+                let _ended = ended;
                 let r = run_writer(w, batch_rx, appended, min, stop);
                 if let Err(e) = &r {
-                    health.set_down(e.to_string());
+                    health.set_down(format!("channel writer stopped: {e}"));
                 }
                 r
             })
@@ -243,12 +327,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let ownership = Arc::new(RelayOwnership {
-        committer: committer.clone(),
+        ledger: ledger.clone(),
         index: index.clone(),
+        health: health.clone(),
         sink: cmd_tx,
         runtime: tokio::runtime::Handle::current(),
         consumer: OnceLock::new(),
         earliest: config.kafka.auto_offset_reset == "earliest",
+        tasks: Mutex::default(),
     });
     let source = Source::new(
         SourceOptions::from_config(&config),
@@ -261,23 +347,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = ownership.consumer.set(consumer.clone());
 
     let committed: Arc<Mutex<HashMap<TopicPartition, i64>>> = Arc::default();
-    let on_commit: sink::OnCommit = {
-        let consumer = consumer.clone();
-        let committed = committed.clone();
-        Box::new(move |tp, last| {
-            committed.lock().expect("lock").insert(tp.clone(), last);
-            let mut tpl = TopicPartitionList::new();
-            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(last + 1));
-            // Advisory: HDFS is the source of truth, so a failed commit only delays lag data.
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                tracing::debug!(partition = %tp, error = %e, "advisory offset commit failed");
-                events::error(events::ErrorCode::KafkaCommit);
-            }
-        })
-    };
+    let on_commit = advisory_commit(consumer.clone(), committed.clone());
     let sink = Sink::new(
         SinkOptions::from_config(&config),
-        committer,
+        ledger,
         index.clone(),
         on_commit,
     );
@@ -287,26 +360,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let source_thread = {
         let stop = stop.clone();
+        let health = health.clone();
+        let ended = EndGuard(ended_tx, "kafka source");
         std::thread::Builder::new()
             .name("flumen-kafka".into())
-            .spawn(move || source.run(|| stop.load(Ordering::Acquire)))
+            .spawn(move || {
+                let _ended = ended;
+                let r = source.run(|| stop.load(Ordering::Acquire));
+                if let Err(e) = &r {
+                    health.set_down(format!("kafka source stopped: {e}"));
+                }
+                r
+            })
             .expect("spawn kafka thread")
     };
 
     tokio::pin!(shutdown);
-    let early = tokio::select! {
-        _ = &mut shutdown => None,
-        r = &mut sink_task => Some(r),
+    let (early, died) = tokio::select! {
+        _ = &mut shutdown => (None, None),
+        r = &mut sink_task => (Some(r), None),
+        name = ended_rx.recv() => (None, name),
     };
+    if let Some(name) = died {
+        tracing::error!(thread = name, "a core thread stopped; shutting down");
+    }
     stop.store(true, Ordering::Release);
-    let source_result = tokio::task::spawn_blocking(move || source_thread.join())
-        .await
-        .map_err(|_| RelayError::Panic)?
-        .map_err(|_| RelayError::Panic)?;
-    let writer_result = tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .map_err(|_| RelayError::Panic)?
-        .map_err(|_| RelayError::Panic)?;
+    let source_result = join(source_thread).await?;
+    let writer_result = join(writer).await?;
     appended.notify_one();
     let _ = stop_tx.send(true);
     let sink_result = match early {
@@ -317,9 +397,46 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     writer_result?;
     source_result?;
     sink_result?;
+    if let Some(name) = died {
+        health.set_down(format!("the {name} thread stopped"));
+        return Err(RelayError::ThreadStopped(name));
+    }
     // Leave the group cleanly now that every file is committed.
     consumer.unsubscribe();
     Ok(())
+}
+
+/// Sends its thread's name when dropped: on return and on panic alike.
+struct EndGuard(mpsc::UnboundedSender<&'static str>, &'static str);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
+async fn join<T: Send + 'static>(t: std::thread::JoinHandle<T>) -> Result<T, RelayError> {
+    tokio::task::spawn_blocking(move || t.join())
+        .await
+        .map_err(|_| RelayError::Panic)?
+        .map_err(|_| RelayError::Panic)
+}
+
+/// After each commit: the advisory Kafka offset commit (lag monitoring only; HDFS is the
+/// truth), and the committed end for the lag reporter.
+fn advisory_commit(
+    consumer: Arc<KafkaConsumer>,
+    committed: Arc<Mutex<HashMap<TopicPartition, i64>>>,
+) -> sink::OnCommit {
+    Box::new(move |tp, last| {
+        committed.lock().expect("lock").insert(tp.clone(), last);
+        let mut tpl = TopicPartitionList::new();
+        let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(last + 1));
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(partition = %tp, error = %e, "advisory offset commit failed");
+            events::error(events::ErrorCode::KafkaCommit);
+        }
+    })
 }
 
 /// Every 15 s, reads the brokers' high watermarks for the partitions we committed to and
@@ -353,8 +470,13 @@ fn spawn_lag_reporter(
     });
 }
 
-/// Delivers every pending batch in a channel directory to HDFS through the same commit
-/// protocol, without Kafka. Returns per-partition (committed end before, after).
+/// Delivers every pending batch in a channel directory to HDFS through the same ledger,
+/// without Kafka. Returns per-partition (committed end before, after).
+///
+/// Replay coordinates with a live daemon through the ledger alone: it never deletes staging
+/// files (they may be the daemon's in-use files), and every range it commits is claimed with
+/// the same compare-and-set, so whichever side claims a range first delivers it and the other
+/// is fenced. A partition the ledger has never seen is refused: its start is unknown.
 pub async fn replay(
     config: &Config,
     dry_run: bool,
@@ -363,24 +485,27 @@ pub async fn replay(
     let health = Arc::new(Health::default());
     let wal = Wal::open(wal_options(config))?;
     let index = wal.index.clone();
-    let committer = committer(config, health)?;
+    let ledger = ledger(config, health)?;
     let mut plan = Vec::new();
     for tp in index.partitions() {
-        let r = if dry_run {
-            committer::Reconciled {
-                committed_end: committer
-                    .committed_end(&tp)
-                    .await?
-                    .map_or(-1, |c| c.last_offset),
-                ..Default::default()
-            }
+        let end = if dry_run {
+            ledger.committed_end(&tp).await?
         } else {
-            committer.reconcile(&tp).await?
+            ledger.reconcile(&tp, false).await?.next.map(|n| n - 1)
+        };
+        let Some(committed_end) = end else {
+            return Err(CommitError::Refused {
+                tp,
+                reason: "no genesis entry in the ledger, so its start is unknown; \
+                         `flumen run` creates it on the partition's first assignment"
+                    .into(),
+            }
+            .into());
         };
         plan.push((
             tp.clone(),
-            r.committed_end,
-            index.chain_end(&tp, r.committed_end),
+            committed_end,
+            index.chain_end(&tp, committed_end),
         ));
     }
     if dry_run {
@@ -389,7 +514,7 @@ pub async fn replay(
     let on_commit: sink::OnCommit = Box::new(|_, _| {});
     let mut sink = Sink::new(
         SinkOptions::from_config(config),
-        committer,
+        ledger,
         index.clone(),
         on_commit,
     );
@@ -400,7 +525,6 @@ pub async fn replay(
         })
         .await?;
     }
-    sink.handle(SinkCommand::OwnershipKnown).await?;
     let total = index.bytes_total();
     let mut done = 0u64;
     loop {

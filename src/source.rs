@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -23,16 +23,25 @@ use crate::wal::{
     frame::FrameError, Batch, EncodedBatch, Header, Record, TopicPartition, WalIndex,
 };
 
-/// How the source learns where to start a partition and reports losing one.
+/// How the source learns where to start a partition and reports losing one. Every method is
+/// called from the poll thread and must not block on HDFS.
 pub trait Ownership: Send + Sync + 'static {
-    /// Called (from the poll thread) for each newly assigned partition before any record of it
-    /// is accepted. Returns the offset to fetch next. May block; an error is retried.
-    fn assigned(&self, tp: &TopicPartition) -> Result<i64, String>;
+    /// Asked about each newly assigned partition (every second) until it answers
+    /// `Ok(Some(next))`, the offset to fetch next; no record of the partition is accepted
+    /// before. `Ok(None)` means still working it out; an error is logged and asked again.
+    fn assigned(&self, tp: &TopicPartition) -> Result<Option<i64>, String>;
     /// The partition was revoked or lost; stop writing it.
     fn revoked(&self, tp: &TopicPartition);
-    /// The first assignment completed (possibly empty).
-    fn ownership_known(&self);
+    /// Offsets from `from` on are gone from Kafka up to `low - 1` (retention moved the log
+    /// start past them): the partition halts here until an operator records a skip.
+    fn gone(&self, tp: &TopicPartition, from: i64, low: i64);
+    /// A halted partition delivered a record again.
+    fn resumed(&self, tp: &TopicPartition);
 }
+
+/// How long a halted partition waits before it is reconciled again (to notice an operator's
+/// skip entry in the ledger).
+const HALT_RETRY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -108,7 +117,9 @@ impl SourceOptions {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", &self.isolation_level)
-            .set("auto.offset.reset", &self.auto_offset_reset)
+            // Never jump silently: an offset that retention deleted must halt the partition
+            // (see `Source::check_out_of_range`). `auto_offset_reset` only picks the genesis.
+            .set("auto.offset.reset", "error")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set(
                 "max.poll.interval.ms",
@@ -234,7 +245,10 @@ pub struct Source {
     unreconciled: HashSet<TopicPartition>,
     outbox: VecDeque<EncodedBatch>,
     paused: Option<String>,
-    ownership_reported: bool,
+    /// Halted partitions (data gone from Kafka), with when they are reconciled again.
+    halted: HashMap<TopicPartition, Instant>,
+    /// Halted partitions reconciled again and waiting for their first record.
+    recovering: HashSet<TopicPartition>,
 }
 
 impl Source {
@@ -267,7 +281,8 @@ impl Source {
             unreconciled: HashSet::new(),
             outbox: VecDeque::new(),
             paused: None,
-            ownership_reported: false,
+            halted: HashMap::new(),
+            recovering: HashSet::new(),
         })
     }
 
@@ -281,6 +296,7 @@ impl Source {
         let mut last_reconcile_try = Instant::now() - Duration::from_secs(60);
         while !stop() {
             self.apply_rebalances();
+            self.retry_halted();
             if !self.unreconciled.is_empty()
                 && last_reconcile_try.elapsed() >= Duration::from_secs(1)
             {
@@ -292,6 +308,9 @@ impl Source {
             if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
                 match msg {
                     Ok(m) => self.accept(&m)?,
+                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
+                        self.check_out_of_range()?;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka poll error");
                         self.health.set_kafka_error(e.to_string());
@@ -327,15 +346,66 @@ impl Source {
             self.parts.remove(&tp);
             self.current = None;
             self.unreconciled.remove(&tp);
+            self.halted.remove(&tp);
+            self.recovering.remove(&tp);
             self.outbox.retain(|b| b.tp != tp);
             self.ownership.revoked(&tp);
         }
         let assigned: Vec<_> = std::mem::take(&mut *ctx.pending.lock().expect("lock"));
-        let any = !assigned.is_empty();
         self.unreconciled.extend(assigned);
-        if any && !self.ownership_reported {
-            self.ownership_reported = true;
-            self.ownership.ownership_known();
+    }
+
+    /// librdkafka reported a fetch offset out of range (it names no partition): every owned
+    /// partition whose position is below its log start halts, loudly, rather than jumping.
+    fn check_out_of_range(&mut self) -> Result<(), SourceError> {
+        let owned: Vec<_> = self
+            .parts
+            .iter()
+            .map(|(tp, st)| (tp.clone(), st.position))
+            .collect();
+        for (tp, position) in owned {
+            let low = match self.consumer.fetch_watermarks(
+                &tp.topic,
+                tp.partition,
+                Duration::from_secs(5),
+            ) {
+                Ok((low, _)) => low,
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "reading the log start failed");
+                    continue;
+                }
+            };
+            if position >= low {
+                continue;
+            }
+            // Records already fetched are older than the hole: keep them.
+            self.flush(&tp)?;
+            let _ = self.consumer.pause(&single(&tp, None));
+            self.parts.remove(&tp);
+            self.current = None;
+            self.recovering.remove(&tp);
+            self.halted.insert(tp.clone(), Instant::now() + HALT_RETRY);
+            self.ownership.gone(&tp, position, low);
+        }
+        Ok(())
+    }
+
+    /// Reconciles halted partitions again once their wait is over.
+    fn retry_halted(&mut self) {
+        if self.halted.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<_> = self
+            .halted
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due {
+            self.halted.remove(&tp);
+            self.recovering.insert(tp.clone());
+            self.unreconciled.insert(tp);
         }
     }
 
@@ -343,7 +413,8 @@ impl Source {
         let tps: Vec<_> = self.unreconciled.iter().cloned().collect();
         for tp in tps {
             match self.ownership.assigned(&tp) {
-                Ok(next) => {
+                Ok(None) => {}
+                Ok(Some(next)) => {
                     let tpl = single(&tp, Some(next));
                     // Seek then resume; librdkafka applies the seek to the paused fetcher.
                     let seek = self.consumer.seek(
@@ -440,6 +511,9 @@ impl Source {
         let offset = m.offset();
         if offset < st.position {
             return Ok(()); // a prefetched record from before our seek
+        }
+        if !self.recovering.is_empty() && self.recovering.remove(tp) {
+            self.ownership.resumed(tp);
         }
         let value = m.payload().map(<[u8]>::to_vec);
         let size = value.as_ref().map_or(0, Vec::len);

@@ -26,7 +26,7 @@ pub enum ToolError {
     #[error(transparent)]
     Relay(#[from] RelayError),
     #[error(transparent)]
-    Commit(#[from] crate::committer::CommitError),
+    Commit(#[from] crate::commit::CommitError),
     #[error("kafka at {servers}: {reason}")]
     Kafka { servers: String, reason: String },
     #[error("writing output: {0}")]
@@ -72,20 +72,33 @@ pub async fn check(config: &Config) -> Result<(), ToolError> {
     .await
     .expect("check task")?;
     let health = Arc::new(Health::default());
-    let committer = relay::committer(config, health)?;
-    let client = committer.client().clone();
+    let hdfs = relay::native_hdfs(config, health)?;
+    let client = hdfs.client().clone();
     let probe = config.state_dir();
     tokio::time::timeout(Duration::from_secs(20), client.mkdirs(&probe, 0o755, true))
         .await
-        .map_err(|_| crate::committer::CommitError::Connect {
+        .map_err(|_| crate::commit::CommitError::Connect {
             url: config.hdfs.url.clone(),
             source: hdfs_native::HdfsError::OperationFailed("timed out after 20 s".into()),
         })?
-        .map_err(|source| crate::committer::CommitError::Hdfs {
+        .map_err(|source| crate::commit::CommitError::Hdfs {
             op: "mkdirs",
             path: probe.clone(),
             source,
         })?;
+    Ok(())
+}
+
+/// `flumen ledger skip`: records an operator's decision that `[from, through]` is lost.
+pub async fn ledger_skip(
+    config: &Config,
+    tp: &TopicPartition,
+    from: i64,
+    through: i64,
+) -> Result<(), ToolError> {
+    let ledger = relay::ledger(config, Arc::new(Health::default()))?;
+    ledger.skip(tp, from, through).await?;
+    tracing::warn!(partition = %tp, from, through, "skip recorded in the ledger");
     Ok(())
 }
 
@@ -271,12 +284,10 @@ pub async fn offsets(config: &Config) -> Result<(Vec<OffsetsRow>, Vec<String>), 
         }
     }
     // HDFS.
-    match relay::committer(config, Arc::new(Health::default())) {
-        Ok(committer) => {
+    match relay::ledger(config, Arc::new(Health::default())) {
+        Ok(ledger) => {
             let mut tps: Vec<TopicPartition> = rows.keys().cloned().collect();
-            match tokio::time::timeout(Duration::from_secs(20), committer.claimed_partitions())
-                .await
-            {
+            match tokio::time::timeout(Duration::from_secs(20), ledger.partitions()).await {
                 Ok(Ok(more)) => tps.extend(more),
                 Ok(Err(e)) => errors.push(format!("hdfs: {e}")),
                 Err(_) => errors.push("hdfs: timed out".into()),
@@ -284,12 +295,10 @@ pub async fn offsets(config: &Config) -> Result<(Vec<OffsetsRow>, Vec<String>), 
             tps.sort();
             tps.dedup();
             for tp in tps {
-                match tokio::time::timeout(Duration::from_secs(20), committer.committed_end(&tp))
-                    .await
+                match tokio::time::timeout(Duration::from_secs(20), ledger.committed_end(&tp)).await
                 {
                     Ok(Ok(c)) => {
-                        rows.entry(tp).or_default().hdfs_last_committed =
-                            Some(c.map_or(-1, |c| c.last_offset))
+                        rows.entry(tp).or_default().hdfs_last_committed = Some(c.unwrap_or(-1))
                     }
                     Ok(Err(e)) => errors.push(format!("hdfs {tp}: {e}")),
                     Err(_) => errors.push(format!("hdfs {tp}: timed out")),

@@ -57,6 +57,24 @@ fn crash_after_close_before_claim() {
     crash_at("commit-before-claim");
 }
 
+/// Regression: a claim used to be create, write, close; a kill inside left an empty claim that
+/// wedged the partition for good. A claim is now a rename of a built directory.
+#[test]
+fn crash_inside_claim_creation() {
+    crash_at("commit-mid-claim");
+}
+
+/// Dies between building the genesis entry and claiming it (second partition's genesis).
+#[test]
+fn crash_inside_genesis() {
+    crash_at("genesis-before-claim");
+}
+
+#[test]
+fn crash_after_claim_before_tip_check() {
+    crash_at("commit-after-claim");
+}
+
 #[test]
 fn crash_after_claim_before_rename() {
     crash_at("commit-before-rename");

@@ -212,7 +212,11 @@ impl<H: Hdfs> Ledger<H> {
     /// waits (roll forward), and with `clean` deletes every staging directory (in-use files of
     /// earlier owners; deleting fences a zombie still writing one). Idempotent, and safe to
     /// cancel or crash at any await.
-    pub async fn reconcile(&self, tp: &TopicPartition, clean: bool) -> Result<Position, CommitError> {
+    pub async fn reconcile(
+        &self,
+        tp: &TopicPartition,
+        clean: bool,
+    ) -> Result<Position, CommitError> {
         let p = self.paths(tp);
         let slots = slots_of(&self.list(&p.dir).await?);
         let mut pos = Position::default();
@@ -265,6 +269,7 @@ impl<H: Hdfs> Ledger<H> {
             };
             let staged = p.staging(&token);
             self.mkdirs(&format!("{staged}/{}", meta.name())).await?;
+            crate::crash_site!("genesis-before-claim");
             match self.hdfs.rename(&staged, &p.genesis()).await {
                 Ok(()) => return Ok(start),
                 // Taken by another member, or our own rename's lost response: read it back.
@@ -287,7 +292,13 @@ impl<H: Hdfs> Ledger<H> {
             let token = (self.tokens)();
             let path = p.staged_data(&token);
             match self.hdfs.create(&path).await {
-                Ok(writer) => return Ok(Staged { writer, token, path }),
+                Ok(writer) => {
+                    return Ok(Staged {
+                        writer,
+                        token,
+                        path,
+                    })
+                }
                 // Our create applied but its response was lost: we hold no writer for it.
                 Err(HdfsError::AlreadyExists(_)) => self.discard(tp, &token).await?,
                 Err(e) => return Err(hdfs_err("create", &path)(e)),
@@ -310,13 +321,22 @@ impl<H: Hdfs> Ledger<H> {
     }
 
     /// Token of the slot at `first`, if the slot exists.
-    async fn slot_token(&self, p: &PartitionPaths, first: i64) -> Result<Option<String>, CommitError> {
+    async fn slot_token(
+        &self,
+        p: &PartitionPaths,
+        first: i64,
+    ) -> Result<Option<String>, CommitError> {
         Ok(self.read_meta(&p.slot(first)).await?.map(|m| m.token))
     }
 
     /// Renames our built staging directory onto the slot at `first` (the compare-and-set), then
     /// checks it is the tip. Returns false when fenced; the staging directory is then gone.
-    async fn claim(&self, tp: &TopicPartition, token: &str, first: i64) -> Result<bool, CommitError> {
+    async fn claim(
+        &self,
+        tp: &TopicPartition,
+        token: &str,
+        first: i64,
+    ) -> Result<bool, CommitError> {
         let p = self.paths(tp);
         let staged = p.staging(token);
         match self.hdfs.rename(&staged, &p.slot(first)).await {
@@ -363,6 +383,7 @@ impl<H: Hdfs> Ledger<H> {
         };
         let held = format!("{}/{}{final_path}", p.staging(token), meta.name());
         self.mkdirs(naming::parent(&held)).await?;
+        crate::crash_site!("commit-mid-claim");
         let data = p.staged_data(token);
         // Fails when a reconciler deleted our staging directory: we are fenced. The mkdirs
         // above may have re-created an empty one; it holds no data and is deleted here.
@@ -444,7 +465,12 @@ impl<H: Hdfs> Ledger<H> {
 
     /// Records that `[from, through]` is skipped (gone from the channel and from Kafka), as an
     /// operator decided. Refused unless the ledger continues exactly at `from`.
-    pub async fn skip(&self, tp: &TopicPartition, from: i64, through: i64) -> Result<(), CommitError> {
+    pub async fn skip(
+        &self,
+        tp: &TopicPartition,
+        from: i64,
+        through: i64,
+    ) -> Result<(), CommitError> {
         let refuse = |reason: String| CommitError::Refused {
             tp: tp.clone(),
             reason,
@@ -455,7 +481,11 @@ impl<H: Hdfs> Ledger<H> {
         let next = self.reconcile(tp, false).await?.next;
         match next {
             Some(n) if n == from => {}
-            Some(n) => return Err(refuse(format!("the ledger continues at offset {n}, not {from}"))),
+            Some(n) => {
+                return Err(refuse(format!(
+                    "the ledger continues at offset {n}, not {from}"
+                )))
+            }
             None => return Err(refuse("the partition has no genesis entry".into())),
         }
         let p = self.paths(tp);
@@ -468,7 +498,9 @@ impl<H: Hdfs> Ledger<H> {
         self.mkdirs(&format!("{}/{}", p.staging(&token), meta.name()))
             .await?;
         if !self.claim(tp, &token, from).await? {
-            return Err(refuse(format!("another writer claimed offset {from} first")));
+            return Err(refuse(format!(
+                "another writer claimed offset {from} first"
+            )));
         }
         Ok(())
     }
@@ -501,6 +533,22 @@ impl<H: Hdfs> Ledger<H> {
             return Ok(Some(t.last));
         }
         Ok(self.read_start(&self.paths(tp)).await?.map(|g| g - 1))
+    }
+
+    /// Refuses a state directory written by ledger version 1 (`<state>/claims/`): its claims
+    /// cannot be read as slots, and starting beside them would deliver ranges twice.
+    pub async fn refuse_version_1(&self) -> Result<(), CommitError> {
+        let v1 = format!("{}/claims", naming::parent(&self.root));
+        if self.exists(&v1).await? {
+            return Err(CommitError::Refused {
+                tp: TopicPartition::new("*", -1),
+                reason: format!(
+                    "{v1} holds version 1 claims; this flumen writes ledger version 2 \
+                     (wal-format.md §8). Point hdfs.state_dir at a new directory"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Partitions with a ledger, for the tools.

@@ -3,6 +3,7 @@
 //! closed file to `commit`. It never talks to Kafka; committing the advisory Kafka offset is a
 //! callback the relay provides.
 
+pub mod dead_letter;
 pub mod format;
 pub mod path;
 
@@ -11,13 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hdfs_native::file::FileWriter;
-use hdfs_native::WriteOptions;
+use hdfs_native::HdfsError;
 use tokio::sync::{mpsc, Notify};
 
-use crate::committer::{Claim, CommitError, CommitOutcome, Committer};
+use crate::commit::{CommitError, CommitOutcome, Ledger};
 use crate::events;
+use crate::hdfs::{HdfsWriter, NativeHdfs, NativeWriter};
 use crate::wal::{Batch, Record, TopicPartition, WalIndex, WalReader};
+use dead_letter::{dead_letter_body, write_dead_letter};
 use format::{Compression, Encoder, Format};
 use path::PathTemplate;
 
@@ -27,6 +29,9 @@ const WRITE_CHUNK_BYTES: usize = 1 << 20;
 const ABANDON_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Batches processed between checks of commands and timers.
 const BATCHES_PER_TURN: usize = 256;
+/// How often the ledger ends of partitions this member does not write are re-read, so their
+/// channel data can be trimmed once their new owner has committed it.
+const FOREIGN_ENDS_REFRESH: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
@@ -99,8 +104,6 @@ pub enum SinkCommand {
     },
     /// Stop writing `tp` (revoked or lost) and drop its open file.
     Deactivate { tp: TopicPartition },
-    /// Ownership is known: data of partitions we do not own may be trimmed.
-    OwnershipKnown,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +117,9 @@ pub enum SinkError {
 }
 
 struct OpenFile {
-    writer: FileWriter,
+    writer: NativeWriter,
+    /// The staging token and path of the in-use file.
+    token: String,
     temp: String,
     dir: String,
     start: i64,
@@ -144,11 +149,14 @@ pub type OnCommit = Box<dyn Fn(&TopicPartition, i64) + Send + Sync>;
 
 pub struct Sink {
     opts: SinkOptions,
-    committer: Committer,
+    ledger: Arc<Ledger<NativeHdfs>>,
     index: Arc<WalIndex>,
     reader: WalReader,
     parts: HashMap<TopicPartition, PartState>,
-    ownership_known: bool,
+    /// The last ledger end seen for partitions this member does not write (revoked, or never
+    /// assigned): their channel data is kept until HDFS holds it.
+    foreign_ends: HashMap<TopicPartition, i64>,
+    foreign_ends_read: Option<Instant>,
     on_commit: OnCommit,
     next_epoch: u64,
     /// Reused encoding buffer for one record's line.
@@ -160,17 +168,18 @@ pub struct Sink {
 impl Sink {
     pub fn new(
         opts: SinkOptions,
-        committer: Committer,
+        ledger: Arc<Ledger<NativeHdfs>>,
         index: Arc<WalIndex>,
         on_commit: OnCommit,
     ) -> Self {
         Self {
             reader: WalReader::new(index.clone()),
             opts,
-            committer,
+            ledger,
             index,
             parts: HashMap::new(),
-            ownership_known: false,
+            foreign_ends: HashMap::new(),
+            foreign_ends_read: None,
             on_commit,
             next_epoch: 0,
             line: Vec::new(),
@@ -192,11 +201,11 @@ impl Sink {
             SinkCommand::Deactivate { tp } => {
                 if let Some(mut st) = self.parts.remove(&tp) {
                     if let Some(f) = st.open.take() {
-                        self.abandon(f).await;
+                        self.abandon(&tp, f).await;
                     }
+                    self.foreign_ends.insert(tp, st.committed_end);
                 }
             }
-            SinkCommand::OwnershipKnown => self.ownership_known = true,
         }
         Ok(())
     }
@@ -272,7 +281,12 @@ impl Sink {
         tp: &TopicPartition,
         record: &Record,
     ) -> Result<(), SinkError> {
-        if record.value.as_ref().map_or(0, Vec::len) > self.opts.record_bytes_max {
+        // Without a dead-letter directory the record is written like any other: the source
+        // enforces the `fail` policy before the channel, so this is a limit lowered across a
+        // restart, and dropping the record would leave it inside the file's range.
+        if record.value.as_ref().map_or(0, Vec::len) > self.opts.record_bytes_max
+            && self.opts.dead_letter_dir.is_some()
+        {
             return self.dead_letter(tp, record).await;
         }
         let time_ms = match (self.opts.use_local_timestamp, record.timestamp_ms) {
@@ -319,8 +333,7 @@ impl Sink {
         if f.encoder.pending_output_bytes() >= WRITE_CHUNK_BYTES {
             f.last_write = Instant::now();
             let chunk = Bytes::from(f.encoder.take_output());
-            let write = f.writer.write_bytes(chunk);
-            if let Err(e) = self.committer.watch("write", &f.temp, write).await {
+            if let Err(e) = f.writer.write(chunk).await {
                 tracing::warn!(partition = %tp, error = %e, "HDFS write failed; rewriting the file from the channel");
                 events::error(events::ErrorCode::HdfsIo);
                 self.restart_partition(tp).await?;
@@ -331,24 +344,14 @@ impl Sink {
 
     async fn open_file(&mut self, tp: &TopicPartition, dir: String) -> Result<(), SinkError> {
         let start = self.parts[tp].committed_end + 1;
-        let temp = self.committer.temp_path(tp, start);
-        let opts = WriteOptions::default().overwrite(false).create_parent(true);
-        let client = self.committer.client().clone();
-        let writer = self
-            .committer
-            .retry("create", &temp, || client.create(&temp, opts.clone()))
-            .await
-            .map_err(|source| CommitError::Hdfs {
-                op: "create",
-                path: temp.clone(),
-                source,
-            })?;
+        let staged = self.ledger.open(tp).await?;
         let now = Instant::now();
-        tracing::debug!(partition = %tp, %temp, start, "opened in-use file");
+        tracing::debug!(partition = %tp, temp = %staged.path, start, "opened in-use file");
         let st = self.parts.get_mut(tp).expect("active");
         st.open = Some(OpenFile {
-            writer,
-            temp,
+            writer: staged.writer,
+            token: staged.token,
+            temp: staged.path,
             dir,
             start,
             last: start,
@@ -384,6 +387,7 @@ impl Sink {
             self.maybe_roll(&tp, true).await?;
         }
         events::channel_level(self.index.bytes_total(), self.index.segment_count());
+        self.refresh_foreign_ends().await?;
         self.trim()
     }
 
@@ -406,37 +410,30 @@ impl Sink {
             return Ok(());
         };
         let temp = f.temp.clone();
-        let closing = async {
+        let closed: Result<(), HdfsError> = async {
             let tail = std::mem::replace(&mut f.encoder, Encoder::Plain(Vec::new()))
                 .finish()
-                .map_err(hdfs_native::HdfsError::IOError)?;
+                .map_err(HdfsError::IOError)?;
             if !tail.is_empty() {
-                f.writer.write_bytes(Bytes::from(tail)).await?;
+                f.writer.write(Bytes::from(tail)).await?;
             }
             crate::crash_site!("sink-mid-write");
             f.writer.hsync().await?;
             f.writer.close().await
-        };
-        let closed = self.committer.watch("close", &temp, closing).await;
+        }
+        .await;
         if let Err(e) = closed {
-            tracing::warn!(partition = %tp, temp = %f.temp, error = %e, "closing HDFS file failed; rewriting it from the channel");
+            tracing::warn!(partition = %tp, %temp, error = %e, "closing HDFS file failed; rewriting it from the channel");
             events::error(events::ErrorCode::HdfsIo);
-            self.committer.discard(&f.temp).await?;
+            self.ledger.discard(tp, &f.token).await?;
             return self.restart_partition(tp).await;
         }
         let final_path = format!("{}/{}", f.dir, self.opts.final_name(tp, f.start, f.last));
-        let claim = Claim {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            start_offset: f.start,
-            last_offset: f.last,
-            records: f.records,
-            temp_path: f.temp.clone(),
-            final_path: final_path.clone(),
-            writer_id: String::new(),
-        };
-        crate::crash_site!("commit-before-claim");
-        match self.committer.commit(claim).await? {
+        let outcome = self
+            .ledger
+            .commit(tp, &f.token, f.start, f.last, &final_path)
+            .await?;
+        match outcome {
             CommitOutcome::Committed => {
                 crate::crash_site!("commit-after-rename");
                 events::file_committed(
@@ -464,7 +461,7 @@ impl Sink {
     /// channel so the range is written again from the channel's copy.
     async fn restart_partition(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
         if let Some(f) = self.parts.get_mut(tp).and_then(|s| s.open.take()) {
-            self.abandon(f).await;
+            self.abandon(tp, f).await;
         }
         // A fence or a failed close often means the partition moved to another member: apply
         // any revocation that already arrived rather than reconciling (and fencing the new
@@ -473,16 +470,22 @@ impl Sink {
         if !self.parts.contains_key(tp) {
             return Ok(());
         }
-        let r = self.committer.reconcile(tp).await?;
-        self.activate(tp.clone(), r.committed_end);
+        // Not cleaning the staging area: if we were fenced, the in-use files there may be the
+        // new owner's, and deleting them would only make it rewrite them.
+        let pos = self.ledger.reconcile(tp, false).await?;
+        let next = pos.next.ok_or_else(|| CommitError::Refused {
+            tp: tp.clone(),
+            reason: "the genesis entry of an active partition is gone".into(),
+        })?;
+        self.activate(tp.clone(), next - 1);
         Ok(())
     }
 
-    async fn abandon(&self, mut f: OpenFile) {
+    async fn abandon(&self, tp: &TopicPartition, mut f: OpenFile) {
         tracing::debug!(temp = %f.temp, "abandoning in-use file");
-        // Bounded: a writer fenced by lease recovery may never complete its close.
+        // Bounded: a writer whose file was deleted under it may never complete its close.
         let _ = tokio::time::timeout(ABANDON_CLOSE_TIMEOUT, f.writer.close()).await;
-        if let Err(e) = self.committer.discard(&f.temp).await {
+        if let Err(e) = self.ledger.discard(tp, &f.token).await {
             tracing::warn!(temp = %f.temp, error = %e, "could not delete abandoned in-use file; the next reconciliation will");
         }
     }
@@ -490,32 +493,59 @@ impl Sink {
     async fn dead_letter(&mut self, tp: &TopicPartition, record: &Record) -> Result<(), SinkError> {
         events::error(events::ErrorCode::OversizedRecord);
         let Some(dir) = &self.opts.dead_letter_dir else {
-            // The source enforces the `fail` policy before the channel; reaching here means the
-            // limit was lowered across a restart. Keep the record in the normal flow.
-            return Ok(());
+            unreachable!("write_record diverts oversized records only with a dead_letter_dir")
         };
-        // The name is a function of the offset and creation is exclusive, so a replay after a
-        // crash finds the file already there and writes nothing twice.
         let path = format!(
-            "{dir}/{}+{}+{:020}.bin",
+            "{dir}/{}+{}+{:020}.json",
             tp.topic, tp.partition, record.offset
         );
-        let body = Bytes::from(record.value.clone().unwrap_or_default());
-        // Already there means an earlier run delivered it.
-        self.committer
-            .create_exclusive("create dead letter", &path, body)
-            .await?;
+        let body = Bytes::from(dead_letter_body(tp, record));
+        write_dead_letter(self.ledger.hdfs().as_ref(), &path, body)
+            .await
+            .map_err(|source| CommitError::Hdfs {
+                op: "write dead letter",
+                path,
+                source,
+            })?;
+        tracing::warn!(partition = %tp, offset = record.offset, dir = %dir, "oversized record written to the dead-letter directory");
         Ok(())
     }
 
+    /// Deletes channel segments whose every batch HDFS holds: for partitions we write, up to
+    /// their committed end; for others, up to the end their ledger showed when last read.
+    /// Data of a partition whose ledger we never read is kept, so nothing assigned but not yet
+    /// activated is ever trimmed.
     fn trim(&mut self) -> Result<(), SinkError> {
         let below = self.reader.position().segment;
-        let parts = &self.parts;
-        let known = self.ownership_known;
-        self.index.trim(below, |tp, last| match parts.get(tp) {
-            Some(st) => last <= st.committed_end,
-            None => known,
+        let (parts, foreign) = (&self.parts, &self.foreign_ends);
+        self.index.trim(below, |tp, last| {
+            let end = parts
+                .get(tp)
+                .map(|st| st.committed_end)
+                .or_else(|| foreign.get(tp).copied());
+            end.is_some_and(|end| last <= end)
         })?;
+        Ok(())
+    }
+
+    /// Re-reads the ledger end of every partition in the channel that we do not write, at most
+    /// every `FOREIGN_ENDS_REFRESH`. Read-only, one or two listings per partition.
+    async fn refresh_foreign_ends(&mut self) -> Result<(), SinkError> {
+        if self
+            .foreign_ends_read
+            .is_some_and(|t| t.elapsed() < FOREIGN_ENDS_REFRESH)
+        {
+            return Ok(());
+        }
+        self.foreign_ends_read = Some(Instant::now());
+        for tp in self.index.partitions() {
+            if self.parts.contains_key(&tp) {
+                continue;
+            }
+            if let Some(end) = self.ledger.committed_end(&tp).await? {
+                self.foreign_ends.insert(tp, end);
+            }
+        }
         Ok(())
     }
 }

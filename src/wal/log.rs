@@ -184,6 +184,18 @@ impl WalIndex {
         end
     }
 
+    /// The first batch start of `tp` beyond `end`: where the channel resumes after a hole.
+    pub fn next_start_after(&self, tp: &TopicPartition, end: i64) -> Option<i64> {
+        let inner = self.lock();
+        inner
+            .segments
+            .values()
+            .flat_map(|seg| seg.ranges.get(tp).into_iter().flatten())
+            .map(|&(start, _)| start)
+            .filter(|&start| start > end)
+            .min()
+    }
+
     /// The first segment holding any offset of `tp` above `committed_end`.
     pub fn first_segment_after(&self, tp: &TopicPartition, committed_end: i64) -> Option<u64> {
         let inner = self.lock();

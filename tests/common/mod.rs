@@ -416,9 +416,13 @@ pub fn assert_exactly_once(landed: &[Landed], n: u64) {
     }
 }
 
-/// In-use files left anywhere under the state dir's tmp tree.
+/// Data files left anywhere in the ledger: in-use files in a staging area, or claimed files not
+/// yet renamed to their final names. Every other ledger entry is a directory.
 pub async fn in_use_files(client: &Client, state_dir: &str) -> Vec<String> {
-    match client.list_status(&format!("{state_dir}/tmp"), true).await {
+    match client
+        .list_status(&format!("{state_dir}/ledger"), true)
+        .await
+    {
         Ok(l) => l.into_iter().filter(|s| !s.isdir).map(|s| s.path).collect(),
         Err(_) => Vec::new(),
     }
