@@ -114,7 +114,7 @@ pub struct HdfsConfig {
     pub url: String,
     /// Final directory; supports %Y %m %d %H %M %S %{topic} %{partition}.
     pub path: String,
-    /// Where claims and in-use files live. Default: `<static prefix of path>/_flumen`.
+    /// Where the claim ledger and in-use files live. Default: `<static prefix of path>/_flumen`.
     #[serde(default)]
     pub state_dir: Option<String>,
     /// HDFS user; default: the process user.

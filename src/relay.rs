@@ -19,7 +19,7 @@ use crate::events;
 use crate::hdfs::{self, NativeHdfs};
 use crate::health::Health;
 use crate::sink::{self, Sink, SinkCommand, SinkOptions};
-use crate::source::{KafkaConsumer, Ownership, Source, SourceError, SourceOptions};
+use crate::source::{KafkaConsumer, Ownership, Source, SourceError, SourceOptions, Start};
 use crate::wal::{
     log::disk_free_bytes, EncodedBatch, TopicPartition, Wal, WalError, WalIndex, WalOptions,
     WalWriter,
@@ -151,6 +151,19 @@ fn mark_disk_full(index: &WalIndex, full: bool, why: &str) {
     }
 }
 
+/// A reconciliation that has not answered this long offers a provisional start, so an HDFS
+/// outage (even one that began before flumen started) fills the channel instead of idling.
+const PROVISIONAL_AFTER: Duration = Duration::from_secs(2);
+
+/// One partition's reconciliation in flight.
+struct Reconciling {
+    task: tokio::task::JoinHandle<Result<i64, String>>,
+    since: Instant,
+    /// The group's committed offset, once Kafka answered: never ahead of HDFS, because it is
+    /// committed only after a file is renamed.
+    group_offset: Arc<Mutex<Option<i64>>>,
+}
+
 /// Reconciles assigned partitions with HDFS and the channel for the source's poll thread, on
 /// tokio tasks, so the poll loop keeps serving the group however long HDFS takes.
 struct RelayOwnership {
@@ -162,10 +175,43 @@ struct RelayOwnership {
     consumer: OnceLock<Arc<KafkaConsumer>>,
     earliest: bool,
     /// One reconciliation task per assigned partition still working out its start.
-    tasks: Mutex<HashMap<TopicPartition, tokio::task::JoinHandle<Result<i64, String>>>>,
+    tasks: Mutex<HashMap<TopicPartition, Reconciling>>,
 }
 
 impl RelayOwnership {
+    fn start_reconciling(&self, tp: &TopicPartition) -> Reconciling {
+        let group_offset = Arc::new(Mutex::new(None));
+        if let Some(consumer) = self.consumer.get().cloned() {
+            let (slot, tp) = (group_offset.clone(), tp.clone());
+            self.runtime.spawn_blocking(move || {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&tp.topic, tp.partition);
+                if let Ok(c) = consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+                    if let Some(Offset::Offset(o)) = c
+                        .find_partition(&tp.topic, tp.partition)
+                        .map(|e| e.offset())
+                    {
+                        *slot.lock().expect("lock") = Some(o);
+                    }
+                }
+            });
+        }
+        Reconciling {
+            task: self.spawn_reconcile(tp),
+            since: Instant::now(),
+            group_offset,
+        }
+    }
+
+    /// Where to fetch before the ledger answers: after the channel's own chain for the
+    /// partition if it holds any, else the group's committed offset, else nowhere yet.
+    fn provisional_start(&self, tp: &TopicPartition, r: &Reconciling) -> Option<i64> {
+        if let Some(first) = self.index.next_start_after(tp, i64::MIN) {
+            return Some(self.index.chain_end(tp, first - 1) + 1);
+        }
+        *r.group_offset.lock().expect("lock")
+    }
+
     /// Reads the partition's ledger (delivering its tip if it waits, deleting earlier owners'
     /// in-use files) and, for a partition the ledger has never seen, fixes its genesis at the
     /// log start or end as `auto_offset_reset` says. Returns the committed end. HDFS calls
@@ -211,18 +257,21 @@ impl RelayOwnership {
 }
 
 impl Ownership for RelayOwnership {
-    fn assigned(&self, tp: &TopicPartition) -> Result<Option<i64>, String> {
+    fn assigned(&self, tp: &TopicPartition) -> Result<Option<Start>, String> {
         let mut tasks = self.tasks.lock().expect("lock");
-        let task = tasks
+        let r = tasks
             .entry(tp.clone())
-            .or_insert_with(|| self.spawn_reconcile(tp));
-        if !task.is_finished() {
-            return Ok(None);
+            .or_insert_with(|| self.start_reconciling(tp));
+        if !r.task.is_finished() {
+            if r.since.elapsed() < PROVISIONAL_AFTER {
+                return Ok(None);
+            }
+            return Ok(self.provisional_start(tp, r).map(Start::Provisional));
         }
-        let task = tasks.remove(tp).expect("present above");
+        let r = tasks.remove(tp).expect("present above");
         let committed_end = self
             .runtime
-            .block_on(task)
+            .block_on(r.task)
             .map_err(|e| format!("reconcile task: {e}"))??;
         let chain_end = self.index.chain_end(tp, committed_end);
         events::reconciled(tp, committed_end, chain_end, false, 0);
@@ -232,12 +281,12 @@ impl Ownership for RelayOwnership {
                 committed_end,
             })
             .map_err(|_| "sink stopped".to_string())?;
-        Ok(Some(chain_end + 1))
+        Ok(Some(Start::Confirmed(chain_end + 1)))
     }
 
     fn revoked(&self, tp: &TopicPartition) {
-        if let Some(task) = self.tasks.lock().expect("lock").remove(tp) {
-            task.abort();
+        if let Some(r) = self.tasks.lock().expect("lock").remove(tp) {
+            r.task.abort();
         }
         self.health.set_halted(tp.to_string(), None);
         let _ = self

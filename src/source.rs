@@ -27,9 +27,9 @@ use crate::wal::{
 /// called from the poll thread and must not block on HDFS.
 pub trait Ownership: Send + Sync + 'static {
     /// Asked about each newly assigned partition (every second) until it answers
-    /// `Ok(Some(next))`, the offset to fetch next; no record of the partition is accepted
-    /// before. `Ok(None)` means still working it out; an error is logged and asked again.
-    fn assigned(&self, tp: &TopicPartition) -> Result<Option<i64>, String>;
+    /// `Ok(Some(Start::Confirmed(next)))`; no record is fetched before it answers `Some`.
+    /// `Ok(None)` means still working it out; an error is logged and asked again.
+    fn assigned(&self, tp: &TopicPartition) -> Result<Option<Start>, String>;
     /// The partition was revoked or lost; stop writing it.
     fn revoked(&self, tp: &TopicPartition);
     /// Offsets from `from` on are gone from Kafka up to `low - 1` (retention moved the log
@@ -37,6 +37,16 @@ pub trait Ownership: Send + Sync + 'static {
     fn gone(&self, tp: &TopicPartition, from: i64, low: i64);
     /// A halted partition delivered a record again.
     fn resumed(&self, tp: &TopicPartition);
+}
+
+/// Where to fetch a newly assigned partition from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// HDFS has not answered yet: fetch from here into the channel, which keeps the data until
+    /// the partition's ledger is read. A later `Confirmed` may move the position.
+    Provisional(i64),
+    /// The ledger was read: fetch from here.
+    Confirmed(i64),
 }
 
 /// How long a halted partition waits before it is reconciled again (to notice an operator's
@@ -178,6 +188,16 @@ impl ConsumerContext for SourceContext {
         match err {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 events::rebalance("assign", tpl.count());
+                // An explicit start, never the group's committed offset: with
+                // `auto.offset.reset = error`, a partition without one would enter an error
+                // state that refuses our seek. The real position is sought after reconciling.
+                for tp in tps_of(tpl) {
+                    if let Err(err) =
+                        tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Beginning)
+                    {
+                        tracing::error!(error = %err, "setting an assigned partition's start failed");
+                    }
+                }
                 let r = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -249,6 +269,8 @@ pub struct Source {
     halted: HashMap<TopicPartition, Instant>,
     /// Halted partitions reconciled again and waiting for their first record.
     recovering: HashSet<TopicPartition>,
+    /// Partitions fetched from a provisional start, waiting for their confirmed one.
+    provisional: HashSet<TopicPartition>,
 }
 
 impl Source {
@@ -283,6 +305,7 @@ impl Source {
             paused: None,
             halted: HashMap::new(),
             recovering: HashSet::new(),
+            provisional: HashSet::new(),
         })
     }
 
@@ -301,7 +324,7 @@ impl Source {
                 && last_reconcile_try.elapsed() >= Duration::from_secs(1)
             {
                 last_reconcile_try = Instant::now();
-                self.reconcile_pending();
+                self.reconcile_pending()?;
             }
             self.flow_control();
             let consumer = self.consumer.clone();
@@ -348,6 +371,7 @@ impl Source {
             self.unreconciled.remove(&tp);
             self.halted.remove(&tp);
             self.recovering.remove(&tp);
+            self.provisional.remove(&tp);
             self.outbox.retain(|b| b.tp != tp);
             self.ownership.revoked(&tp);
         }
@@ -383,6 +407,10 @@ impl Source {
             let _ = self.consumer.pause(&single(&tp, None));
             self.parts.remove(&tp);
             self.current = None;
+            if self.provisional.contains(&tp) {
+                // Only a guess was out of range: wait, paused, for the ledger's answer.
+                continue;
+            }
             self.recovering.remove(&tp);
             self.halted.insert(tp.clone(), Instant::now() + HALT_RETRY);
             self.ownership.gone(&tp, position, low);
@@ -409,42 +437,65 @@ impl Source {
         }
     }
 
-    fn reconcile_pending(&mut self) {
+    fn reconcile_pending(&mut self) -> Result<(), SourceError> {
         let tps: Vec<_> = self.unreconciled.iter().cloned().collect();
         for tp in tps {
             match self.ownership.assigned(&tp) {
                 Ok(None) => {}
-                Ok(Some(next)) => {
-                    let tpl = single(&tp, Some(next));
-                    // Seek then resume; librdkafka applies the seek to the paused fetcher.
-                    let seek = self.consumer.seek(
-                        &tp.topic,
-                        tp.partition,
-                        Offset::Offset(next),
-                        Duration::from_secs(10),
-                    );
-                    if let Err(e) = seek {
-                        tracing::warn!(partition = %tp, error = %e, "seek failed; retrying");
-                        continue;
+                Ok(Some(Start::Provisional(at))) => {
+                    if !self.provisional.contains(&tp) && self.start_fetching(&tp, at) {
+                        tracing::info!(partition = %tp, at, "HDFS has not answered yet; consuming into the channel until it does");
+                        self.provisional.insert(tp);
+                    }
+                }
+                Ok(Some(Start::Confirmed(next))) => {
+                    let fetching_there = self.parts.get(&tp).is_some_and(|st| st.position == next);
+                    if !(self.provisional.contains(&tp) && fetching_there) {
+                        // Keep what a provisional start already fetched: the channel holds it
+                        // and the sink skips what HDFS has.
+                        self.flush(&tp)?;
+                        if !self.start_fetching(&tp, next) {
+                            continue;
+                        }
                     }
                     tracing::info!(partition = %tp, next, "partition reconciled; consuming");
-                    self.parts.insert(
-                        tp.clone(),
-                        PartState {
-                            position: next,
-                            pending: None,
-                        },
-                    );
+                    self.provisional.remove(&tp);
                     self.unreconciled.remove(&tp);
-                    if self.paused.is_none() {
-                        let _ = self.consumer.resume(&tpl);
-                    }
                 }
                 Err(e) => {
                     tracing::warn!(partition = %tp, error = %e, "reconciling failed; retrying")
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Seeks `tp` to `at` and resumes it (unless consumption is paused); false if the seek
+    /// failed (retried on the next turn).
+    fn start_fetching(&mut self, tp: &TopicPartition, at: i64) -> bool {
+        // Seek then resume; librdkafka applies the seek to the paused fetcher.
+        let seek = self.consumer.seek(
+            &tp.topic,
+            tp.partition,
+            Offset::Offset(at),
+            Duration::from_secs(10),
+        );
+        if let Err(e) = seek {
+            tracing::warn!(partition = %tp, error = %e, "seek failed; retrying");
+            return false;
+        }
+        self.current = None;
+        self.parts.insert(
+            tp.clone(),
+            PartState {
+                position: at,
+                pending: None,
+            },
+        );
+        if self.paused.is_none() {
+            let _ = self.consumer.resume(&single(tp, Some(at)));
+        }
+        true
     }
 
     /// Pauses every owned partition while the channel is over capacity, the disk is full or the

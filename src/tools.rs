@@ -241,7 +241,7 @@ pub struct OffsetsRow {
 }
 
 /// `flumen offsets`: Kafka watermarks and group offsets (if reachable), the channel (read-only
-/// scan, works while a daemon runs), and HDFS claims (read-only).
+/// scan, works while a daemon runs), and the HDFS ledger (read-only).
 pub async fn offsets(config: &Config) -> Result<(Vec<OffsetsRow>, Vec<String>), ToolError> {
     let mut rows: BTreeMap<TopicPartition, OffsetsRow> = BTreeMap::new();
     let mut errors = Vec::new();

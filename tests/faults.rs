@@ -152,3 +152,105 @@ fn low_channel_disk_pauses_consumption_and_loses_nothing() {
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 800, Duration::from_secs(120));
     assert_exactly_once(&landed, 800);
 }
+
+/// Regression for the empty-claim wedge: DataNode stops and NameNode restarts while files are
+/// being written and claimed used to leave 0-byte claims that stopped partitions for good (they
+/// healed only after the 20-minute lease limit and a manual restart). Claims no longer touch a
+/// DataNode, so the relay must deliver everything once, by itself, whatever the timing.
+/// `FLUMEN_HDFS_FAULT_CYCLES` (default 4) sets how many faults are injected.
+#[test]
+fn datanode_stops_and_namenode_restarts_heal_without_a_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = testbed();
+    let mut c = case("hdfs-loop");
+    // Small files, so commits (and so claims) are in flight when each fault hits.
+    c.c.cfg.extra_hdfs = "roll_records_max = 50\nroll_interval_s = 1\n".into();
+    c.c.rewrite();
+    let cycles: u64 = std::env::var("FLUMEN_HDFS_FAULT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let per_cycle = 600;
+    let p = common::producer(tb);
+    let relay = spawn_relay(&c.config, None);
+    let client = common::hdfs(tb);
+    for i in 0..cycles {
+        common::produce(&p, &c.cfg.topic, i * per_cycle, (i + 1) * per_cycle);
+        // Vary where in the commit path the fault lands.
+        std::thread::sleep(Duration::from_millis(300 + 450 * (i % 4)));
+        if i % 2 == 0 {
+            common::testbed_cmd(&["dn-stop", "1"]);
+            let restore = Restore(&["dn-start", "1"]);
+            std::thread::sleep(Duration::from_secs(3));
+            drop(restore);
+        } else {
+            common::testbed_cmd(&["nn-restart"]);
+        }
+        assert!(relay_alive(&relay), "the relay must ride out HDFS faults");
+    }
+    let total = cycles * per_cycle;
+    let landed = common::wait_landed(
+        &client,
+        &c.cfg.hdfs_path,
+        total as usize,
+        Duration::from_secs(240),
+    );
+    assert_exactly_once(&landed, total);
+    let left = common::runtime().block_on(common::in_use_files(&client, &c.cfg.state_dir()));
+    assert!(left.is_empty(), "data files left in the ledger: {left:?}");
+    wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
+}
+
+/// An HDFS outage that began before flumen started is absorbed like one that began after: the
+/// relay consumes into its channel from the group's committed offset (never ahead of HDFS) and
+/// reconciles when the NameNode answers. It used to consume nothing until then.
+#[test]
+fn namenode_down_at_start_still_fills_the_channel() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = testbed();
+    let c = case("nn-down-at-start");
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 500);
+    let mut first = spawn_relay(&c.config, None);
+    let client = common::hdfs(tb);
+    common::wait_landed(&client, &c.cfg.hdfs_path, 500, Duration::from_secs(120));
+    first.signal(libc::SIGTERM);
+    assert!(first
+        .wait_for(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+
+    common::testbed_cmd(&["nn-stop"]);
+    let restore = Restore(&["nn-start"]);
+    common::produce(&p, &c.cfg.topic, 500, 1500);
+    let before = batches_in(&c.cfg.channel);
+    let relay = spawn_relay(&c.config, None);
+    wait_health(&c.metrics, "hdfs unreachable", Duration::from_secs(60));
+    let t = Instant::now();
+    let batches = loop {
+        let n = batches_in(&c.cfg.channel);
+        if n > before || t.elapsed() > Duration::from_secs(60) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        batches > before,
+        "nothing was consumed while HDFS was down at start ({before} batches before, {batches} after)"
+    );
+    assert!(relay_alive(&relay));
+    drop(restore);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 1500, Duration::from_secs(180));
+    assert_exactly_once(&landed, 1500);
+}
+
+/// Intact batches in a channel directory, from `wal check`'s summary line
+/// ("<n> intact batches, <m> damaged ranges"); readable while a relay holds the channel.
+fn batches_in(channel: &std::path::Path) -> u64 {
+    let report = flumen::tools::wal_check(channel).unwrap();
+    report
+        .text
+        .lines()
+        .find(|l| l.ends_with("damaged ranges"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("wal check prints a summary line")
+}
