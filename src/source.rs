@@ -271,6 +271,9 @@ pub struct Source {
     recovering: HashSet<TopicPartition>,
     /// Partitions fetched from a provisional start, waiting for their confirmed one.
     provisional: HashSet<TopicPartition>,
+    /// Partitions whose fetcher stopped on an out-of-range offset: only a new assignment
+    /// restarts them.
+    stopped: HashSet<TopicPartition>,
 }
 
 impl Source {
@@ -306,6 +309,7 @@ impl Source {
             halted: HashMap::new(),
             recovering: HashSet::new(),
             provisional: HashSet::new(),
+            stopped: HashSet::new(),
         })
     }
 
@@ -372,6 +376,7 @@ impl Source {
             self.halted.remove(&tp);
             self.recovering.remove(&tp);
             self.provisional.remove(&tp);
+            self.stopped.remove(&tp);
             self.outbox.retain(|b| b.tp != tp);
             self.ownership.revoked(&tp);
         }
@@ -407,6 +412,7 @@ impl Source {
             let _ = self.consumer.pause(&single(&tp, None));
             self.parts.remove(&tp);
             self.current = None;
+            self.stopped.insert(tp.clone());
             if self.provisional.contains(&tp) {
                 // Only a guess was out of range: wait, paused, for the ledger's answer.
                 continue;
@@ -473,17 +479,25 @@ impl Source {
     /// Seeks `tp` to `at` and resumes it (unless consumption is paused); false if the seek
     /// failed (retried on the next turn).
     fn start_fetching(&mut self, tp: &TopicPartition, at: i64) -> bool {
-        // Seek then resume; librdkafka applies the seek to the paused fetcher.
-        let seek = self.consumer.seek(
-            &tp.topic,
-            tp.partition,
-            Offset::Offset(at),
-            Duration::from_secs(10),
-        );
-        if let Err(e) = seek {
+        // Seek then resume; librdkafka applies the seek to the paused fetcher. A partition
+        // whose fetch stopped on an out-of-range offset refuses seeks: assign it afresh.
+        let moved = if self.stopped.contains(tp) {
+            self.reassign(tp, at)
+        } else {
+            self.consumer
+                .seek(
+                    &tp.topic,
+                    tp.partition,
+                    Offset::Offset(at),
+                    Duration::from_secs(10),
+                )
+                .map(|_| ())
+        };
+        if let Err(e) = moved {
             tracing::warn!(partition = %tp, error = %e, "seek failed; retrying");
             return false;
         }
+        self.stopped.remove(tp);
         self.current = None;
         self.parts.insert(
             tp.clone(),
@@ -496,6 +510,33 @@ impl Source {
             let _ = self.consumer.resume(&single(tp, Some(at)));
         }
         true
+    }
+
+    /// Restarts a stopped partition's fetcher at `at` by assigning it again. Eager protocol:
+    /// the whole assignment is re-applied with each partition's own position, and what was
+    /// paused is paused again.
+    fn reassign(&self, tp: &TopicPartition, at: i64) -> Result<(), KafkaError> {
+        let c = &self.consumer;
+        if matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative) {
+            c.incremental_unassign(&single(tp, None))?;
+            c.incremental_assign(&single(tp, Some(at)))?;
+            return c.pause(&single(tp, None));
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut paused = TopicPartitionList::new();
+        for other in tps_of(&c.assignment()?) {
+            let offset = match self.parts.get(&other) {
+                _ if other == *tp => Offset::Offset(at),
+                Some(st) => Offset::Offset(st.position),
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(&other.topic, other.partition, offset)?;
+            if other == *tp || !self.parts.contains_key(&other) || self.paused.is_some() {
+                paused.add_partition(&other.topic, other.partition);
+            }
+        }
+        c.assign(&tpl)?;
+        c.pause(&paused)
     }
 
     /// Pauses every owned partition while the channel is over capacity, the disk is full or the

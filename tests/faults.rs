@@ -254,3 +254,99 @@ fn batches_in(channel: &std::path::Path) -> u64 {
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .expect("wal check prints a summary line")
 }
+
+/// Regression for finding 2: offsets that retention deleted before they reached HDFS used to be
+/// jumped over silently, inside a file whose name claimed them. Now the partition halts with
+/// /health down naming the range and the command, the other partitions go on, and after the
+/// operator's `flumen ledger skip` it continues after the range, which no file covers.
+#[test]
+fn offsets_lost_to_retention_halt_until_an_operator_skips_them() {
+    let tb = testbed();
+    let c = case("retention");
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 600);
+    let mut first = spawn_relay(&c.config, None);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 600, Duration::from_secs(120));
+    first.signal(libc::SIGTERM);
+    assert!(first
+        .wait_for(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let end = landed
+        .iter()
+        .filter(|l| l.partition == 0)
+        .map(|l| l.offset)
+        .max()
+        .unwrap();
+
+    common::produce(&p, &c.cfg.topic, 600, 1500);
+    let (from, through) = (end + 1, end + 100);
+    delete_records(tb, &c.cfg.topic, 0, through + 1);
+    let relay = spawn_relay(&c.config, None);
+    let needle = format!("offsets {from}..={through} are gone");
+    let health = wait_health(&c.metrics, &needle, Duration::from_secs(90));
+    assert!(health.contains("\"status\":\"down\""), "{health}");
+    assert!(health.contains("flumen ledger skip"), "{health}");
+    let metrics = common::http_get(&c.metrics, "/metrics").unwrap();
+    assert!(metrics.contains("flumen_partition_halted{"), "{metrics}");
+    assert!(relay_alive(&relay));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flumen"))
+        .args(["ledger", "skip", "--config"])
+        .arg(&c.config)
+        .args(["--topic", &c.cfg.topic, "--partition", "0"])
+        .args([
+            "--from",
+            &from.to_string(),
+            "--through",
+            &through.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 1400, Duration::from_secs(180));
+    let ids: std::collections::HashSet<u64> = landed.iter().map(|l| l.id).collect();
+    assert_eq!(ids.len(), landed.len(), "duplicates landed");
+    assert_eq!(landed.len(), 1400, "everything but the 100 deleted records");
+    assert!(!landed
+        .iter()
+        .any(|l| l.partition == 0 && (from..=through).contains(&l.offset)));
+    let files: std::collections::BTreeSet<&str> = landed
+        .iter()
+        .filter(|l| l.partition == 0)
+        .map(|l| l.file.rsplit('/').next().unwrap())
+        .collect();
+    for f in files {
+        let (_, _, first, last) = flumen::sink::parse_final_name(f).unwrap();
+        assert!(
+            last < from || first > through,
+            "{f} claims part of the lost range"
+        );
+    }
+    wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
+}
+
+/// Moves a partition's log start to `before`, as retention would.
+fn delete_records(tb: &common::Testbed, topic: &str, partition: i32, before: i64) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &tb.kafka)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(before))
+        .unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let r = common::runtime()
+        .block_on(admin.delete_records(&tpl, &opts))
+        .unwrap();
+    for e in r.elements() {
+        assert!(e.error().is_ok(), "delete records: {:?}", e.error());
+    }
+}
