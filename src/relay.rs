@@ -176,6 +176,9 @@ struct RelayOwnership {
     earliest: bool,
     /// One reconciliation task per assigned partition still working out its start.
     tasks: Mutex<HashMap<TopicPartition, Reconciling>>,
+    /// Partitions whose staging area was cleaned since they were assigned: a halted
+    /// partition's later reconciliations must not delete this member's own in-use files.
+    cleaned: Mutex<std::collections::HashSet<TopicPartition>>,
 }
 
 impl RelayOwnership {
@@ -218,6 +221,7 @@ impl RelayOwnership {
     /// retry forever inside; revocation aborts the task, which is safe at any await.
     fn spawn_reconcile(&self, tp: &TopicPartition) -> tokio::task::JoinHandle<Result<i64, String>> {
         let (ledger, tp) = (self.ledger.clone(), tp.clone());
+        let clean = self.cleaned.lock().expect("lock").insert(tp.clone());
         let consumer = self.consumer.get().cloned();
         let earliest = self.earliest;
         let health = self.health.clone();
@@ -230,7 +234,7 @@ impl RelayOwnership {
                 e.to_string()
             };
             ledger.refuse_version_1().await.map_err(refused)?;
-            let pos = ledger.reconcile(&tp, true).await.map_err(refused)?;
+            let pos = ledger.reconcile(&tp, clean).await.map_err(refused)?;
             let next = match pos.next {
                 Some(next) => next,
                 None => {
@@ -288,6 +292,7 @@ impl Ownership for RelayOwnership {
         if let Some(r) = self.tasks.lock().expect("lock").remove(tp) {
             r.task.abort();
         }
+        self.cleaned.lock().expect("lock").remove(tp);
         self.health.set_halted(tp.to_string(), None);
         let _ = self
             .sink
@@ -384,6 +389,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         consumer: OnceLock::new(),
         earliest: config.kafka.auto_offset_reset == "earliest",
         tasks: Mutex::default(),
+        cleaned: Mutex::default(),
     });
     let source = Source::new(
         SourceOptions::from_config(&config),

@@ -497,12 +497,17 @@ impl<H: Hdfs> Ledger<H> {
         };
         self.mkdirs(&format!("{}/{}", p.staging(&token), meta.name()))
             .await?;
-        if !self.claim(tp, &token, from).await? {
-            return Err(refuse(format!(
-                "another writer claimed offset {from} first"
-            )));
+        if self.claim(tp, &token, from).await? {
+            return Ok(());
         }
-        Ok(())
+        // Not the tip when we looked: either another writer claimed `from` first, or the
+        // halted member saw our skip and already claimed past it. The slot's token tells.
+        if self.slot_token(&p, from).await?.as_deref() == Some(token.as_str()) {
+            return Ok(());
+        }
+        Err(refuse(format!(
+            "another writer claimed offset {from} first"
+        )))
     }
 
     /// The partition's tip, read-only: no roll-forward, no deletes.

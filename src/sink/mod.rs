@@ -197,7 +197,14 @@ impl Sink {
     pub async fn handle(&mut self, cmd: SinkCommand) -> Result<(), SinkError> {
         tracing::debug!(?cmd, "sink command");
         match cmd {
-            SinkCommand::Activate { tp, committed_end } => self.activate(tp, committed_end),
+            SinkCommand::Activate { tp, committed_end } => {
+                // A re-activation (a halted partition reconciled again) starts from the ledger:
+                // an open file of the old activation is dropped, its range rewritten.
+                if let Some(f) = self.parts.get_mut(&tp).and_then(|s| s.open.take()) {
+                    self.abandon(&tp, f).await;
+                }
+                self.activate(tp, committed_end)
+            }
             SinkCommand::Deactivate { tp } => {
                 if let Some(mut st) = self.parts.remove(&tp) {
                     if let Some(f) = st.open.take() {
