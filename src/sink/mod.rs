@@ -32,6 +32,8 @@ const BATCHES_PER_TURN: usize = 256;
 /// How often the ledger ends of partitions this member does not write are re-read, so their
 /// channel data can be trimmed once their new owner has committed it.
 const FOREIGN_ENDS_REFRESH: Duration = Duration::from_secs(30);
+/// How long one such read may take before the refresh gives up until next time.
+const FOREIGN_END_READ_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
@@ -549,8 +551,15 @@ impl Sink {
             if self.parts.contains_key(&tp) {
                 continue;
             }
-            if let Some(end) = self.ledger.committed_end(&tp).await? {
-                self.foreign_ends.insert(tp, end);
+            // Bounded: during an HDFS outage the sink must keep serving its commands and
+            // timers; the data simply stays until a later refresh gets an answer.
+            match tokio::time::timeout(FOREIGN_END_READ_MAX, self.ledger.committed_end(&tp)).await {
+                Ok(Ok(Some(end))) => {
+                    self.foreign_ends.insert(tp, end);
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Ok(()),
             }
         }
         Ok(())
