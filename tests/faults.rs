@@ -261,6 +261,8 @@ fn batches_in(channel: &std::path::Path) -> u64 {
 /// operator's `flumen ledger skip` it continues after the range, which no file covers.
 #[test]
 fn offsets_lost_to_retention_halt_until_an_operator_skips_them() {
+    // Not a service fault itself, but it reads HDFS, which the other tests here restart.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tb = testbed();
     let c = case("retention");
     let p = common::producer(tb);
