@@ -58,7 +58,9 @@ pub struct KafkaConfig {
     /// `read_committed` (default: skips aborted transactions) or `read_uncommitted`.
     #[serde(default = "default_isolation_level")]
     pub isolation_level: String,
-    /// Where a partition with no HDFS history and no committed offset starts: earliest|latest.
+    /// Where a partition the HDFS ledger has never seen starts (its genesis entry): `earliest`
+    /// (the log start) or `latest` (the log end). Not librdkafka's `auto.offset.reset`, which
+    /// flumen sets to `error` so that offsets lost to retention halt instead of being skipped.
     #[serde(default = "default_auto_offset_reset")]
     pub auto_offset_reset: String,
     #[serde(default = "default_session_timeout_ms")]
