@@ -229,7 +229,7 @@ impl RelayOwnership {
             let refused = |e: CommitError| {
                 // Not transient: the partition cannot start until an operator acts.
                 if matches!(e, CommitError::Refused { .. } | CommitError::BadEntry { .. }) {
-                    health.set_halted(tp.to_string(), Some(format!("partition {tp}: {e}")));
+                    health.set_halted(ledger_halt_key(&tp), Some(format!("partition {tp}: {e}")));
                 }
                 e.to_string()
             };
@@ -252,12 +252,21 @@ impl RelayOwnership {
                     start
                 }
             };
+            // A halt from an earlier attempt (a refused ledger) is over; a halt for data gone
+            // from Kafka is not, and ends only when the partition delivers again.
+            health.set_halted(ledger_halt_key(&tp), None);
             if pos.rolled_forward {
                 tracing::info!(partition = %tp, "delivered a claimed file its writer had not renamed");
             }
             Ok(next - 1)
         })
     }
+}
+
+/// The /health key of a partition halted because its ledger refused it (the data-gone halt is
+/// keyed by the partition itself): the two end on different events.
+fn ledger_halt_key(tp: &TopicPartition) -> String {
+    format!("{tp} ledger")
 }
 
 impl Ownership for RelayOwnership {
@@ -294,6 +303,7 @@ impl Ownership for RelayOwnership {
         }
         self.cleaned.lock().expect("lock").remove(tp);
         self.health.set_halted(tp.to_string(), None);
+        self.health.set_halted(ledger_halt_key(tp), None);
         let _ = self
             .sink
             .blocking_send(SinkCommand::Deactivate { tp: tp.clone() });

@@ -104,6 +104,9 @@ fn seeds() {
     let began = std::time::Instant::now(); // reporting only; never feeds the simulation
     let (mut steps, mut commits, mut halts, mut crashes) = (0, 0, 0, 0);
     let mut failures = Vec::new();
+    // Seeds where an actor stopped on an error (its supervisor restarted it): not violations,
+    // but worth replaying, so the first few are named.
+    let mut crashed = Vec::new();
     for seed in base..base + n {
         match check_seed(seed) {
             Ok(o) => {
@@ -111,6 +114,9 @@ fn seeds() {
                 commits += o.commits;
                 halts += o.halts;
                 crashes += o.crashes;
+                if o.crashes > 0 && crashed.len() < 5 {
+                    crashed.push(seed);
+                }
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -126,6 +132,9 @@ fn seeds() {
         "{n} seeds in {secs:.1} s ({:.0} seeds/s): {steps} polls, {commits} commits, {halts} halts, {crashes} crashes",
         n as f64 / secs
     );
+    if !crashed.is_empty() {
+        println!("seeds with a crashed actor (replay with FLUMEN_SIM_SEED): {crashed:?}");
+    }
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
 }
 

@@ -204,6 +204,25 @@ impl<H: Hdfs> Ledger<H> {
         }
     }
 
+    /// The tip slot and its meta. A listing can be stale by the time the tip is read: a fast
+    /// writer may have committed past it and garbage-collected it. Then the listing is taken
+    /// again; it can only move forward.
+    async fn read_tip(&self, p: &PartitionPaths) -> Result<Option<(i64, EntryMeta)>, CommitError> {
+        for _ in 0..RACE_ATTEMPTS_MAX {
+            let slots = slots_of(&self.list(&p.dir).await?);
+            let Some(&first) = slots.last() else {
+                return Ok(None);
+            };
+            if let Some(meta) = self.read_meta(&p.slot(first)).await? {
+                return Ok(Some((first, meta)));
+            }
+        }
+        Err(CommitError::BadEntry {
+            path: p.dir.clone(),
+            reason: "the tip slot kept vanishing while it was read".into(),
+        })
+    }
+
     async fn read_start(&self, p: &PartitionPaths) -> Result<Option<i64>, CommitError> {
         Ok(self.read_meta(&p.genesis()).await?.map(|m| m.offset))
     }
@@ -218,15 +237,10 @@ impl<H: Hdfs> Ledger<H> {
         clean: bool,
     ) -> Result<Position, CommitError> {
         let p = self.paths(tp);
-        let slots = slots_of(&self.list(&p.dir).await?);
         let mut pos = Position::default();
-        match slots.last() {
-            Some(&first) => {
+        match self.read_tip(&p).await? {
+            Some((first, meta)) => {
                 let slot = p.slot(first);
-                let meta = self.read_meta(&slot).await?.ok_or(CommitError::BadEntry {
-                    path: slot.clone(),
-                    reason: "slot vanished while it was the tip".into(),
-                })?;
                 if meta.kind == EntryKind::File {
                     if let ClaimState::Waiting { data, final_path } =
                         self.claim_state(&slot, &meta).await?
@@ -513,14 +527,10 @@ impl<H: Hdfs> Ledger<H> {
     /// The partition's tip, read-only: no roll-forward, no deletes.
     pub async fn tip(&self, tp: &TopicPartition) -> Result<Option<Tip>, CommitError> {
         let p = self.paths(tp);
-        let slots = slots_of(&self.list(&p.dir).await?);
-        let Some(&first) = slots.last() else {
+        let Some((first, meta)) = self.read_tip(&p).await? else {
             return Ok(None);
         };
         let slot = p.slot(first);
-        let Some(meta) = self.read_meta(&slot).await? else {
-            return Ok(None);
-        };
         let delivered = meta.kind != EntryKind::File
             || matches!(self.claim_state(&slot, &meta).await?, ClaimState::Delivered);
         Ok(Some(Tip {

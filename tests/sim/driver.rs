@@ -500,7 +500,13 @@ pub fn run_seed(seed: u64, proto: Proto, size: RunSize) -> RunOutcome {
     let wedged = sim.quiesce(size.quiesce_steps);
     let verdict = sim.verdict(&wedged);
     let detail = if verdict.ok() {
-        String::new()
+        // A passing run still names the errors that stopped an actor, for a replay to read.
+        let r = sim.w.report.borrow();
+        if r.crashes.is_empty() {
+            String::new()
+        } else {
+            format!("crashes {:?}", r.crashes)
+        }
     } else {
         let r = sim.w.report.borrow();
         format!(
