@@ -124,8 +124,8 @@ pub fn reconciled(
     tp: &TopicPartition,
     committed_end: i64,
     channel_end: i64,
-    rolled_forward: bool,
-    staging_deleted: usize,
+    pos: &crate::commit::Position,
 ) {
-    tracing::info!(partition = %tp, committed_end, channel_end, rolled_forward, staging_deleted, "reconciled");
+    tracing::info!(partition = %tp, committed_end, channel_end, rolled_forward = pos.rolled_forward,
+        staging_deleted = pos.staging_deleted, "reconciled");
 }

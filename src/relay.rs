@@ -13,7 +13,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::commit::{CommitError, Ledger};
+use crate::commit::{CommitError, Ledger, Position};
 use crate::config::Config;
 use crate::events;
 use crate::hdfs::{self, NativeHdfs};
@@ -157,7 +157,7 @@ const PROVISIONAL_AFTER: Duration = Duration::from_secs(2);
 
 /// One partition's reconciliation in flight.
 struct Reconciling {
-    task: tokio::task::JoinHandle<Result<i64, String>>,
+    task: tokio::task::JoinHandle<Result<Position, String>>,
     since: Instant,
     /// The group's committed offset, once Kafka answered: never ahead of HDFS, because it is
     /// committed only after a file is renamed.
@@ -217,9 +217,13 @@ impl RelayOwnership {
 
     /// Reads the partition's ledger (delivering its tip if it waits, deleting earlier owners'
     /// in-use files) and, for a partition the ledger has never seen, fixes its genesis at the
-    /// log start or end as `auto_offset_reset` says. Returns the committed end. HDFS calls
+    /// log start or end as `auto_offset_reset` says. Returns the position, `next` always set.
+    /// HDFS calls
     /// retry forever inside; revocation aborts the task, which is safe at any await.
-    fn spawn_reconcile(&self, tp: &TopicPartition) -> tokio::task::JoinHandle<Result<i64, String>> {
+    fn spawn_reconcile(
+        &self,
+        tp: &TopicPartition,
+    ) -> tokio::task::JoinHandle<Result<Position, String>> {
         let (ledger, tp) = (self.ledger.clone(), tp.clone());
         let clean = self.cleaned.lock().expect("lock").insert(tp.clone());
         let consumer = self.consumer.get().cloned();
@@ -228,13 +232,16 @@ impl RelayOwnership {
         self.runtime.spawn(async move {
             let refused = |e: CommitError| {
                 // Not transient: the partition cannot start until an operator acts.
-                if matches!(e, CommitError::Refused { .. } | CommitError::BadEntry { .. }) {
+                if matches!(
+                    e,
+                    CommitError::Refused { .. } | CommitError::BadEntry { .. }
+                ) {
                     health.set_halted(ledger_halt_key(&tp), Some(format!("partition {tp}: {e}")));
                 }
                 e.to_string()
             };
             ledger.refuse_version_1().await.map_err(refused)?;
-            let pos = ledger.reconcile(&tp, clean).await.map_err(refused)?;
+            let mut pos = ledger.reconcile(&tp, clean).await.map_err(refused)?;
             let next = match pos.next {
                 Some(next) => next,
                 None => {
@@ -255,10 +262,8 @@ impl RelayOwnership {
             // A halt from an earlier attempt (a refused ledger) is over; a halt for data gone
             // from Kafka is not, and ends only when the partition delivers again.
             health.set_halted(ledger_halt_key(&tp), None);
-            if pos.rolled_forward {
-                tracing::info!(partition = %tp, "delivered a claimed file its writer had not renamed");
-            }
-            Ok(next - 1)
+            pos.next = Some(next);
+            Ok(pos)
         })
     }
 }
@@ -282,12 +287,13 @@ impl Ownership for RelayOwnership {
             return Ok(self.provisional_start(tp, r).map(Start::Provisional));
         }
         let r = tasks.remove(tp).expect("present above");
-        let committed_end = self
+        let pos = self
             .runtime
             .block_on(r.task)
             .map_err(|e| format!("reconcile task: {e}"))??;
+        let committed_end = pos.next.expect("the task sets next") - 1;
         let chain_end = self.index.chain_end(tp, committed_end);
-        events::reconciled(tp, committed_end, chain_end, false, 0);
+        events::reconciled(tp, committed_end, chain_end, &pos);
         self.sink
             .blocking_send(SinkCommand::Activate {
                 tp: tp.clone(),

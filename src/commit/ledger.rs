@@ -50,16 +50,6 @@ pub struct Position {
     pub staging_deleted: usize,
 }
 
-/// The tip of a partition's ledger, read without changing anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tip {
-    pub first: i64,
-    pub last: i64,
-    pub kind: EntryKind,
-    /// False while the tip's data file still waits in its slot.
-    pub delivered: bool,
-}
-
 /// An in-use file in the staging area.
 pub struct Staged<W> {
     pub writer: W,
@@ -524,30 +514,14 @@ impl<H: Hdfs> Ledger<H> {
         )))
     }
 
-    /// The partition's tip, read-only: no roll-forward, no deletes.
-    pub async fn tip(&self, tp: &TopicPartition) -> Result<Option<Tip>, CommitError> {
-        let p = self.paths(tp);
-        let Some((first, meta)) = self.read_tip(&p).await? else {
-            return Ok(None);
-        };
-        let slot = p.slot(first);
-        let delivered = meta.kind != EntryKind::File
-            || matches!(self.claim_state(&slot, &meta).await?, ClaimState::Delivered);
-        Ok(Some(Tip {
-            first,
-            last: meta.offset,
-            kind: meta.kind,
-            delivered,
-        }))
-    }
-
     /// Last offset the ledger holds (delivered or about to be), read-only: the tip's last, or
     /// the genesis offset minus one, or None for a partition the ledger has never seen.
     pub async fn committed_end(&self, tp: &TopicPartition) -> Result<Option<i64>, CommitError> {
-        if let Some(t) = self.tip(tp).await? {
-            return Ok(Some(t.last));
+        let p = self.paths(tp);
+        if let Some((_, meta)) = self.read_tip(&p).await? {
+            return Ok(Some(meta.offset));
         }
-        Ok(self.read_start(&self.paths(tp)).await?.map(|g| g - 1))
+        Ok(self.read_start(&p).await?.map(|g| g - 1))
     }
 
     /// Refuses a state directory written by ledger version 1 (`<state>/claims/`): its claims

@@ -10,7 +10,7 @@ use hdfs_native::HdfsError;
 
 use crate::wal::TopicPartition;
 
-pub use ledger::{CommitOutcome, Ledger, Position, Staged, Tip};
+pub use ledger::{CommitOutcome, Ledger, Position, Staged};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
