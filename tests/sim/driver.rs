@@ -67,26 +67,29 @@ impl Sim {
 
     /// Spawns member `m`'s actor for `p`.
     pub fn spawn_actor(&mut self, m: usize, p: i32) -> usize {
-        let w = self.w.clone();
-        let name = format!("m{m}/p{p}");
-        let c = client_id(m, p, false);
-        match self.proto {
-            Proto::New => self.ex.spawn(name, m, p, true, c, run_new(w, m, p, false)),
-            Proto::Legacy => self
-                .ex
-                .spawn(name, m, p, true, c, run_legacy(w, m, p, false)),
-        }
+        self.spawn(m, p, false)
     }
 
     pub fn spawn_replay(&mut self, m: usize, p: i32) -> usize {
+        self.spawn(m, p, true)
+    }
+
+    /// A member's actor, or with `replay` a `flumen replay` of its channel (not a group member).
+    fn spawn(&mut self, m: usize, p: i32, replay: bool) -> usize {
         let w = self.w.clone();
-        let name = format!("replay m{m}/p{p}");
-        let c = client_id(m, p, true);
+        let name = if replay {
+            format!("replay m{m}/p{p}")
+        } else {
+            format!("m{m}/p{p}")
+        };
+        let c = client_id(m, p, replay);
         match self.proto {
-            Proto::New => self.ex.spawn(name, m, p, false, c, run_new(w, m, p, true)),
+            Proto::New => self
+                .ex
+                .spawn(name, m, p, !replay, c, run_new(w, m, p, replay)),
             Proto::Legacy => self
                 .ex
-                .spawn(name, m, p, false, c, run_legacy(w, m, p, true)),
+                .spawn(name, m, p, !replay, c, run_legacy(w, m, p, replay)),
         }
     }
 

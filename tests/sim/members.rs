@@ -99,8 +99,12 @@ pub async fn write_and_commit(
 }
 
 fn listed(w: &World, l: &SimLedger) -> u64 {
-    let c = l.hdfs().client;
-    w.hdfs.lock().listed.get(&c).copied().unwrap_or(0)
+    listed_by(w, l.hdfs().client)
+}
+
+/// Directory entries HDFS returned to `client` so far.
+fn listed_by(w: &World, client: u32) -> u64 {
+    w.hdfs.lock().listed.get(&client).copied().unwrap_or(0)
 }
 
 /// Assignment: reconcile, and genesis at the low watermark when the ledger has none.
@@ -469,22 +473,10 @@ async fn roll(
         final_path: final_path(tp.partition, f.start, f.last),
         writer_id: String::new(),
     };
-    let before = w
-        .hdfs
-        .lock()
-        .listed
-        .get(&c.hdfs.client)
-        .copied()
-        .unwrap_or(0);
+    let before = listed_by(w, c.hdfs.client);
     let r = c.commit(claim).await.map_err(|e| e.to_string())?;
     {
-        let after = w
-            .hdfs
-            .lock()
-            .listed
-            .get(&c.hdfs.client)
-            .copied()
-            .unwrap_or(0);
+        let after = listed_by(w, c.hdfs.client);
         let mut rep = w.report.borrow_mut();
         rep.commits += 1;
         rep.listed_per_commit.push(after - before);
