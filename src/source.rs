@@ -53,6 +53,11 @@ pub enum Start {
 /// skip entry in the ledger).
 const HALT_RETRY: Duration = Duration::from_secs(10);
 
+/// How long the poll loop waits for a busy channel writer before it pauses the partitions.
+/// Pausing makes librdkafka drop its prefetched records and fetch them again, so a writer that
+/// is only a group commit behind is waited for instead.
+const WRITER_WAIT_MAX: Duration = Duration::from_millis(200);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("kafka client: {0}")]
@@ -328,6 +333,7 @@ impl Source {
                 last_reconcile_try = Instant::now();
                 self.reconcile_pending()?;
             }
+            self.wait_for_writer()?;
             self.flow_control();
             let consumer = self.consumer.clone();
             if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
@@ -701,6 +707,16 @@ impl Source {
     }
 
     /// Hands batches to the writer without blocking the poll loop (unless `block`).
+    /// Hands queued batches to the writer, waiting up to `WRITER_WAIT_MAX` while it is busy.
+    fn wait_for_writer(&mut self) -> Result<(), SourceError> {
+        let t = Instant::now();
+        while !self.outbox.is_empty() && t.elapsed() < WRITER_WAIT_MAX {
+            std::thread::sleep(Duration::from_millis(1));
+            self.drain_outbox(false)?;
+        }
+        Ok(())
+    }
+
     fn drain_outbox(&mut self, block: bool) -> Result<(), SourceError> {
         while let Some(b) = self.outbox.pop_front() {
             if block {
