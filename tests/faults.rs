@@ -314,7 +314,13 @@ fn offsets_lost_to_retention_halt_until_an_operator_skips_them() {
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 1400, Duration::from_secs(180));
     let ids: std::collections::HashSet<u64> = landed.iter().map(|l| l.id).collect();
     assert_eq!(ids.len(), landed.len(), "duplicates landed");
-    assert_eq!(landed.len(), 1400, "everything but the 100 deleted records");
+    assert_eq!(
+        landed.len(),
+        1400,
+        "everything but the 100 deleted records; per partition (count, max offset): {:?}\n{}",
+        per_partition(&landed),
+        relay.key_log_lines()
+    );
     assert!(!landed
         .iter()
         .any(|l| l.partition == 0 && (from..=through).contains(&l.offset)));
@@ -331,6 +337,17 @@ fn offsets_lost_to_retention_halt_until_an_operator_skips_them() {
         );
     }
     wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
+}
+
+/// (count, highest offset) of the landed records of each partition.
+fn per_partition(landed: &[common::Landed]) -> std::collections::BTreeMap<i32, (usize, i64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in landed {
+        let e = m.entry(l.partition).or_insert((0, -1));
+        e.0 += 1;
+        e.1 = e.1.max(l.offset);
+    }
+    m
 }
 
 /// Moves a partition's log start to `before`, as retention would.

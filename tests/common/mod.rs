@@ -184,6 +184,19 @@ impl Relay {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+    /// The log lines that tell a partition's story (ownership, halts, reconciliation, errors),
+    /// for a failing assertion's message.
+    pub fn key_log_lines(&self) -> String {
+        const KEYS: [&str; 9] = [
+            "WARN", "ERROR", "halt", "resum", "reconcil", "assign", "revok", "genesis", "skip",
+        ];
+        let text = self.log_text();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| KEYS.iter().any(|k| l.contains(k)))
+            .collect();
+        lines[lines.len().saturating_sub(80)..].join("\n")
+    }
     /// Waits for exit up to `limit`; returns the exit status, or None if still running.
     pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let t = Instant::now();
