@@ -157,6 +157,12 @@ pub struct HdfsConfig {
     /// Cap for the exponential retry backoff against an unreachable NameNode.
     #[serde(default = "default_retry_backoff_max_ms")]
     pub retry_backoff_max_ms: u64,
+    /// Rolled files being closed and committed at once, over all partitions; a partition has at
+    /// most `files_closing_per_partition_max` of them. Each holds one HDFS writer.
+    #[serde(default = "default_files_closing_max")]
+    pub files_closing_max: usize,
+    #[serde(default = "default_files_closing_per_partition_max")]
+    pub files_closing_per_partition_max: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +266,12 @@ fn default_roll_interval_s() -> u64 {
 }
 fn default_time_zone() -> String {
     "UTC".into()
+}
+fn default_files_closing_max() -> usize {
+    64
+}
+fn default_files_closing_per_partition_max() -> usize {
+    4
 }
 fn default_retry_backoff_max_ms() -> u64 {
     30_000
@@ -449,6 +461,17 @@ impl Config {
                 "roll_interval_s",
                 "and roll_records_max and roll_bytes_max are all 0: files would never close".into(),
             ));
+        }
+        for (key, v) in [
+            ("files_closing_max", h.files_closing_max),
+            (
+                "files_closing_per_partition_max",
+                h.files_closing_per_partition_max,
+            ),
+        ] {
+            if !(1..=4096).contains(&v) {
+                return Err(invalid("hdfs", key, format!("is {v}; must be 1..=4096")));
+            }
         }
         if k.oversized_record_policy == "dead_letter" && h.dead_letter_dir.is_none() {
             return Err(invalid(

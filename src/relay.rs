@@ -606,7 +606,7 @@ pub async fn replay(
         done += n as u64;
         progress(done, total);
     }
-    sink.roll_all().await?;
+    sink.finish().await?;
     let ends = sink.committed_ends();
     drop(wal.writer);
     Ok(plan

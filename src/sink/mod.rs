@@ -6,22 +6,24 @@
 pub mod dead_letter;
 pub mod format;
 pub mod path;
+mod roll;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hdfs_native::HdfsError;
 use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 
-use crate::commit::{CommitError, CommitOutcome, Ledger};
+use crate::commit::{CommitError, Ledger};
 use crate::events;
 use crate::hdfs::{HdfsWriter, NativeHdfs, NativeWriter};
 use crate::wal::{Batch, Record, TopicPartition, WalIndex, WalReader};
 use dead_letter::{dead_letter_body, write_dead_letter};
 use format::{Compression, Encoder, Format};
 use path::PathTemplate;
+use roll::{Done, Link, Outcome, Roll};
 
 /// Bytes buffered before a write to HDFS; bounds the sink's memory per open file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
@@ -34,6 +36,16 @@ const BATCHES_PER_TURN: usize = 256;
 const FOREIGN_ENDS_REFRESH: Duration = Duration::from_secs(30);
 /// How long one such read may take before the refresh gives up until next time.
 const FOREIGN_END_READ_MAX: Duration = Duration::from_secs(5);
+/// How often the time-based roll rules run (whatever the backlog).
+const ROLL_TIMER: Duration = Duration::from_millis(100);
+/// How often the channel is trimmed and its level reported.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How long a revoked partition's closing files may take to commit before they are abandoned
+/// (the new owner's reconciliation then finishes or rewrites them).
+const SETTLE_MAX: Duration = Duration::from_secs(5);
+/// How often graceful shutdown drains the channel again after a partition restarted during
+/// its final commits, before leaving the rest in the channel for the next start.
+const FINAL_DRAINS_MAX: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
@@ -50,6 +62,8 @@ pub struct SinkOptions {
     pub utc: bool,
     pub record_bytes_max: usize,
     pub dead_letter_dir: Option<String>,
+    pub files_closing_max: usize,
+    pub files_closing_per_partition_max: usize,
 }
 
 impl SinkOptions {
@@ -69,6 +83,8 @@ impl SinkOptions {
             utc: h.time_zone == "UTC",
             record_bytes_max: c.kafka.record_bytes_max(),
             dead_letter_dir: h.dead_letter_dir.clone(),
+            files_closing_max: h.files_closing_max,
+            files_closing_per_partition_max: h.files_closing_per_partition_max,
         }
     }
 
@@ -141,6 +157,12 @@ struct PartState {
     dir_cache: Option<(i64, String)>,
     /// Last offset in HDFS.
     committed_end: i64,
+    /// Last offset handed to a roll (closing or committed); the next file starts after it.
+    rolled_end: i64,
+    /// Rolls still closing or committing, oldest first, by sequence number.
+    closing: VecDeque<(u64, JoinHandle<()>)>,
+    /// Resolves when the newest roll committed; the next roll commits only after it.
+    link: Option<Link>,
     /// Next offset to write; records below it are already in the open file or in HDFS.
     next_expected: i64,
     open: Option<OpenFile>,
@@ -165,6 +187,12 @@ pub struct Sink {
     line: Vec<u8>,
     /// Commands from the source's poll thread, once `run` drives this sink.
     pending_commands: Option<mpsc::Receiver<SinkCommand>>,
+    /// Roll tasks report here; bounded by the number of rolls allowed in flight.
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    next_roll: u64,
+    last_timers: Instant,
+    last_housekeeping: Instant,
 }
 
 impl Sink {
@@ -174,6 +202,7 @@ impl Sink {
         index: Arc<WalIndex>,
         on_commit: OnCommit,
     ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
             reader: WalReader::new(index.clone()),
             opts,
@@ -186,6 +215,11 @@ impl Sink {
             next_epoch: 0,
             line: Vec::new(),
             pending_commands: None,
+            done_tx,
+            done_rx,
+            next_roll: 0,
+            last_timers: Instant::now(),
+            last_housekeeping: Instant::now(),
         }
     }
 
@@ -202,9 +236,7 @@ impl Sink {
             SinkCommand::Activate { tp, committed_end } => {
                 // A re-activation (a halted partition reconciled again) starts from the ledger:
                 // an open file of the old activation is dropped, its range rewritten.
-                if let Some(f) = self.parts.get_mut(&tp).and_then(|s| s.open.take()) {
-                    self.abandon(&tp, f).await;
-                }
+                self.drop_work(&tp).await;
                 self.activate(tp, committed_end)
             }
             SinkCommand::Deactivate { tp } => {
@@ -212,6 +244,8 @@ impl Sink {
                     if let Some(f) = st.open.take() {
                         self.abandon(&tp, f).await;
                     }
+                    settle(std::mem::take(&mut st.closing)).await;
+                    // Rolls that committed meanwhile report later and move this end on.
                     self.foreign_ends.insert(tp, st.committed_end);
                 }
             }
@@ -224,16 +258,35 @@ impl Sink {
             self.reader.rewind_to(seg);
         }
         self.next_epoch += 1;
-        self.parts.insert(
+        let old = self.parts.insert(
             tp,
             PartState {
                 epoch: self.next_epoch,
                 dir_cache: None,
                 committed_end,
+                rolled_end: committed_end,
                 next_expected: committed_end + 1,
                 open: None,
+                closing: VecDeque::new(),
+                link: None,
             },
         );
+        debug_assert!(old.is_none_or(|o| o.closing.is_empty() && o.open.is_none()));
+    }
+
+    /// Drops the partition's open file and stops its closing rolls: what they did not
+    /// commit is written again after the partition's position is re-derived.
+    async fn drop_work(&mut self, tp: &TopicPartition) {
+        let Some(st) = self.parts.get_mut(tp) else {
+            return;
+        };
+        for (_, task) in st.closing.drain(..) {
+            task.abort();
+        }
+        st.link = None;
+        if let Some(f) = st.open.take() {
+            self.abandon(tp, f).await;
+        }
     }
 
     /// Processes up to `BATCHES_PER_TURN` durable batches; returns how many were read.
@@ -352,7 +405,7 @@ impl Sink {
     }
 
     async fn open_file(&mut self, tp: &TopicPartition, dir: String) -> Result<(), SinkError> {
-        let start = self.parts[tp].committed_end + 1;
+        let start = self.parts[tp].rolled_end + 1;
         let staged = self.ledger.open(tp).await?;
         let now = Instant::now();
         tracing::debug!(partition = %tp, temp = %staged.path, start, "opened in-use file");
@@ -389,89 +442,186 @@ impl Sink {
         Ok(())
     }
 
-    /// Applies the time-based roll rules to every open file, records or not.
-    pub async fn tick(&mut self) -> Result<(), SinkError> {
-        let tps: Vec<_> = self.parts.keys().cloned().collect();
-        for tp in tps {
-            self.maybe_roll(&tp, true).await?;
-        }
-        events::channel_level(self.index.bytes_total(), self.index.segment_count());
-        self.refresh_foreign_ends().await?;
-        self.trim()
-    }
-
-    /// Closes and commits every open file (shutdown, replay).
-    pub async fn roll_all(&mut self) -> Result<(), SinkError> {
-        let tps: Vec<_> = self.parts.keys().cloned().collect();
-        for tp in tps {
-            if self.parts[&tp].open.is_some() {
-                self.roll(&tp).await?;
+    /// Runs what is due of the time-based roll rules (every open file, records or not) and of
+    /// the housekeeping (channel level, trimming); called whatever the backlog.
+    pub async fn timers(&mut self) -> Result<(), SinkError> {
+        if self.last_timers.elapsed() >= ROLL_TIMER {
+            self.last_timers = Instant::now();
+            let tps: Vec<_> = self.parts.keys().cloned().collect();
+            for tp in tps {
+                self.maybe_roll(&tp, true).await?;
             }
         }
-        self.trim()
-    }
-
-    /// Close, hsync, claim, rename; then the advisory Kafka commit.
-    async fn roll(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
-        let began = Instant::now();
-        tracing::debug!(partition = %tp, "rolling");
-        let Some(mut f) = self.parts.get_mut(tp).and_then(|s| s.open.take()) else {
-            return Ok(());
-        };
-        let temp = f.temp.clone();
-        let closed: Result<(), HdfsError> = async {
-            let tail = std::mem::replace(&mut f.encoder, Encoder::Plain(Vec::new()))
-                .finish()
-                .map_err(HdfsError::IOError)?;
-            if !tail.is_empty() {
-                f.writer.write(Bytes::from(tail)).await?;
-            }
-            crate::crash_site!("sink-mid-write");
-            f.writer.hsync().await?;
-            f.writer.close().await
-        }
-        .await;
-        if let Err(e) = closed {
-            tracing::warn!(partition = %tp, %temp, error = %e, "closing HDFS file failed; rewriting it from the channel");
-            events::error(events::ErrorCode::HdfsIo);
-            self.ledger.discard(tp, &f.token).await?;
-            return self.restart_partition(tp).await;
-        }
-        let final_path = format!("{}/{}", f.dir, self.opts.final_name(tp, f.start, f.last));
-        let outcome = self
-            .ledger
-            .commit(tp, &f.token, f.start, f.last, &final_path)
-            .await?;
-        match outcome {
-            CommitOutcome::Committed => {
-                crate::crash_site!("commit-after-rename");
-                events::file_committed(
-                    tp,
-                    &final_path,
-                    f.start,
-                    f.last,
-                    f.records,
-                    began.elapsed(),
-                );
-                if let Some(st) = self.parts.get_mut(tp) {
-                    st.committed_end = f.last;
-                }
-                (self.on_commit)(tp, f.last);
-            }
-            CommitOutcome::Fenced => {
-                events::fenced(tp, f.start);
-                self.restart_partition(tp).await?;
-            }
+        self.drain_done().await?;
+        if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
+            self.last_housekeeping = Instant::now();
+            events::channel_level(self.index.bytes_total(), self.index.segment_count());
+            self.refresh_foreign_ends().await?;
+            self.trim()?;
         }
         Ok(())
     }
 
-    /// Drops the partition's open file and re-derives its position from HDFS, then rewinds the
-    /// channel so the range is written again from the channel's copy.
-    async fn restart_partition(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
-        if let Some(f) = self.parts.get_mut(tp).and_then(|s| s.open.take()) {
-            self.abandon(tp, f).await;
+    /// Closes and commits every open file and waits for every closing one (shutdown, replay).
+    /// Returns false if a partition restarted meanwhile: part of its range is in the channel
+    /// only, and a caller that wants it in HDFS pumps again.
+    pub async fn roll_all(&mut self) -> Result<bool, SinkError> {
+        let epochs: Vec<_> = self
+            .parts
+            .iter()
+            .map(|(tp, s)| (tp.clone(), s.epoch))
+            .collect();
+        for (tp, _) in &epochs {
+            self.roll(tp).await?;
         }
+        while self.closing_total() > 0 {
+            let done = self.done_rx.recv().await.expect("the sink holds a sender");
+            self.on_done(done).await?;
+        }
+        self.trim()?;
+        Ok(epochs
+            .iter()
+            .all(|(tp, e)| self.parts.get(tp).is_none_or(|s| s.epoch == *e)))
+    }
+
+    /// Graceful end: writes everything durable in the channel to HDFS and commits it.
+    pub async fn finish(&mut self) -> Result<(), SinkError> {
+        for _ in 0..FINAL_DRAINS_MAX {
+            while self.pump().await? > 0 {}
+            if self.roll_all().await? {
+                return Ok(());
+            }
+        }
+        tracing::warn!("partitions kept restarting during shutdown; the channel keeps the rest for the next start");
+        Ok(())
+    }
+
+    /// Hands the partition's open file to a roll task (close, then commit after the previous
+    /// roll). Waits first while too many rolls are in flight.
+    async fn roll(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
+        let began = Instant::now();
+        let Some(epoch) = self
+            .parts
+            .get(tp)
+            .filter(|s| s.open.is_some())
+            .map(|s| s.epoch)
+        else {
+            return Ok(());
+        };
+        self.make_room(tp).await?;
+        let Some(st) = self.parts.get_mut(tp).filter(|s| s.epoch == epoch) else {
+            return Ok(()); // restarted while waiting: the file was dropped with it
+        };
+        let Some(f) = st.open.take() else {
+            return Ok(());
+        };
+        tracing::debug!(partition = %tp, "rolling");
+        st.rolled_end = f.last;
+        let final_path = format!("{}/{}", f.dir, self.opts.final_name(tp, f.start, f.last));
+        self.next_roll += 1;
+        let roll = Roll {
+            tp: tp.clone(),
+            epoch,
+            seq: self.next_roll,
+            writer: f.writer,
+            encoder: f.encoder,
+            token: f.token,
+            temp: f.temp,
+            start: f.start,
+            last: f.last,
+            records: f.records,
+            final_path,
+            began,
+        };
+        let (task, link) = roll::spawn(
+            roll,
+            self.ledger.clone(),
+            st.link.take(),
+            self.done_tx.clone(),
+        );
+        st.closing.push_back((self.next_roll, task));
+        st.link = Some(link);
+        Ok(())
+    }
+
+    fn closing_total(&self) -> usize {
+        self.parts.values().map(|s| s.closing.len()).sum()
+    }
+
+    /// Waits for rolls to end until the partition and the whole sink are below their limits.
+    async fn make_room(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
+        let per_partition = self.opts.files_closing_per_partition_max;
+        while self
+            .parts
+            .get(tp)
+            .is_some_and(|s| s.closing.len() >= per_partition)
+            || self.closing_total() >= self.opts.files_closing_max
+        {
+            let done = self.done_rx.recv().await.expect("the sink holds a sender");
+            self.on_done(done).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the results of rolls that ended, without waiting.
+    async fn drain_done(&mut self) -> Result<(), SinkError> {
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.on_done(done).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one roll's result: a commit moves the partition's end; any failure restarts the
+    /// partition from its ledger (the channel still holds the range).
+    async fn on_done(&mut self, d: Done) -> Result<(), SinkError> {
+        let Some(st) = self.parts.get_mut(&d.tp).filter(|s| s.epoch == d.epoch) else {
+            // A roll of an earlier activation, or of a revoked partition.
+            if matches!(d.outcome, Outcome::Committed) {
+                events::file_committed(
+                    &d.tp,
+                    &d.final_path,
+                    d.start,
+                    d.last,
+                    d.records,
+                    d.began.elapsed(),
+                );
+                if let Some(end) = self.foreign_ends.get_mut(&d.tp) {
+                    *end = (*end).max(d.last);
+                }
+            }
+            return Ok(());
+        };
+        st.closing.retain(|(seq, _)| *seq != d.seq);
+        match d.outcome {
+            Outcome::Committed => {
+                events::file_committed(
+                    &d.tp,
+                    &d.final_path,
+                    d.start,
+                    d.last,
+                    d.records,
+                    d.began.elapsed(),
+                );
+                st.committed_end = st.committed_end.max(d.last);
+                (self.on_commit)(&d.tp, d.last);
+            }
+            Outcome::Fenced => {
+                events::fenced(&d.tp, d.start);
+                self.restart_partition(&d.tp).await?;
+            }
+            Outcome::CloseFailed | Outcome::Cancelled => {
+                events::error(events::ErrorCode::HdfsIo);
+                self.restart_partition(&d.tp).await?;
+            }
+            Outcome::Failed(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Drops the partition's open file and closing rolls and re-derives its position from
+    /// HDFS, then rewinds the channel so the range is written again from the channel's copy.
+    async fn restart_partition(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
+        self.drop_work(tp).await;
         // A fence or a failed close often means the partition moved to another member: apply
         // any revocation that already arrived rather than reconciling (and fencing the new
         // owner's in-use file) on behalf of a partition we no longer own.
@@ -486,6 +636,7 @@ impl Sink {
             tp: tp.clone(),
             reason: "the genesis entry of an active partition is gone".into(),
         })?;
+        self.parts.remove(tp);
         self.activate(tp.clone(), next - 1);
         Ok(())
     }
@@ -566,8 +717,21 @@ impl Sink {
     }
 }
 
-/// Drives a sink until `shutdown` fires: reads whenever the writer publishes, applies commands,
-/// runs timers each second. On shutdown it drains the channel and commits every open file.
+/// Waits (bounded) for a revoked partition's closing rolls: their commits are valid, and a new
+/// owner would otherwise write the ranges again. What is left is aborted, which the ledger
+/// survives like a crash.
+async fn settle(closing: VecDeque<(u64, JoinHandle<()>)>) {
+    let deadline = tokio::time::Instant::now() + SETTLE_MAX;
+    for (_, mut task) in closing {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+/// Drives a sink until `shutdown` fires: reads whenever the writer publishes, applies commands
+/// and roll results, runs the timers whatever the backlog. On shutdown it drains the channel
+/// and commits every open file.
 pub async fn run(
     mut sink: Sink,
     commands: mpsc::Receiver<SinkCommand>,
@@ -575,10 +739,12 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
     sink.pending_commands = Some(commands);
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    // Runs until shutdown; every wait below is also woken by the 1 s ticker.
+    let mut ticker = tokio::time::interval(ROLL_TIMER);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Runs until shutdown; every wait below is also woken by the ticker.
     loop {
         sink.drain_commands().await?;
+        sink.timers().await?;
         if *shutdown.borrow() {
             break;
         }
@@ -586,24 +752,17 @@ pub async fn run(
             continue;
         }
         let rx = sink.pending_commands.as_mut().expect("set above");
-        let mut tick_due = false;
-        let cmd = tokio::select! {
-            _ = appended.notified() => None,
-            c = rx.recv() => c,
-            _ = ticker.tick() => { tick_due = true; None }
-            _ = shutdown.changed() => None,
-        };
-        if let Some(cmd) = cmd {
-            sink.handle(cmd).await?;
-        }
-        if tick_due {
-            sink.tick().await?;
+        tokio::select! {
+            _ = appended.notified() => {}
+            c = rx.recv() => if let Some(cmd) = c { sink.handle(cmd).await? },
+            d = sink.done_rx.recv() => if let Some(d) = d { sink.on_done(d).await? },
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => {}
         }
     }
     // Graceful: everything durable in the channel goes to HDFS before we exit.
     sink.drain_commands().await?;
-    while sink.pump().await? > 0 {}
-    sink.roll_all().await
+    sink.finish().await
 }
 
 impl Sink {
@@ -639,6 +798,8 @@ mod tests {
             utc: true,
             record_bytes_max: 1,
             dead_letter_dir: None,
+            files_closing_max: 1,
+            files_closing_per_partition_max: 1,
         };
         let tp = TopicPartition::new("flume.txn", 2);
         let name = o.final_name(&tp, 100, 199);
