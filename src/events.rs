@@ -69,12 +69,18 @@ pub fn file_committed(
     records: u64,
     latency: Duration,
 ) {
-    tracing::info!(partition = %tp, path, start, last, records, "committed HDFS file");
+    let latency_ms = latency.as_millis() as u64;
+    tracing::info!(partition = %tp, path, start, last, records, latency_ms, "committed HDFS file");
     counter!("flumen_files_committed_total").increment(1);
     counter!("flumen_records_committed_total").increment(records);
     histogram!("flumen_commit_latency_seconds").record(latency.as_secs_f64());
     gauge!("flumen_hdfs_committed_offset", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
         .set(last as f64);
+}
+
+/// One HDFS call (an RPC, or a writer's write, hsync or close) took `took`.
+pub fn hdfs_call(op: &str, took: Duration) {
+    histogram!("flumen_hdfs_call_seconds", "op" => op.to_string()).record(took.as_secs_f64());
 }
 
 pub fn lag(tp: &TopicPartition, high_watermark: i64, committed_end: i64) {

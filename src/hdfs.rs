@@ -166,8 +166,12 @@ pub async fn watch<T>(
     // Boxed: HDFS call futures are large, and nesting them unboxed inside select! blew the
     // 2 MiB worker stack in debug builds.
     let mut call = Box::pin(call);
+    let began = std::time::Instant::now();
     tokio::select! {
-        r = &mut call => return r,
+        r = &mut call => {
+            crate::events::hdfs_call(what, began.elapsed());
+            return r;
+        }
         _ = tokio::time::sleep(SLOW_CALL) => {}
     }
     health.set_hdfs_error(format!(
@@ -176,6 +180,7 @@ pub async fn watch<T>(
     ));
     tracing::warn!(op = what, path, "HDFS call is not answering; waiting");
     let r = call.await;
+    crate::events::hdfs_call(what, began.elapsed());
     if r.is_ok() {
         health.set_hdfs_ok();
     }
