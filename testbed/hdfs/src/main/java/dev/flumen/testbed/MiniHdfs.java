@@ -117,6 +117,18 @@ public final class MiniHdfs {
         conf.setInt("dfs.namenode.safemode.extension", 0);
         conf.setBoolean("dfs.client.block.write.replace-datanode-on-failure.best-effort", true);
         conf.setLong("dfs.datanode.du.reserved", 0);
+        // Operator settings to try against the testbed, e.g. the NameNode's
+        // dfs.namenode.file.close.num-committed-allowed: "k=v,k=v".
+        for (String kv : a.getOrDefault("hdfs-conf", "").split(",")) {
+            if (kv.isEmpty()) {
+                continue;
+            }
+            int eq = kv.indexOf('=');
+            if (eq < 1) {
+                throw new IllegalArgumentException("--hdfs-conf wants key=value, got: " + kv);
+            }
+            conf.set(kv.substring(0, eq), kv.substring(eq + 1));
+        }
 
         MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf)
                 .nameNodePort(nnPort)
