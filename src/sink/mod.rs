@@ -40,8 +40,8 @@ const FOREIGN_END_READ_MAX: Duration = Duration::from_secs(5);
 const ROLL_TIMER: Duration = Duration::from_millis(100);
 /// How often the channel is trimmed and its level reported.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
-/// How long a revoked partition's closing files may take to commit before they are abandoned
-/// (the new owner's reconciliation then finishes or rewrites them).
+/// How long a stopped partition's closing files may take to end before they are abandoned
+/// (a later reconciliation then finishes or rewrites them).
 const SETTLE_MAX: Duration = Duration::from_secs(5);
 /// How often graceful shutdown drains the channel again after a partition restarted during
 /// its final commits, before leaving the rest in the channel for the next start.
@@ -149,6 +149,13 @@ struct OpenFile {
     last_write: Instant,
 }
 
+/// A roll in flight: its task, and the staging token to delete should the task be abandoned.
+struct Closing {
+    seq: u64,
+    token: String,
+    task: JoinHandle<()>,
+}
+
 struct PartState {
     /// Changes each time the partition is (re)activated, so a loop over a batch notices that
     /// a failure in its middle restarted the partition.
@@ -159,8 +166,8 @@ struct PartState {
     committed_end: i64,
     /// Last offset handed to a roll (closing or committed); the next file starts after it.
     rolled_end: i64,
-    /// Rolls still closing or committing, oldest first, by sequence number.
-    closing: VecDeque<(u64, JoinHandle<()>)>,
+    /// Rolls still closing or committing, oldest first.
+    closing: VecDeque<Closing>,
     /// Resolves when the newest roll committed; the next roll commits only after it.
     link: Option<Link>,
     /// Next offset to write; records below it are already in the open file or in HDFS.
@@ -244,7 +251,7 @@ impl Sink {
                     if let Some(f) = st.open.take() {
                         self.abandon(&tp, f).await;
                     }
-                    settle(std::mem::take(&mut st.closing)).await;
+                    self.settle(&tp, std::mem::take(&mut st.closing)).await;
                     // Rolls that committed meanwhile report later and move this end on.
                     self.foreign_ends.insert(tp, st.committed_end);
                 }
@@ -274,18 +281,37 @@ impl Sink {
         debug_assert!(old.is_none_or(|o| o.closing.is_empty() && o.open.is_none()));
     }
 
-    /// Drops the partition's open file and stops its closing rolls: what they did not
-    /// commit is written again after the partition's position is re-derived.
+    /// Drops the partition's open file and lets its closing rolls end (bounded): what they
+    /// did not commit is written again after the partition's position is re-derived.
     async fn drop_work(&mut self, tp: &TopicPartition) {
         let Some(st) = self.parts.get_mut(tp) else {
             return;
         };
-        for (_, task) in st.closing.drain(..) {
-            task.abort();
-        }
+        let closing = std::mem::take(&mut st.closing);
         st.link = None;
-        if let Some(f) = st.open.take() {
+        let open = st.open.take();
+        if let Some(f) = open {
             self.abandon(tp, f).await;
+        }
+        self.settle(tp, closing).await;
+    }
+
+    /// Waits, up to `SETTLE_MAX`, for a partition's rolls in flight to end: commits they make
+    /// are valid, and the rolls after a failed one discard themselves. Rolls still running
+    /// then are aborted, which the ledger survives like a crash, and their staging deleted.
+    /// Their reports arrive later and are ignored as stale.
+    async fn settle(&self, tp: &TopicPartition, closing: VecDeque<Closing>) {
+        let deadline = tokio::time::Instant::now() + SETTLE_MAX;
+        for mut c in closing {
+            if tokio::time::timeout_at(deadline, &mut c.task)
+                .await
+                .is_err()
+            {
+                c.task.abort();
+                if let Err(e) = self.ledger.discard(tp, &c.token).await {
+                    tracing::warn!(partition = %tp, token = %c.token, error = %e, "could not delete an abandoned in-use file; the next reconciliation will");
+                }
+            }
         }
     }
 
@@ -519,6 +545,7 @@ impl Sink {
         st.rolled_end = f.last;
         let final_path = format!("{}/{}", f.dir, self.opts.final_name(tp, f.start, f.last));
         self.next_roll += 1;
+        let token = f.token.clone();
         let roll = Roll {
             tp: tp.clone(),
             epoch,
@@ -539,7 +566,11 @@ impl Sink {
             st.link.take(),
             self.done_tx.clone(),
         );
-        st.closing.push_back((self.next_roll, task));
+        st.closing.push_back(Closing {
+            seq: self.next_roll,
+            token,
+            task,
+        });
         st.link = Some(link);
         Ok(())
     }
@@ -591,7 +622,7 @@ impl Sink {
             }
             return Ok(());
         };
-        st.closing.retain(|(seq, _)| *seq != d.seq);
+        st.closing.retain(|c| c.seq != d.seq);
         match d.outcome {
             Outcome::Committed => {
                 events::file_committed(
@@ -714,18 +745,6 @@ impl Sink {
             }
         }
         Ok(())
-    }
-}
-
-/// Waits (bounded) for a revoked partition's closing rolls: their commits are valid, and a new
-/// owner would otherwise write the ranges again. What is left is aborted, which the ledger
-/// survives like a crash.
-async fn settle(closing: VecDeque<(u64, JoinHandle<()>)>) {
-    let deadline = tokio::time::Instant::now() + SETTLE_MAX;
-    for (_, mut task) in closing {
-        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-            task.abort();
-        }
     }
 }
 
