@@ -25,8 +25,12 @@ use format::{Compression, Encoder, Format};
 use path::PathTemplate;
 use roll::{Done, Link, Outcome, Roll};
 
-/// Bytes buffered before a write to HDFS; bounds the sink's memory per open file.
-const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// Encoded bytes buffered per open file before a write to HDFS, at most and at least; between
+/// the two, `WRITE_BUFFERS_BYTES` shared by the open files. Bounds the sink's buffers to
+/// max(`WRITE_BUFFERS_BYTES`, open files x `WRITE_CHUNK_MIN`).
+const WRITE_CHUNK_MAX: usize = 1 << 20;
+const WRITE_CHUNK_MIN: usize = 64 << 10;
+const WRITE_BUFFERS_BYTES: usize = 64 << 20;
 /// How long an abandoned file may take to close before we delete it regardless.
 const ABANDON_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Batches processed between checks of commands and timers.
@@ -198,6 +202,8 @@ pub struct Sink {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     next_roll: u64,
+    /// Encoded bytes an open file buffers before it writes them (see `WRITE_CHUNK_MAX`).
+    write_chunk: usize,
     last_timers: Instant,
     last_housekeeping: Instant,
 }
@@ -225,6 +231,7 @@ impl Sink {
             done_tx,
             done_rx,
             next_roll: 0,
+            write_chunk: WRITE_CHUNK_MAX,
             last_timers: Instant::now(),
             last_housekeeping: Instant::now(),
         }
@@ -418,7 +425,7 @@ impl Sink {
         f.records += 1;
         f.bytes_raw += self.line.len() as u64;
         f.last = record.offset;
-        if f.encoder.pending_output_bytes() >= WRITE_CHUNK_BYTES {
+        if f.encoder.pending_output_bytes() >= self.write_chunk {
             f.last_write = Instant::now();
             let chunk = Bytes::from(f.encoder.take_output());
             if let Err(e) = f.writer.write(chunk).await {
@@ -473,6 +480,9 @@ impl Sink {
     pub async fn timers(&mut self) -> Result<(), SinkError> {
         if self.last_timers.elapsed() >= ROLL_TIMER {
             self.last_timers = Instant::now();
+            let open = self.parts.values().filter(|s| s.open.is_some()).count();
+            self.write_chunk =
+                (WRITE_BUFFERS_BYTES / open.max(1)).clamp(WRITE_CHUNK_MIN, WRITE_CHUNK_MAX);
             let tps: Vec<_> = self.parts.keys().cloned().collect();
             for tp in tps {
                 self.maybe_roll(&tp, true).await?;
