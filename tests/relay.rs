@@ -56,6 +56,48 @@ fn end_to_end_every_event_lands_exactly_once_in_order() {
     );
 }
 
+/// Full files never wait for a timer (Flume's last full rollCount file waits for rollInterval),
+/// and a partition's many small files, closing concurrently, commit in offset order.
+#[test]
+fn full_files_land_at_once_in_offset_order() {
+    let tb = testbed();
+    let mut c = case("full");
+    c.cfg.extra_hdfs = "roll_records_max = 100\nroll_interval_s = 3600\n".into();
+    c.rewrite();
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 2000);
+    let full: usize = (0..3)
+        .map(|part| (high_watermark(&c.cfg.topic, part) / 100 * 100) as usize)
+        .sum();
+    let mut relay = spawn_relay(&c.config, None);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, full, LANDING_LIMIT);
+    assert_eq!(landed.len(), full, "full files within the limit, not after an hour");
+    let mut per_file = std::collections::BTreeMap::<&str, usize>::new();
+    for l in &landed {
+        *per_file.entry(l.file.as_str()).or_default() += 1;
+    }
+    assert!(per_file.values().all(|n| *n == 100), "{per_file:?}");
+    relay.signal(libc::SIGTERM);
+    assert!(relay
+        .wait_for(Duration::from_secs(60))
+        .is_some_and(|s| s.success()));
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 2000, LANDING_LIMIT);
+    assert_exactly_once(&landed, 2000);
+}
+
+fn high_watermark(topic: &str, partition: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &testbed().kafka)
+        .create()
+        .unwrap();
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap()
+        .1
+}
+
 fn committed_offsets(cfg: &RelayConfig) -> Vec<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
