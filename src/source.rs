@@ -73,6 +73,21 @@ pub enum SourceError {
     },
     #[error("the channel writer stopped")]
     WriterGone,
+    #[error(
+        "another consumer joined group {group:?} with kafka.group_instance_id = {instance_id:?} \
+         and the broker fenced this one ({reason}); give each instance its own \
+         kafka.group_instance_id"
+    )]
+    InstanceFenced {
+        group: String,
+        instance_id: String,
+        reason: String,
+    },
+    #[error("kafka client failed fatally: {code:?}: {reason}")]
+    Fatal {
+        code: RDKafkaErrorCode,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +95,8 @@ pub struct SourceOptions {
     pub bootstrap_servers: String,
     pub topics: Vec<String>,
     pub group_id: String,
+    /// librdkafka `group.instance.id` (static membership), if configured.
+    pub group_instance_id: Option<String>,
     pub isolation_level: String,
     pub session_timeout_ms: u64,
     pub max_poll_interval_ms: u64,
@@ -100,6 +117,7 @@ impl SourceOptions {
             bootstrap_servers: k.bootstrap_servers.clone(),
             topics: k.topics.clone(),
             group_id: k.group_id.clone(),
+            group_instance_id: k.group_instance_id.clone(),
             isolation_level: k.isolation_level.clone(),
             session_timeout_ms: k.session_timeout_ms,
             max_poll_interval_ms: k.max_poll_interval_ms,
@@ -134,11 +152,11 @@ impl SourceOptions {
                 self.max_poll_interval_ms.to_string(),
             )
             .set("enable.partition.eof", "false");
-        if !self
-            .properties
-            .iter()
-            .any(|(k, _)| k == "queued.max.messages.kbytes")
-        {
+        if let Some(id) = &self.group_instance_id {
+            cc.set("group.instance.id", id);
+        }
+        let user_set = |key: &str| self.properties.iter().any(|(k, _)| k == key);
+        if !user_set("queued.max.messages.kbytes") {
             // Bounds librdkafka's prefetch per partition queue (KiB), and so our memory.
             cc.set("queued.max.messages.kbytes", "8192");
         }
@@ -151,6 +169,10 @@ impl SourceOptions {
 pub struct SourceContext {
     /// Set by the rebalance callback; lets the poll loop skip two locks per message.
     changed: std::sync::atomic::AtomicBool,
+    /// Set on every client error, so the poll loop asks whether it was fatal (the client is
+    /// unusable from then on). The callback's code is the cause (e.g. `FencedInstanceId`),
+    /// not `Fatal`, so only `Client::fatal_error` tells.
+    errored: std::sync::atomic::AtomicBool,
     pending: std::sync::Mutex<Vec<TopicPartition>>,
     revoked: std::sync::Mutex<Vec<TopicPartition>>,
     health: Arc<Health>,
@@ -158,6 +180,8 @@ pub struct SourceContext {
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
+        self.errored
+            .store(true, std::sync::atomic::Ordering::Release);
         tracing::warn!(%error, reason, "kafka client error");
         self.health.set_kafka_error(format!("{error}: {reason}"));
         events::error(events::ErrorCode::KafkaFetch);
@@ -284,6 +308,7 @@ impl Source {
     ) -> Result<Self, SourceError> {
         let ctx = SourceContext {
             changed: Default::default(),
+            errored: Default::default(),
             pending: Default::default(),
             revoked: Default::default(),
             health: health.clone(),
@@ -320,6 +345,12 @@ impl Source {
     pub fn run(mut self, stop: impl Fn() -> bool) -> Result<(), SourceError> {
         let mut last_reconcile_try = Instant::now() - Duration::from_secs(60);
         while !stop() {
+            let errored = &self.consumer.context().errored;
+            if errored.swap(false, std::sync::atomic::Ordering::AcqRel)
+                && self.consumer.client().fatal_error().is_some()
+            {
+                return Err(self.fatal_error());
+            }
             self.apply_rebalances();
             self.retry_halted();
             if !self.unreconciled.is_empty()
@@ -336,6 +367,10 @@ impl Source {
                     Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
                         self.check_out_of_range()?;
                     }
+                    // The client stops for good (e.g. fenced by another member with the same
+                    // group.instance.id): end the thread so the process exits non-zero and
+                    // says why, instead of idling with its partitions.
+                    Err(KafkaError::MessageConsumptionFatal(_)) => return Err(self.fatal_error()),
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka poll error");
                         self.health.set_kafka_error(e.to_string());
@@ -357,6 +392,24 @@ impl Source {
                 Ok(())
             }
             other => other,
+        }
+    }
+
+    /// The client's fatal error as a `SourceError`, naming the config key when the cause is a
+    /// duplicate `kafka.group_instance_id`.
+    fn fatal_error(&self) -> SourceError {
+        let (code, reason) = self.consumer.client().fatal_error().unwrap_or((
+            RDKafkaErrorCode::Fatal,
+            "librdkafka reported a fatal error without details".into(),
+        ));
+        events::error(events::ErrorCode::KafkaFetch);
+        match (&self.opts.group_instance_id, code) {
+            (Some(id), RDKafkaErrorCode::FencedInstanceId) => SourceError::InstanceFenced {
+                group: self.opts.group_id.clone(),
+                instance_id: id.clone(),
+                reason,
+            },
+            _ => SourceError::Fatal { code, reason },
         }
     }
 
@@ -731,4 +784,42 @@ fn single(tp: &TopicPartition, offset: Option<i64>) -> TopicPartitionList {
         }
     }
     tpl
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(properties: &[(&str, &str)], group_instance_id: Option<&str>) -> SourceOptions {
+        SourceOptions {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topics: vec!["t".into()],
+            group_id: "g".into(),
+            group_instance_id: group_instance_id.map(str::to_string),
+            isolation_level: "read_committed".into(),
+            session_timeout_ms: 45_000,
+            max_poll_interval_ms: 300_000,
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            batch_records_max: 1000,
+            batch_duration: Duration::from_secs(1),
+            batch_bytes_max: 1 << 20,
+            record_bytes_max: 1 << 20,
+            oversized_fail: true,
+            capacity_bytes_max: 1 << 30,
+            resume_bytes: 1 << 29,
+        }
+    }
+
+    #[test]
+    fn group_instance_id_is_passed_only_when_configured() {
+        assert_eq!(
+            opts(&[], None).client_config().get("group.instance.id"),
+            None
+        );
+        let cc = opts(&[], Some("c-1")).client_config();
+        assert_eq!(cc.get("group.instance.id"), Some("c-1"));
+    }
 }
