@@ -160,6 +160,14 @@ impl SourceOptions {
             // Bounds librdkafka's prefetch per partition queue (KiB), and so our memory.
             cc.set("queued.max.messages.kbytes", "8192");
         }
+        if !user_set("partition.assignment.strategy") {
+            // Incremental rebalances: a member joining or leaving moves only the partitions
+            // that change owner; the others keep fetching and need no new reconciliation.
+            // `SourceContext::rebalance` applies incremental assign and revoke lists.
+            // librdkafka's default ("range,roundrobin") revokes every partition of every
+            // member on each rebalance.
+            cc.set("partition.assignment.strategy", "cooperative-sticky");
+        }
         cc
     }
 }
@@ -235,7 +243,14 @@ impl ConsumerContext for SourceContext {
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
                 events::rebalance(if lost { "lost" } else { "revoke" }, tpl.count());
-                self.revoked.lock().expect("lock").extend(tps_of(tpl));
+                let revoked = tps_of(tpl);
+                // An assignment the poll loop has not applied yet must not outlive this
+                // revocation (incremental rebalances can follow each other within one poll).
+                self.pending
+                    .lock()
+                    .expect("lock")
+                    .retain(|tp| !revoked.contains(tp));
+                self.revoked.lock().expect("lock").extend(revoked);
                 self.changed
                     .store(true, std::sync::atomic::Ordering::Release);
                 let r = if cooperative {
@@ -372,6 +387,18 @@ impl Source {
                     // says why, instead of idling with its partitions.
                     Err(KafkaError::MessageConsumptionFatal(_)) => return Err(self.fatal_error()),
                     Err(e) => {
+                        if e.rdkafka_error_code()
+                            == Some(RDKafkaErrorCode::InconsistentGroupProtocol)
+                        {
+                            // Joining a group whose members use the other kind of assignor
+                            // (eager vs cooperative): retried until they have all left.
+                            tracing::warn!(
+                                group = %self.opts.group_id,
+                                "the group's members use another kind of \
+                                 partition.assignment.strategy; this member joins when they \
+                                 have all left (see config.example.toml)"
+                            );
+                        }
                         tracing::warn!(error = %e, "kafka poll error");
                         self.health.set_kafka_error(e.to_string());
                         events::error(events::ErrorCode::KafkaFetch);
@@ -821,5 +848,16 @@ mod tests {
         );
         let cc = opts(&[], Some("c-1")).client_config();
         assert_eq!(cc.get("group.instance.id"), Some("c-1"));
+    }
+
+    #[test]
+    fn cooperative_sticky_is_the_default_and_the_user_may_override_it() {
+        let cc = opts(&[], None).client_config();
+        assert_eq!(
+            cc.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
+        let cc = opts(&[("partition.assignment.strategy", "range")], None).client_config();
+        assert_eq!(cc.get("partition.assignment.strategy"), Some("range"));
     }
 }

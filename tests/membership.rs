@@ -1,6 +1,6 @@
 //! Group membership against the real Kafka and HDFS: static membership (a restart after
 //! kill -9 takes its partitions back, a graceful stop keeps them, a duplicate id is fenced
-//! loudly).
+//! loudly) and incremental (cooperative-sticky) rebalances.
 
 mod common;
 
@@ -124,4 +124,46 @@ fn a_duplicate_group_instance_id_stops_the_fenced_instance_naming_the_key() {
     let client = common::hdfs(tb);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 2000, LANDING_LIMIT);
     assert_exactly_once(&landed, 2000);
+}
+
+/// The default assignor is cooperative-sticky: when a second member joins, the first gives up
+/// only the partition that moves and keeps fetching the others (eager assignors revoke all
+/// three and reconcile them again).
+#[test]
+fn a_joining_member_moves_only_the_partitions_that_change_owner() {
+    let tb = testbed();
+    let c = common::Case::new("coop");
+    let work = common::workdir();
+    let mut second = c.cfg.clone();
+    second.channel = work.path().join("channel-2");
+    let second_path = work.path().join("second.toml");
+    second.write(tb, &second_path);
+
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 1500);
+    let first = spawn_relay(&c.config, None);
+    wait_log(&first, "partition reconciled", 3, Duration::from_secs(60));
+    let joiner = spawn_relay(&second_path, None);
+    wait_log(&joiner, "partition reconciled", 1, Duration::from_secs(60));
+    common::produce(&p, &c.cfg.topic, 1500, 3000);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 3000, LANDING_LIMIT);
+    assert_exactly_once(&landed, 3000);
+
+    let (protocol, members) = describe_group(&c.cfg.group);
+    assert_eq!(protocol, "cooperative-sticky");
+    assert_eq!(members.len(), 2, "members: {members:?}");
+    let log = first.log_text();
+    assert!(
+        !log.contains("kind=\"revoke\" partitions=3"),
+        "the first member gave up its whole assignment:\n{log}"
+    );
+    assert!(
+        log.contains("kind=\"revoke\" partitions=1"),
+        "the first member never handed one partition over:\n{log}"
+    );
+    // Only the partitions it was first assigned were reconciled: nothing was revoked and
+    // reassigned to it.
+    assert_eq!(log.matches("partition reconciled").count(), 3, "{log}");
+    drop(joiner);
 }
