@@ -278,6 +278,39 @@ fn default_log_format() -> String {
     "text".into()
 }
 
+/// librdkafka properties that flumen always sets itself, with what to use instead. Setting one
+/// in `[kafka.properties]` is an error rather than a value silently overridden (the source
+/// applies the pass-through properties first). `source::tests` checks that this list covers
+/// every property `SourceOptions::client_config` sets.
+pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use kafka.bootstrap_servers"),
+    ("group.id", "use kafka.group_id"),
+    (
+        "group.instance.id",
+        "use kafka.group_instance_id (validated and documented)",
+    ),
+    ("isolation.level", "use kafka.isolation_level"),
+    ("session.timeout.ms", "use kafka.session_timeout_ms"),
+    ("max.poll.interval.ms", "use kafka.max_poll_interval_ms"),
+    (
+        "enable.auto.commit",
+        "offsets are committed to Kafka (advisory) after each HDFS commit",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are committed to Kafka (advisory) after each HDFS commit",
+    ),
+    (
+        "auto.offset.reset",
+        "flumen sets \"error\" so that offsets lost to retention halt instead of being \
+         skipped; kafka.auto_offset_reset picks where a new partition starts",
+    ),
+    (
+        "enable.partition.eof",
+        "the source does not use end-of-partition events",
+    ),
+];
+
 impl KafkaConfig {
     /// Records above this many bytes follow `oversized_record_policy`; defaults to the batch
     /// limit, the largest record a batch can carry.
@@ -381,22 +414,12 @@ impl Config {
                 "must be 1..=kafka.batch_bytes_max".into(),
             ));
         }
-        for reserved in [
-            "enable.auto.commit",
-            "enable.auto.offset.store",
-            "group.id",
-            "bootstrap.servers",
-            "isolation.level",
-            // flumen sets "error": an offset lost to retention halts loudly, never jumps.
-            "auto.offset.reset",
-            // Set through kafka.group_instance_id, which is validated and documented.
-            "group.instance.id",
-        ] {
-            if k.properties.contains_key(reserved) {
+        for (reserved, instead) in RESERVED_PROPERTIES {
+            if k.properties.contains_key(*reserved) {
                 return Err(invalid(
                     "kafka.properties",
                     reserved,
-                    "is set by flumen itself and cannot be overridden".into(),
+                    format!("is set by flumen itself and cannot be overridden; {instead}"),
                 ));
             }
         }
@@ -667,6 +690,19 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
         let text = format!("{MINIMAL}\n[kafka.properties]\n\"group.instance.id\" = \"a\"\n");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("group.instance.id"), "{err}");
+    }
+
+    /// Regression: `session.timeout.ms` here was accepted and then silently replaced by
+    /// `kafka.session_timeout_ms`; now it is refused, pointing at the key to use.
+    #[test]
+    fn overridden_librdkafka_property_is_refused_naming_flumens_key() {
+        let text = format!("{MINIMAL}\n[kafka.properties]\n\"session.timeout.ms\" = \"10000\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("`kafka.properties.session.timeout.ms`"),
+            "{err}"
+        );
+        assert!(err.contains("kafka.session_timeout_ms"), "{err}");
     }
 
     #[test]

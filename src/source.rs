@@ -840,6 +840,30 @@ mod tests {
         }
     }
 
+    /// Defaults that `[kafka.properties]` may override on purpose.
+    const OVERRIDABLE: [&str; 2] = [
+        "queued.max.messages.kbytes",
+        "partition.assignment.strategy",
+    ];
+
+    /// Regression: `session.timeout.ms` in `[kafka.properties]` (as `import-flume` wrote it
+    /// from a Flume agent) was silently replaced by `kafka.session_timeout_ms`, and so were
+    /// `max.poll.interval.ms` and `enable.partition.eof`. Every property set here must be
+    /// refused by the config (`RESERVED_PROPERTIES`) or be a default the user may override.
+    #[test]
+    fn every_property_flumen_sets_is_reserved_or_overridable() {
+        let cc = opts(&[], Some("a")).client_config();
+        for key in cc.config_map().keys() {
+            let reserved = crate::config::RESERVED_PROPERTIES
+                .iter()
+                .any(|(k, _)| k == key);
+            assert!(
+                reserved || OVERRIDABLE.contains(key),
+                "{key} is set by flumen but neither reserved nor overridable"
+            );
+        }
+    }
+
     #[test]
     fn group_instance_id_is_passed_only_when_configured() {
         assert_eq!(
