@@ -410,6 +410,12 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
     for l in hdfs {
         toml += &format!("{l}\n");
     }
+    // Written out because a second instance on the same host with the default address
+    // exits with "Address already in use".
+    toml += "\n[metrics]\n\
+             # /metrics and /health. Each flumen instance on a host needs its own address\n\
+             # (one per converted agent); \"\" disables the endpoint.\n\
+             listen = \"127.0.0.1:9464\"\n";
     Ok(Imported { toml, warnings: w })
 }
 
@@ -456,6 +462,36 @@ mod tests {
         assert!(r.toml.contains("CHANGE-ME:9092"));
         assert!(r.warnings.iter().any(|w| w.contains("--bootstrap-servers")));
         assert!(r.warnings.iter().any(|w| w.contains("--hdfs-url")));
+    }
+
+    fn overrides() -> Overrides {
+        Overrides {
+            bootstrap_servers: Some("127.0.0.1:9092".into()),
+            hdfs_url: Some("hdfs://127.0.0.1:9000".into()),
+            channel_dir: Some("/tmp/ch".into()),
+        }
+    }
+
+    /// The seed agent plus `kafka.consumer.<name> = <value>` lines; converted and parsed.
+    fn with_consumer(lines: &[(&str, &str)]) -> (crate::config::Config, Imported) {
+        let mut text = SEED.to_string();
+        for (name, value) in lines {
+            text += &format!("flume1.sources.kafka-source-1.kafka.consumer.{name} = {value}\n");
+        }
+        let r = convert(&text, "flume1", &overrides()).unwrap();
+        let c = crate::config::Config::parse(&r.toml, std::path::Path::new("imported.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", r.toml));
+        (c, r)
+    }
+
+    /// Regression: without a `[metrics]` section the second converted agent on a host started
+    /// on the default address and exited with "Address already in use".
+    #[test]
+    fn metrics_section_is_emitted_with_its_one_per_instance_note() {
+        let (c, r) = with_consumer(&[]);
+        assert_eq!(c.metrics.listen, "127.0.0.1:9464");
+        let section = &r.toml[r.toml.find("[metrics]").expect("a [metrics] section")..];
+        assert!(section.contains("Each flumen instance on a host needs its own address"));
     }
 
     #[test]
