@@ -55,6 +55,13 @@ pub struct KafkaConfig {
     /// Consumer group id; instances with the same id share the partitions.
     #[serde(default = "default_group_id")]
     pub group_id: String,
+    /// librdkafka `group.instance.id`: makes this instance a static member of the group
+    /// (KIP-345). A restart with the same id takes its partitions back at once instead of
+    /// waiting `session_timeout_ms` for the dead member to expire; in exchange a stopped
+    /// instance holds its partitions until `session_timeout_ms` passes. Unique per instance.
+    /// Default: none (dynamic membership).
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
     /// `read_committed` (default: skips aborted transactions) or `read_uncommitted`.
     #[serde(default = "default_isolation_level")]
     pub isolation_level: String,
@@ -283,6 +290,39 @@ fn default_log_format() -> String {
     "text".into()
 }
 
+/// librdkafka properties that flumen always sets itself, with what to use instead. Setting one
+/// in `[kafka.properties]` is an error rather than a value silently overridden (the source
+/// applies the pass-through properties first). `source::tests` checks that this list covers
+/// every property `SourceOptions::client_config` sets.
+pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use kafka.bootstrap_servers"),
+    ("group.id", "use kafka.group_id"),
+    (
+        "group.instance.id",
+        "use kafka.group_instance_id (validated and documented)",
+    ),
+    ("isolation.level", "use kafka.isolation_level"),
+    ("session.timeout.ms", "use kafka.session_timeout_ms"),
+    ("max.poll.interval.ms", "use kafka.max_poll_interval_ms"),
+    (
+        "enable.auto.commit",
+        "offsets are committed to Kafka (advisory) after each HDFS commit",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are committed to Kafka (advisory) after each HDFS commit",
+    ),
+    (
+        "auto.offset.reset",
+        "flumen sets \"error\" so that offsets lost to retention halt instead of being \
+         skipped; kafka.auto_offset_reset picks where a new partition starts",
+    ),
+    (
+        "enable.partition.eof",
+        "the source does not use end-of-partition events",
+    ),
+];
+
 impl KafkaConfig {
     /// Records above this many bytes follow `oversized_record_policy`; defaults to the batch
     /// limit, the largest record a batch can carry.
@@ -386,22 +426,17 @@ impl Config {
                 "must be 1..=kafka.batch_bytes_max".into(),
             ));
         }
-        for reserved in [
-            "enable.auto.commit",
-            "enable.auto.offset.store",
-            "group.id",
-            "bootstrap.servers",
-            "isolation.level",
-            // flumen sets "error": an offset lost to retention halts loudly, never jumps.
-            "auto.offset.reset",
-        ] {
-            if k.properties.contains_key(reserved) {
+        for (reserved, instead) in RESERVED_PROPERTIES {
+            if k.properties.contains_key(*reserved) {
                 return Err(invalid(
                     "kafka.properties",
                     reserved,
-                    "is set by flumen itself and cannot be overridden".into(),
+                    format!("is set by flumen itself and cannot be overridden; {instead}"),
                 ));
             }
+        }
+        if let Some(id) = &k.group_instance_id {
+            check_group_instance_id(id).map_err(|m| invalid("kafka", "group_instance_id", m))?;
         }
         let c = &self.channel;
         if c.segment_bytes_max < 1 << 20 {
@@ -522,6 +557,35 @@ impl Config {
     }
 }
 
+/// Kafka's own rule for a `group.instance.id` (the Java client's
+/// `JoinGroupRequest.validateGroupInstanceId`, the topic-name rule): 1 to 249 characters of
+/// `[a-zA-Z0-9._-]`, and not `.` or `..`. librdkafka sends any string and the broker answers
+/// a join with an error code that names no key, so flumen checks before it starts.
+fn check_group_instance_id(id: &str) -> Result<(), String> {
+    const LEN_MAX: usize = 249;
+    if id.is_empty() {
+        return Err("is empty; remove the key for dynamic membership".into());
+    }
+    if id == "." || id == ".." {
+        return Err(format!("is {id:?}, which Kafka refuses"));
+    }
+    if id.len() > LEN_MAX {
+        return Err(format!(
+            "is {} characters long; Kafka allows at most {LEN_MAX}",
+            id.len()
+        ));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "is {id:?}: {bad:?} is not allowed (only ASCII letters, digits, '.', '_' and '-')"
+        ));
+    }
+    Ok(())
+}
+
 fn line_of_byte(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
@@ -619,6 +683,49 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
         assert!(err.contains("dead_letter_dir"), "{err}");
         let ok = text.replace("[hdfs]", "[hdfs]\ndead_letter_dir = \"/dl\"");
         parse(&ok).unwrap();
+    }
+
+    #[test]
+    fn group_instance_id_is_optional_and_checked_naming_the_key() {
+        assert_eq!(parse(MINIMAL).unwrap().kafka.group_instance_id, None);
+        let with = |id: &str| {
+            MINIMAL.replace(
+                "topics = [\"flume.txn\"]",
+                &format!("topics = [\"flume.txn\"]\ngroup_instance_id = {id:?}"),
+            )
+        };
+        let c = parse(&with("collector-07.dc1")).unwrap();
+        assert_eq!(
+            c.kafka.group_instance_id.as_deref(),
+            Some("collector-07.dc1")
+        );
+        let long = "x".repeat(250);
+        for bad in ["", "..", "host 1", "host/1", "hôte", long.as_str()] {
+            let err = parse(&with(bad)).unwrap_err().to_string();
+            assert!(err.contains("`kafka.group_instance_id`"), "{bad:?}: {err}");
+            assert!(err.contains("test.toml:5"), "{bad:?}: {err}");
+        }
+    }
+
+    /// Regression: a `group.instance.id` in `[kafka.properties]` would bypass the check above.
+    #[test]
+    fn group_instance_id_property_is_refused() {
+        let text = format!("{MINIMAL}\n[kafka.properties]\n\"group.instance.id\" = \"a\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("group.instance.id"), "{err}");
+    }
+
+    /// Regression: `session.timeout.ms` here was accepted and then silently replaced by
+    /// `kafka.session_timeout_ms`; now it is refused, pointing at the key to use.
+    #[test]
+    fn overridden_librdkafka_property_is_refused_naming_flumens_key() {
+        let text = format!("{MINIMAL}\n[kafka.properties]\n\"session.timeout.ms\" = \"10000\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("`kafka.properties.session.timeout.ms`"),
+            "{err}"
+        );
+        assert!(err.contains("kafka.session_timeout_ms"), "{err}");
     }
 
     #[test]

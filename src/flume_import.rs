@@ -88,6 +88,119 @@ fn first_name(
         .ok_or_else(|| ImportError::Missing(agent.to_string(), kind))
 }
 
+/// Where one of the Flume source's `kafka.consumer.*` properties goes.
+enum Carry {
+    /// A line of flumen's own `[kafka]` section.
+    Key(String),
+    /// A line of `[kafka.properties]` (librdkafka, verbatim).
+    Property(String),
+    /// Dropped, with a warning already pushed.
+    Nothing,
+}
+
+/// Maps one Flume `kafka.consumer.<name> = <value>` (full key `k`). A property that flumen sets
+/// itself (`config::RESERVED_PROPERTIES`) never goes to `[kafka.properties]`: there it would be
+/// refused by validation, or, before that check existed, silently overridden. It becomes
+/// flumen's own key when there is one, else a warning.
+fn consumer_property(k: &str, name: &str, v: &str, w: &mut Vec<String>) -> Carry {
+    let numeric = |key: &str, w: &mut Vec<String>| match v.parse::<u64>() {
+        Ok(n) => Carry::Key(format!("{key} = {n}")),
+        Err(_) => {
+            w.push(format!(
+                "{k} = {v}: not a number; kafka.{key} keeps its default"
+            ));
+            Carry::Nothing
+        }
+    };
+    match name {
+        // Carried as kafka.group_id with the source's groupId.
+        "group.id" => Carry::Nothing,
+        "auto.offset.reset" => match v {
+            // Flume's Java consumer also accepts the pre-0.9 names.
+            "earliest" | "smallest" => Carry::Key("auto_offset_reset = \"earliest\"".into()),
+            "latest" | "largest" => Carry::Key("auto_offset_reset = \"latest\"".into()),
+            "none" => {
+                w.push(format!(
+                    "{k} = none: flumen has no `none`; a partition the HDFS ledger has never seen \
+                     starts at kafka.auto_offset_reset (default earliest), and offsets lost to \
+                     retention always halt their partition instead of being skipped"
+                ));
+                Carry::Nothing
+            }
+            other => {
+                w.push(format!(
+                    "{k} = {other}: unknown value; kafka.auto_offset_reset keeps its default \
+                     (earliest)"
+                ));
+                Carry::Nothing
+            }
+        },
+        "isolation.level" => match v {
+            "read_committed" | "read_uncommitted" => {
+                Carry::Key(format!("isolation_level = {}", q(v)))
+            }
+            other => {
+                w.push(format!(
+                    "{k} = {other}: unknown value; kafka.isolation_level keeps its default \
+                     (read_committed)"
+                ));
+                Carry::Nothing
+            }
+        },
+        "session.timeout.ms" => numeric("session_timeout_ms", w),
+        "max.poll.interval.ms" => numeric("max_poll_interval_ms", w),
+        "group.instance.id" => Carry::Key(format!("group_instance_id = {}", q(v))),
+        "partition.assignment.strategy" => assignment_strategy(k, v, w),
+        _ => match crate::config::RESERVED_PROPERTIES
+            .iter()
+            .find(|(reserved, _)| *reserved == name)
+        {
+            Some((_, instead)) => {
+                w.push(format!("{k}: flumen sets {name} itself ({instead})"));
+                Carry::Nothing
+            }
+            None => Carry::Property(format!("{} = {}", q(name), q(v))),
+        },
+    }
+}
+
+/// Flume's Java consumer names assignors by class; librdkafka by short name, and it has no
+/// eager `sticky`. flumen's default is `cooperative-sticky`.
+fn assignment_strategy(k: &str, v: &str, w: &mut Vec<String>) -> Carry {
+    let mut names = Vec::new();
+    for class in v.split(',').map(str::trim) {
+        match class.rsplit('.').next().unwrap_or(class) {
+            "RangeAssignor" | "range" => names.push("range"),
+            "RoundRobinAssignor" | "roundrobin" => names.push("roundrobin"),
+            "CooperativeStickyAssignor" | "cooperative-sticky" => names.push("cooperative-sticky"),
+            other => w.push(format!(
+                "{k}: assignor {other} has no librdkafka equivalent; dropped"
+            )),
+        }
+    }
+    if names.is_empty() || names == ["cooperative-sticky"] {
+        // flumen's default; nothing to carry.
+        return Carry::Nothing;
+    }
+    if names.contains(&"cooperative-sticky") {
+        w.push(format!(
+            "{k} = {v}: librdkafka cannot mix cooperative and eager assignors; using flumen's \
+             default (cooperative-sticky)"
+        ));
+        return Carry::Nothing;
+    }
+    w.push(format!(
+        "{k} = {v}: carried as {:?}; flumen's default, cooperative-sticky, moves only the \
+         partitions that change owner on a rebalance",
+        names.join(",")
+    ));
+    Carry::Property(format!(
+        "{} = {}",
+        q("partition.assignment.strategy"),
+        q(&names.join(","))
+    ))
+}
+
 pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, ImportError> {
     let props = parse_properties(text);
     let mut w = Vec::new();
@@ -182,17 +295,10 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
         let Some(name) = k.strip_prefix(&format!("{}.kafka.consumer.", src.prefix)) else {
             break;
         };
-        if [
-            "enable.auto.commit",
-            "group.id",
-            "bootstrap.servers",
-            "isolation.level",
-        ]
-        .contains(&name)
-        {
-            w.push(format!("{k}: flumen sets {name} itself"));
-        } else {
-            passthrough.push(format!("{} = {}", q(name), q(v)));
+        match consumer_property(k, name, v, &mut w) {
+            Carry::Key(line) => kafka.push(line),
+            Carry::Property(line) => passthrough.push(line),
+            Carry::Nothing => {}
         }
     }
     for k in src.unknown(&[
@@ -410,6 +516,12 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
     for l in hdfs {
         toml += &format!("{l}\n");
     }
+    // Written out because a second instance on the same host with the default address
+    // exits with "Address already in use".
+    toml += "\n[metrics]\n\
+             # /metrics and /health. Each flumen instance on a host needs its own address\n\
+             # (one per converted agent); \"\" disables the endpoint.\n\
+             listen = \"127.0.0.1:9464\"\n";
     Ok(Imported { toml, warnings: w })
 }
 
@@ -456,6 +568,119 @@ mod tests {
         assert!(r.toml.contains("CHANGE-ME:9092"));
         assert!(r.warnings.iter().any(|w| w.contains("--bootstrap-servers")));
         assert!(r.warnings.iter().any(|w| w.contains("--hdfs-url")));
+    }
+
+    fn overrides() -> Overrides {
+        Overrides {
+            bootstrap_servers: Some("127.0.0.1:9092".into()),
+            hdfs_url: Some("hdfs://127.0.0.1:9000".into()),
+            channel_dir: Some("/tmp/ch".into()),
+        }
+    }
+
+    /// The seed agent plus `kafka.consumer.<name> = <value>` lines; converted and parsed.
+    fn with_consumer(lines: &[(&str, &str)]) -> (crate::config::Config, Imported) {
+        let mut text = SEED.to_string();
+        for (name, value) in lines {
+            text += &format!("flume1.sources.kafka-source-1.kafka.consumer.{name} = {value}\n");
+        }
+        let r = convert(&text, "flume1", &overrides()).unwrap();
+        let c = crate::config::Config::parse(&r.toml, std::path::Path::new("imported.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", r.toml));
+        (c, r)
+    }
+
+    /// Regression: `kafka.consumer.auto.offset.reset = latest` was copied into
+    /// `[kafka.properties]`, where flumen's own `auto.offset.reset = error` silently replaced
+    /// it, and every new partition started at earliest.
+    #[test]
+    fn auto_offset_reset_maps_onto_flumens_key() {
+        for (flume, flumen) in [
+            ("latest", "latest"),
+            ("earliest", "earliest"),
+            ("largest", "latest"),
+            ("smallest", "earliest"),
+        ] {
+            let (c, r) = with_consumer(&[("auto.offset.reset", flume)]);
+            assert_eq!(c.kafka.auto_offset_reset, flumen, "{flume}\n{}", r.toml);
+            assert!(!c.kafka.properties.contains_key("auto.offset.reset"));
+        }
+        let (c, r) = with_consumer(&[("auto.offset.reset", "none")]);
+        assert_eq!(c.kafka.auto_offset_reset, "earliest");
+        let all = r.warnings.join("\n");
+        assert!(all.contains("auto.offset.reset = none"), "{all}");
+        assert!(all.contains("kafka.auto_offset_reset"), "{all}");
+    }
+
+    /// No property flumen sets itself reaches `[kafka.properties]` (where it would be refused or
+    /// overridden): each becomes flumen's own key or a warning naming it.
+    #[test]
+    fn properties_flumen_sets_never_pass_through() {
+        let value = |name: &str| match name {
+            "isolation.level" => "read_uncommitted",
+            "auto.offset.reset" => "latest",
+            "session.timeout.ms" => "30000",
+            "max.poll.interval.ms" => "600000",
+            "group.instance.id" => "collector-1",
+            _ => "true",
+        };
+        let lines: Vec<_> = crate::config::RESERVED_PROPERTIES
+            .iter()
+            .map(|(name, _)| (*name, value(name)))
+            .collect();
+        let (c, r) = with_consumer(&lines);
+        assert!(
+            c.kafka.properties.is_empty(),
+            "{:?}\n{}",
+            c.kafka.properties,
+            r.toml
+        );
+        assert_eq!(c.kafka.isolation_level, "read_uncommitted");
+        assert_eq!(c.kafka.session_timeout_ms, 30_000);
+        assert_eq!(c.kafka.max_poll_interval_ms, 600_000);
+        assert_eq!(c.kafka.group_instance_id.as_deref(), Some("collector-1"));
+        let all = r.warnings.join("\n");
+        for dropped in [
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "enable.partition.eof",
+        ] {
+            assert!(
+                all.contains(&format!("flumen sets {dropped} itself")),
+                "{all}"
+            );
+        }
+        // Other consumer properties still pass through.
+        let (c, _) = with_consumer(&[("fetch.min.bytes", "1024")]);
+        assert_eq!(c.kafka.properties["fetch.min.bytes"], "1024");
+    }
+
+    #[test]
+    fn java_assignor_classes_map_to_librdkafka_names() {
+        let class = "org.apache.kafka.clients.consumer.CooperativeStickyAssignor";
+        let (c, _) = with_consumer(&[("partition.assignment.strategy", class)]);
+        assert!(
+            c.kafka.properties.is_empty(),
+            "flumen's default needs no property"
+        );
+        let class = "org.apache.kafka.clients.consumer.RangeAssignor";
+        let (c, r) = with_consumer(&[("partition.assignment.strategy", class)]);
+        assert_eq!(c.kafka.properties["partition.assignment.strategy"], "range");
+        assert!(r.warnings.iter().any(|w| w.contains("cooperative-sticky")));
+        let class = "org.apache.kafka.clients.consumer.StickyAssignor";
+        let (c, r) = with_consumer(&[("partition.assignment.strategy", class)]);
+        assert!(c.kafka.properties.is_empty());
+        assert!(r.warnings.iter().any(|w| w.contains("StickyAssignor")));
+    }
+
+    /// Regression: without a `[metrics]` section the second converted agent on a host started
+    /// on the default address and exited with "Address already in use".
+    #[test]
+    fn metrics_section_is_emitted_with_its_one_per_instance_note() {
+        let (c, r) = with_consumer(&[]);
+        assert_eq!(c.metrics.listen, "127.0.0.1:9464");
+        let section = &r.toml[r.toml.find("[metrics]").expect("a [metrics] section")..];
+        assert!(section.contains("Each flumen instance on a host needs its own address"));
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub enum RelayError {
     Sink(#[from] sink::SinkError),
     #[error(transparent)]
     Commit(#[from] CommitError),
-    #[error("metrics listener {addr}: {source}")]
+    #[error(
+        "metrics.listen = {addr:?}: cannot listen there: {source} (each instance on a host \
+         needs its own metrics.listen address, or \"\" to disable the endpoint)"
+    )]
     Listen {
         addr: String,
         source: std::io::Error,

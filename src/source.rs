@@ -78,6 +78,21 @@ pub enum SourceError {
     },
     #[error("the channel writer stopped")]
     WriterGone,
+    #[error(
+        "another consumer joined group {group:?} with kafka.group_instance_id = {instance_id:?} \
+         and the broker fenced this one ({reason}); give each instance its own \
+         kafka.group_instance_id"
+    )]
+    InstanceFenced {
+        group: String,
+        instance_id: String,
+        reason: String,
+    },
+    #[error("kafka client failed fatally: {code:?}: {reason}")]
+    Fatal {
+        code: RDKafkaErrorCode,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +100,8 @@ pub struct SourceOptions {
     pub bootstrap_servers: String,
     pub topics: Vec<String>,
     pub group_id: String,
+    /// librdkafka `group.instance.id` (static membership), if configured.
+    pub group_instance_id: Option<String>,
     pub isolation_level: String,
     pub session_timeout_ms: u64,
     pub max_poll_interval_ms: u64,
@@ -105,6 +122,7 @@ impl SourceOptions {
             bootstrap_servers: k.bootstrap_servers.clone(),
             topics: k.topics.clone(),
             group_id: k.group_id.clone(),
+            group_instance_id: k.group_instance_id.clone(),
             isolation_level: k.isolation_level.clone(),
             session_timeout_ms: k.session_timeout_ms,
             max_poll_interval_ms: k.max_poll_interval_ms,
@@ -139,13 +157,21 @@ impl SourceOptions {
                 self.max_poll_interval_ms.to_string(),
             )
             .set("enable.partition.eof", "false");
-        if !self
-            .properties
-            .iter()
-            .any(|(k, _)| k == "queued.max.messages.kbytes")
-        {
+        if let Some(id) = &self.group_instance_id {
+            cc.set("group.instance.id", id);
+        }
+        let user_set = |key: &str| self.properties.iter().any(|(k, _)| k == key);
+        if !user_set("queued.max.messages.kbytes") {
             // Bounds librdkafka's prefetch per partition queue (KiB), and so our memory.
             cc.set("queued.max.messages.kbytes", "8192");
+        }
+        if !user_set("partition.assignment.strategy") {
+            // Incremental rebalances: a member joining or leaving moves only the partitions
+            // that change owner; the others keep fetching and need no new reconciliation.
+            // `SourceContext::rebalance` applies incremental assign and revoke lists.
+            // librdkafka's default ("range,roundrobin") revokes every partition of every
+            // member on each rebalance.
+            cc.set("partition.assignment.strategy", "cooperative-sticky");
         }
         cc
     }
@@ -156,6 +182,10 @@ impl SourceOptions {
 pub struct SourceContext {
     /// Set by the rebalance callback; lets the poll loop skip two locks per message.
     changed: std::sync::atomic::AtomicBool,
+    /// Set on every client error, so the poll loop asks whether it was fatal (the client is
+    /// unusable from then on). The callback's code is the cause (e.g. `FencedInstanceId`),
+    /// not `Fatal`, so only `Client::fatal_error` tells.
+    errored: std::sync::atomic::AtomicBool,
     pending: std::sync::Mutex<Vec<TopicPartition>>,
     revoked: std::sync::Mutex<Vec<TopicPartition>>,
     health: Arc<Health>,
@@ -163,6 +193,8 @@ pub struct SourceContext {
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
+        self.errored
+            .store(true, std::sync::atomic::Ordering::Release);
         tracing::warn!(%error, reason, "kafka client error");
         self.health.set_kafka_error(format!("{error}: {reason}"));
         events::error(events::ErrorCode::KafkaFetch);
@@ -216,7 +248,14 @@ impl ConsumerContext for SourceContext {
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
                 events::rebalance(if lost { "lost" } else { "revoke" }, tpl.count());
-                self.revoked.lock().expect("lock").extend(tps_of(tpl));
+                let revoked = tps_of(tpl);
+                // An assignment the poll loop has not applied yet must not outlive this
+                // revocation (incremental rebalances can follow each other within one poll).
+                self.pending
+                    .lock()
+                    .expect("lock")
+                    .retain(|tp| !revoked.contains(tp));
+                self.revoked.lock().expect("lock").extend(revoked);
                 self.changed
                     .store(true, std::sync::atomic::Ordering::Release);
                 let r = if cooperative {
@@ -289,6 +328,7 @@ impl Source {
     ) -> Result<Self, SourceError> {
         let ctx = SourceContext {
             changed: Default::default(),
+            errored: Default::default(),
             pending: Default::default(),
             revoked: Default::default(),
             health: health.clone(),
@@ -325,6 +365,12 @@ impl Source {
     pub fn run(mut self, stop: impl Fn() -> bool) -> Result<(), SourceError> {
         let mut last_reconcile_try = Instant::now() - Duration::from_secs(60);
         while !stop() {
+            let errored = &self.consumer.context().errored;
+            if errored.swap(false, std::sync::atomic::Ordering::AcqRel)
+                && self.consumer.client().fatal_error().is_some()
+            {
+                return Err(self.fatal_error());
+            }
             self.apply_rebalances();
             self.retry_halted();
             if !self.unreconciled.is_empty()
@@ -342,7 +388,23 @@ impl Source {
                     Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
                         self.check_out_of_range()?;
                     }
+                    // The client stops for good (e.g. fenced by another member with the same
+                    // group.instance.id): end the thread so the process exits non-zero and
+                    // says why, instead of idling with its partitions.
+                    Err(KafkaError::MessageConsumptionFatal(_)) => return Err(self.fatal_error()),
                     Err(e) => {
+                        if e.rdkafka_error_code()
+                            == Some(RDKafkaErrorCode::InconsistentGroupProtocol)
+                        {
+                            // Joining a group whose members use the other kind of assignor
+                            // (eager vs cooperative): retried until they have all left.
+                            tracing::warn!(
+                                group = %self.opts.group_id,
+                                "the group's members use another kind of \
+                                 partition.assignment.strategy; this member joins when they \
+                                 have all left (see config.example.toml)"
+                            );
+                        }
                         tracing::warn!(error = %e, "kafka poll error");
                         self.health.set_kafka_error(e.to_string());
                         events::error(events::ErrorCode::KafkaFetch);
@@ -363,6 +425,24 @@ impl Source {
                 Ok(())
             }
             other => other,
+        }
+    }
+
+    /// The client's fatal error as a `SourceError`, naming the config key when the cause is a
+    /// duplicate `kafka.group_instance_id`.
+    fn fatal_error(&self) -> SourceError {
+        let (code, reason) = self.consumer.client().fatal_error().unwrap_or((
+            RDKafkaErrorCode::Fatal,
+            "librdkafka reported a fatal error without details".into(),
+        ));
+        events::error(events::ErrorCode::KafkaFetch);
+        match (&self.opts.group_instance_id, code) {
+            (Some(id), RDKafkaErrorCode::FencedInstanceId) => SourceError::InstanceFenced {
+                group: self.opts.group_id.clone(),
+                instance_id: id.clone(),
+                reason,
+            },
+            _ => SourceError::Fatal { code, reason },
         }
     }
 
@@ -747,4 +827,77 @@ fn single(tp: &TopicPartition, offset: Option<i64>) -> TopicPartitionList {
         }
     }
     tpl
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(properties: &[(&str, &str)], group_instance_id: Option<&str>) -> SourceOptions {
+        SourceOptions {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topics: vec!["t".into()],
+            group_id: "g".into(),
+            group_instance_id: group_instance_id.map(str::to_string),
+            isolation_level: "read_committed".into(),
+            session_timeout_ms: 45_000,
+            max_poll_interval_ms: 300_000,
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            batch_records_max: 1000,
+            batch_duration: Duration::from_secs(1),
+            batch_bytes_max: 1 << 20,
+            record_bytes_max: 1 << 20,
+            oversized_fail: true,
+            capacity_bytes_max: 1 << 30,
+            resume_bytes: 1 << 29,
+        }
+    }
+
+    /// Defaults that `[kafka.properties]` may override on purpose.
+    const OVERRIDABLE: [&str; 2] = [
+        "queued.max.messages.kbytes",
+        "partition.assignment.strategy",
+    ];
+
+    /// Regression: `session.timeout.ms` in `[kafka.properties]` (as `import-flume` wrote it
+    /// from a Flume agent) was silently replaced by `kafka.session_timeout_ms`, and so were
+    /// `max.poll.interval.ms` and `enable.partition.eof`. Every property set here must be
+    /// refused by the config (`RESERVED_PROPERTIES`) or be a default the user may override.
+    #[test]
+    fn every_property_flumen_sets_is_reserved_or_overridable() {
+        let cc = opts(&[], Some("a")).client_config();
+        for key in cc.config_map().keys() {
+            let reserved = crate::config::RESERVED_PROPERTIES
+                .iter()
+                .any(|(k, _)| k == key);
+            assert!(
+                reserved || OVERRIDABLE.contains(key),
+                "{key} is set by flumen but neither reserved nor overridable"
+            );
+        }
+    }
+
+    #[test]
+    fn group_instance_id_is_passed_only_when_configured() {
+        assert_eq!(
+            opts(&[], None).client_config().get("group.instance.id"),
+            None
+        );
+        let cc = opts(&[], Some("c-1")).client_config();
+        assert_eq!(cc.get("group.instance.id"), Some("c-1"));
+    }
+
+    #[test]
+    fn cooperative_sticky_is_the_default_and_the_user_may_override_it() {
+        let cc = opts(&[], None).client_config();
+        assert_eq!(
+            cc.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
+        let cc = opts(&[("partition.assignment.strategy", "range")], None).client_config();
+        assert_eq!(cc.get("partition.assignment.strategy"), Some("range"));
+    }
 }

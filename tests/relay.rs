@@ -304,3 +304,22 @@ fn a_dead_kafka_thread_stops_the_process_non_zero() {
     assert!(log.contains("above kafka.record_bytes_max"), "{log}");
     assert!(log.contains("a core thread stopped"), "{log}");
 }
+
+/// Regression: a second instance on a host (e.g. two agents converted by `import-flume`) on
+/// the same metrics address exited with a bare "Address already in use" that named no key.
+#[test]
+fn a_taken_metrics_address_stops_the_relay_naming_the_key() {
+    let tb = testbed();
+    let work = common::workdir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = RelayConfig::new(&common::unique("bind"), work.path());
+    cfg.metrics_listen = taken.local_addr().unwrap().to_string();
+    let config = work.path().join("flumen.toml");
+    cfg.write(tb, &config);
+    let mut relay = spawn_relay(&config, None);
+    let status = relay.wait_for(Duration::from_secs(30));
+    let log = relay.log_text();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}\n{log}");
+    assert!(log.contains("metrics.listen"), "{log}");
+    assert!(log.contains(&cfg.metrics_listen), "{log}");
+}

@@ -61,7 +61,8 @@ fn seed_flume_config_converts_checks_and_relays() {
         )
         .replace("/user/edureka_960126/flume_kafka", &hdfs_path)
         .replace("roll_interval_s = 30", "roll_interval_s = 2")
-        + "\n[metrics]\nlisten = \"\"\n";
+        // The converted [metrics] section takes the default address; tests run side by side.
+        .replace("listen = \"127.0.0.1:9464\"", "listen = \"\"");
     let config = work.path().join("seed.toml");
     std::fs::write(&config, toml).unwrap();
     let check = flumen(&["check", "--config", config.to_str().unwrap()]);

@@ -1,0 +1,169 @@
+//! Group membership against the real Kafka and HDFS: static membership (a restart after
+//! kill -9 takes its partitions back, a graceful stop keeps them, a duplicate id is fenced
+//! loudly) and incremental (cooperative-sticky) rebalances.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use common::{assert_exactly_once, spawn_relay, testbed, Relay};
+
+const LANDING_LIMIT: Duration = Duration::from_secs(180);
+
+/// Longer than `LANDING_LIMIT`: a member that had to wait for its dead predecessor's session
+/// to expire could not deliver in time, so landing proves the partitions came straight back.
+const SESSION_LONGER_THAN_LANDING_MS: u64 = 240_000;
+
+/// The group as the broker describes it: (assignment protocol, member ids).
+fn describe_group(group: &str) -> (String, Vec<String>) {
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &testbed().kafka)
+        .create()
+        .expect("admin consumer");
+    let list = consumer
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("describe group {group}: {e}"));
+    let info = list
+        .groups()
+        .iter()
+        .find(|g| g.name() == group)
+        .unwrap_or_else(|| panic!("group {group} not described"));
+    let members = info.members().iter().map(|m| m.id().to_string()).collect();
+    (info.protocol().to_string(), members)
+}
+
+/// Waits until `relay`'s log contains `needle` `count` times.
+fn wait_log(relay: &Relay, needle: &str, count: usize, limit: Duration) {
+    let t = Instant::now();
+    while relay.log_text().matches(needle).count() < count {
+        assert!(
+            t.elapsed() < limit,
+            "no {count}x {needle:?} within {limit:?}:\n{}",
+            relay.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn static_member_restarted_after_kill9_takes_its_partitions_back_exactly_once() {
+    let tb = testbed();
+    let mut c = common::Case::new("static");
+    let instance = common::unique("collector");
+    c.cfg.session_timeout_ms = SESSION_LONGER_THAN_LANDING_MS;
+    c.cfg.extra_kafka = format!("group_instance_id = \"{instance}\"\n");
+    c.rewrite();
+    let p = common::producer(tb);
+    let client = common::hdfs(tb);
+    common::produce(&p, &c.cfg.topic, 0, 1500);
+    let mut relay = spawn_relay(&c.config, None);
+    common::wait_landed(&client, &c.cfg.hdfs_path, 1500, LANDING_LIMIT);
+    // A backlog in flight (fetched, in the channel, in open files) when the member dies.
+    common::produce(&p, &c.cfg.topic, 1500, 3000);
+    std::thread::sleep(Duration::from_millis(1500));
+    relay.kill9();
+
+    let mut relay = spawn_relay(&c.config, None);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 3000, LANDING_LIMIT);
+    assert_exactly_once(&landed, 3000);
+    let log = relay.log_text();
+    assert!(
+        log.contains("kind=\"assign\" partitions=3"),
+        "the restarted member did not get the whole assignment back:\n{log}"
+    );
+    // The restart replaced the dead member instead of joining beside it.
+    let (_, members) = describe_group(&c.cfg.group);
+    assert_eq!(members.len(), 1, "members: {members:?}");
+    assert!(members[0].starts_with(&instance), "members: {members:?}");
+
+    // The documented trade-off: a static member does not leave the group when it stops
+    // gracefully; its partitions wait for the session timeout (or its return).
+    relay.signal(libc::SIGTERM);
+    let status = relay
+        .wait_for(Duration::from_secs(30))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", relay.log_text());
+    let (_, members) = describe_group(&c.cfg.group);
+    assert_eq!(
+        members.len(),
+        1,
+        "a static member left on SIGTERM: {members:?}"
+    );
+}
+
+/// Two instances configured with the same `kafka.group_instance_id`: the broker fences the
+/// one that joined first. It must stop non-zero naming the key, not idle with a dead client;
+/// the other delivers everything exactly once.
+#[test]
+fn a_duplicate_group_instance_id_stops_the_fenced_instance_naming_the_key() {
+    let tb = testbed();
+    let mut c = common::Case::new("dup-id");
+    c.cfg.extra_kafka = format!("group_instance_id = \"{}\"\n", common::unique("twin"));
+    c.rewrite();
+    let work = common::workdir();
+    let mut second = c.cfg.clone();
+    second.channel = work.path().join("channel-2");
+    let second_path = work.path().join("second.toml");
+    second.write(tb, &second_path);
+
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 1000);
+    let mut first = spawn_relay(&c.config, None);
+    wait_log(&first, "partition reconciled", 3, Duration::from_secs(60));
+    let _second = spawn_relay(&second_path, None);
+    let status = first.wait_for(Duration::from_secs(90));
+    let log = first.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the fenced instance must exit non-zero: {status:?}\n{log}"
+    );
+    assert!(log.contains("kafka.group_instance_id"), "{log}");
+    common::produce(&p, &c.cfg.topic, 1000, 2000);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 2000, LANDING_LIMIT);
+    assert_exactly_once(&landed, 2000);
+}
+
+/// The default assignor is cooperative-sticky: when a second member joins, the first gives up
+/// only the partition that moves and keeps fetching the others (eager assignors revoke all
+/// three and reconcile them again).
+#[test]
+fn a_joining_member_moves_only_the_partitions_that_change_owner() {
+    let tb = testbed();
+    let c = common::Case::new("coop");
+    let work = common::workdir();
+    let mut second = c.cfg.clone();
+    second.channel = work.path().join("channel-2");
+    let second_path = work.path().join("second.toml");
+    second.write(tb, &second_path);
+
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 1500);
+    let first = spawn_relay(&c.config, None);
+    wait_log(&first, "partition reconciled", 3, Duration::from_secs(60));
+    let joiner = spawn_relay(&second_path, None);
+    wait_log(&joiner, "partition reconciled", 1, Duration::from_secs(60));
+    common::produce(&p, &c.cfg.topic, 1500, 3000);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 3000, LANDING_LIMIT);
+    assert_exactly_once(&landed, 3000);
+
+    let (protocol, members) = describe_group(&c.cfg.group);
+    assert_eq!(protocol, "cooperative-sticky");
+    assert_eq!(members.len(), 2, "members: {members:?}");
+    let log = first.log_text();
+    assert!(
+        !log.contains("kind=\"revoke\" partitions=3"),
+        "the first member gave up its whole assignment:\n{log}"
+    );
+    assert!(
+        log.contains("kind=\"revoke\" partitions=1"),
+        "the first member never handed one partition over:\n{log}"
+    );
+    // Only the partitions it was first assigned were reconciled: nothing was revoked and
+    // reassigned to it.
+    assert_eq!(log.matches("partition reconciled").count(), 3, "{log}");
+    drop(joiner);
+}
