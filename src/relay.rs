@@ -430,7 +430,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sink_task = tokio::spawn(sink::run(sink, cmd_rx, appended.clone(), stop_rx));
-    spawn_lag_reporter(consumer.clone(), committed);
+    spawn_lag_reporter(consumer.clone(), committed.clone());
 
     let source_thread = {
         let stop = stop.clone();
@@ -475,9 +475,44 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         health.set_down(format!("the {name} thread stopped"));
         return Err(RelayError::ThreadStopped(name));
     }
+    final_advisory_commit(consumer.clone(), &committed).await;
     // Leave the group cleanly now that every file is committed.
     consumer.unsubscribe();
     Ok(())
+}
+
+/// How long the last advisory commit may take at shutdown.
+const FINAL_COMMIT_MAX: Duration = Duration::from_secs(10);
+
+/// A last, synchronous advisory commit for the partitions still assigned: the asynchronous ones
+/// may be in flight at exit, which leaves the group offset (the next start's provisional
+/// position and the lag monitors' view) behind HDFS.
+async fn final_advisory_commit(
+    consumer: Arc<KafkaConsumer>,
+    committed: &Mutex<HashMap<TopicPartition, i64>>,
+) {
+    let Ok(assigned) = consumer.assignment() else {
+        return;
+    };
+    let mut tpl = TopicPartitionList::new();
+    for (tp, last) in committed.lock().expect("lock").iter() {
+        if assigned.find_partition(&tp.topic, tp.partition).is_some() {
+            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(last + 1));
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
+    match tokio::time::timeout(FINAL_COMMIT_MAX, commit).await {
+        Ok(Ok(Ok(()))) => tracing::debug!("final advisory offset commit done"),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "final advisory offset commit failed; the group offset lags HDFS (safe)")
+        }
+        _ => tracing::warn!(
+            "final advisory offset commit did not finish; the group offset may lag HDFS (safe)"
+        ),
+    }
 }
 
 /// Sends its thread's name when dropped: on return and on panic alike.
