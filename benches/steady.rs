@@ -178,6 +178,38 @@ fn loadavg() -> String {
         .join(" ")
 }
 
+/// "op mean_ms (count)" per HDFS operation, from flumen's `flumen_hdfs_call_seconds`.
+fn hdfs_call_means(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut body = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+        let _ = s.read_to_string(&mut body);
+    }
+    let mut ops: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("flumen_hdfs_call_seconds_") else {
+            continue;
+        };
+        let (Some(op), Some(v)) = (
+            rest.split('"').nth(1),
+            rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        let e = ops.entry(op.to_string()).or_default();
+        if rest.starts_with("sum") {
+            e.0 = v;
+        } else if rest.starts_with("count") {
+            e.1 = v;
+        }
+    }
+    ops.iter()
+        .map(|(op, (sum, n))| format!("{op} {:.1} ({n})", sum / n.max(1.0) * 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -299,6 +331,7 @@ fn main() {
         proc_field(child.id(), "VmHWM:"),
         loadavg(),
     );
+    let hdfs_calls = hdfs_call_means(port);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
@@ -340,6 +373,7 @@ fn main() {
         pct(&mut file_lat, 1.0)
     );
     println!("files committed: {} ({files_per_s:.1}/s); lag when producing ended: {lag_at_end} records; caught up {catch_up_s:.1} s later", commits.len());
+    println!("HDFS calls (mean ms, count): {hdfs_calls}");
     println!(
         "flumen CPU {:.1} s ({:.2} s per M events), peak RSS {} MiB",
         cpu,
