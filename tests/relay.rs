@@ -57,12 +57,16 @@ fn end_to_end_every_event_lands_exactly_once_in_order() {
 }
 
 /// Full files never wait for a timer (Flume's last full rollCount file waits for rollInterval),
-/// and a partition's many small files, closing concurrently, commit in offset order.
+/// and a partition's many small files commit in offset order. With one roll in flight per
+/// partition, each partition waits for its previous file (and reads the channel again) while
+/// the others go on.
 #[test]
 fn full_files_land_at_once_in_offset_order() {
     let tb = testbed();
     let mut c = case("full");
-    c.cfg.extra_hdfs = "roll_records_max = 100\nroll_interval_s = 3600\n".into();
+    c.cfg.extra_hdfs = "roll_records_max = 100\nroll_interval_s = 3600\n\
+                        files_closing_per_partition_max = 1\n"
+        .into();
     c.rewrite();
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 2000);
@@ -72,7 +76,11 @@ fn full_files_land_at_once_in_offset_order() {
     let mut relay = spawn_relay(&c.config, None);
     let client = common::hdfs(tb);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, full, LANDING_LIMIT);
-    assert_eq!(landed.len(), full, "full files within the limit, not after an hour");
+    assert_eq!(
+        landed.len(),
+        full,
+        "full files within the limit, not after an hour"
+    );
     let mut per_file = std::collections::BTreeMap::<&str, usize>::new();
     for l in &landed {
         *per_file.entry(l.file.as_str()).or_default() += 1;

@@ -174,6 +174,9 @@ struct PartState {
     closing: VecDeque<Closing>,
     /// Resolves when the newest roll committed; the next roll commits only after it.
     link: Option<Link>,
+    /// The open file is due to roll but the partition has `files_closing_per_partition_max`
+    /// rolls in flight: the partition reads nothing until one ends.
+    blocked: bool,
     /// Next offset to write; records below it are already in the open file or in HDFS.
     next_expected: i64,
     open: Option<OpenFile>,
@@ -202,6 +205,8 @@ pub struct Sink {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     next_roll: u64,
+    /// The reader went back for a partition that had to wait: a drain must pump again.
+    rewound: bool,
     /// Encoded bytes an open file buffers before it writes them (see `WRITE_CHUNK_MAX`).
     write_chunk: usize,
     last_timers: Instant,
@@ -231,6 +236,7 @@ impl Sink {
             done_tx,
             done_rx,
             next_roll: 0,
+            rewound: false,
             write_chunk: WRITE_CHUNK_MAX,
             last_timers: Instant::now(),
             last_housekeeping: Instant::now(),
@@ -283,6 +289,7 @@ impl Sink {
                 open: None,
                 closing: VecDeque::new(),
                 link: None,
+                blocked: false,
             },
         );
         debug_assert!(old.is_none_or(|o| o.closing.is_empty() && o.open.is_none()));
@@ -324,6 +331,7 @@ impl Sink {
 
     /// Processes up to `BATCHES_PER_TURN` durable batches; returns how many were read.
     pub async fn pump(&mut self) -> Result<usize, SinkError> {
+        self.unblock_ready().await?;
         let mut n = 0;
         while n < BATCHES_PER_TURN {
             let Some((_, batch)) = self.reader.next_batch()? else {
@@ -340,6 +348,9 @@ impl Sink {
         let Some(st) = self.parts.get(&tp) else {
             return Ok(()); // not ours (yet); kept in the channel until ownership is known
         };
+        if st.blocked {
+            return Ok(()); // read again once the partition can roll
+        }
         if batch.last_offset < st.next_expected {
             return Ok(()); // already written
         }
@@ -352,13 +363,23 @@ impl Sink {
         }
         let from = st.next_expected;
         let epoch = st.epoch;
+        // The partition was restarted (a failed write, a fence) or revoked: its position was
+        // re-derived and the channel rewound, so the rest of this batch is stale.
+        let stale = |sink: &Self| sink.parts.get(&tp).is_none_or(|s| s.epoch != epoch);
         for record in batch.records.iter().filter(|r| r.offset >= from) {
-            self.write_record(&tp, record).await?;
+            let written = !self.parts[&tp].blocked && self.write_record(&tp, record).await?;
+            if stale(self) {
+                return Ok(());
+            }
+            if !written {
+                // Too many of its files are closing: the partition waits, and reads the channel
+                // again from this record once one has committed. The others go on.
+                self.parts.get_mut(&tp).expect("not stale").next_expected = record.offset;
+                return Ok(());
+            }
             // Count and size limits hold per record, not per batch.
             self.maybe_roll(&tp, false).await?;
-            if self.parts.get(&tp).is_none_or(|s| s.epoch != epoch) {
-                // The partition was restarted (a failed write, a fence) or revoked: its position
-                // was re-derived and the channel rewound, so the rest of this batch is stale.
+            if stale(self) {
                 return Ok(());
             }
         }
@@ -371,18 +392,20 @@ impl Sink {
         self.maybe_roll(&tp, false).await
     }
 
+    /// Writes one record into the partition's open file (opening one first if needed). Returns
+    /// false if the record was not written because the file it needs cannot roll yet.
     async fn write_record(
         &mut self,
         tp: &TopicPartition,
         record: &Record,
-    ) -> Result<(), SinkError> {
+    ) -> Result<bool, SinkError> {
         // Without a dead-letter directory the record is written like any other: the source
         // enforces the `fail` policy before the channel, so this is a limit lowered across a
         // restart, and dropping the record would leave it inside the file's range.
         if record.value.as_ref().map_or(0, Vec::len) > self.opts.record_bytes_max
             && self.opts.dead_letter_dir.is_some()
         {
-            return self.dead_letter(tp, record).await;
+            return self.dead_letter(tp, record).await.map(|()| true);
         }
         let time_ms = match (self.opts.use_local_timestamp, record.timestamp_ms) {
             (false, Some(ts)) => ts,
@@ -404,8 +427,12 @@ impl Sink {
                 let dir = dir.clone();
                 let epoch = st.epoch;
                 self.roll(tp).await?;
-                if self.parts.get(tp).is_none_or(|s| s.epoch != epoch) {
-                    return Ok(()); // the roll restarted the partition; the caller stops
+                match self.parts.get(tp) {
+                    // The roll restarted the partition; the caller stops.
+                    Some(s) if s.epoch != epoch => return Ok(true),
+                    None => return Ok(true),
+                    Some(s) if s.blocked => return Ok(false),
+                    Some(_) => {}
                 }
                 self.open_file(tp, dir).await?;
             }
@@ -434,7 +461,7 @@ impl Sink {
                 self.restart_partition(tp).await?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn open_file(&mut self, tp: &TopicPartition, dir: String) -> Result<(), SinkError> {
@@ -507,10 +534,15 @@ impl Sink {
             .iter()
             .map(|(tp, s)| (tp.clone(), s.epoch))
             .collect();
-        for (tp, _) in &epochs {
-            self.roll(tp).await?;
-        }
-        while self.closing_total() > 0 {
+        loop {
+            self.unblock_ready().await?;
+            let tps: Vec<_> = self.parts.keys().cloned().collect();
+            for tp in &tps {
+                self.roll(tp).await?;
+            }
+            if self.closing_total() == 0 {
+                break; // and so nothing is blocked: every open file rolled
+            }
             let done = self.done_rx.recv().await.expect("the sink holds a sender");
             self.on_done(done).await?;
         }
@@ -522,29 +554,42 @@ impl Sink {
 
     /// Graceful end: writes everything durable in the channel to HDFS and commits it.
     pub async fn finish(&mut self) -> Result<(), SinkError> {
-        for _ in 0..FINAL_DRAINS_MAX {
+        let mut restarts = 0;
+        loop {
             while self.pump().await? > 0 {}
-            if self.roll_all().await? {
+            let clean = self.roll_all().await?;
+            let rewound = std::mem::take(&mut self.rewound);
+            if clean && !rewound {
                 return Ok(());
             }
+            if !clean {
+                restarts += 1;
+                if restarts == FINAL_DRAINS_MAX {
+                    tracing::warn!("partitions kept restarting during shutdown; the channel keeps the rest for the next start");
+                    return Ok(());
+                }
+            }
         }
-        tracing::warn!("partitions kept restarting during shutdown; the channel keeps the rest for the next start");
-        Ok(())
     }
 
     /// Hands the partition's open file to a roll task (close, then commit after the previous
-    /// roll). Waits first while too many rolls are in flight.
+    /// roll). If the partition has `files_closing_per_partition_max` rolls in flight it is
+    /// blocked instead, and rolls when one ends; if the sink has `files_closing_max`, this
+    /// waits for one to end.
     async fn roll(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
         let began = Instant::now();
-        let Some(epoch) = self
-            .parts
-            .get(tp)
-            .filter(|s| s.open.is_some())
-            .map(|s| s.epoch)
-        else {
+        let Some(st) = self.parts.get_mut(tp).filter(|s| s.open.is_some()) else {
             return Ok(());
         };
-        self.make_room(tp).await?;
+        if st.closing.len() >= self.opts.files_closing_per_partition_max {
+            if !st.blocked {
+                tracing::debug!(partition = %tp, closing = st.closing.len(), "file due to roll waits for the partition's closing files");
+            }
+            st.blocked = true;
+            return Ok(());
+        }
+        let epoch = st.epoch;
+        self.make_room().await?;
         let Some(st) = self.parts.get_mut(tp).filter(|s| s.epoch == epoch) else {
             return Ok(()); // restarted while waiting: the file was dropped with it
         };
@@ -585,19 +630,39 @@ impl Sink {
         Ok(())
     }
 
+    /// Rolls the waiting file of every blocked partition that has room again, and sends the
+    /// reader back to where the partition stopped reading.
+    async fn unblock_ready(&mut self) -> Result<(), SinkError> {
+        let per_partition = self.opts.files_closing_per_partition_max;
+        let ready: Vec<_> = self
+            .parts
+            .iter()
+            .filter(|(_, s)| s.blocked && s.closing.len() < per_partition)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in ready {
+            let st = self.parts.get_mut(&tp).expect("listed above");
+            st.blocked = false;
+            let (epoch, next) = (st.epoch, st.next_expected);
+            self.roll(&tp).await?;
+            if self.parts.get(&tp).is_none_or(|s| s.epoch != epoch) {
+                continue; // restarted: it was rewound for its new position
+            }
+            if let Some(seg) = self.index.first_segment_after(&tp, next - 1) {
+                self.reader.rewind_to(seg);
+                self.rewound = true;
+            }
+        }
+        Ok(())
+    }
+
     fn closing_total(&self) -> usize {
         self.parts.values().map(|s| s.closing.len()).sum()
     }
 
-    /// Waits for rolls to end until the partition and the whole sink are below their limits.
-    async fn make_room(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
-        let per_partition = self.opts.files_closing_per_partition_max;
-        while self
-            .parts
-            .get(tp)
-            .is_some_and(|s| s.closing.len() >= per_partition)
-            || self.closing_total() >= self.opts.files_closing_max
-        {
+    /// Waits for rolls to end while the sink has `files_closing_max` in flight.
+    async fn make_room(&mut self) -> Result<(), SinkError> {
+        while self.closing_total() >= self.opts.files_closing_max {
             let done = self.done_rx.recv().await.expect("the sink holds a sender");
             self.on_done(done).await?;
         }
