@@ -278,7 +278,7 @@ fn default_files_closing_max() -> usize {
     64
 }
 fn default_files_closing_per_partition_max() -> usize {
-    4
+    16
 }
 fn default_retry_backoff_max_ms() -> u64 {
     30_000
