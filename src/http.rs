@@ -63,8 +63,11 @@ async fn health_handler(State(s): State<AppState>) -> (StatusCode, Json<HealthRe
 pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /health");
+    // Built here, not in the task: building installs the recorder, and whatever is counted
+    // before that is lost (the first rebalance was, when the task started late).
+    let app = router(health);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(health)).await {
+        if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server stopped");
         }
     });
