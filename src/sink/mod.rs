@@ -260,11 +260,8 @@ impl Sink {
                 self.activate(tp, committed_end)
             }
             SinkCommand::Deactivate { tp } => {
-                if let Some(mut st) = self.parts.remove(&tp) {
-                    if let Some(f) = st.open.take() {
-                        self.abandon(&tp, f).await;
-                    }
-                    self.settle(&tp, std::mem::take(&mut st.closing)).await;
+                self.drop_work(&tp).await;
+                if let Some(st) = self.parts.remove(&tp) {
                     // Rolls that committed meanwhile report later and move this end on.
                     self.foreign_ends.insert(tp, st.committed_end);
                 }
@@ -683,14 +680,6 @@ impl Sink {
         let Some(st) = self.parts.get_mut(&d.tp).filter(|s| s.epoch == d.epoch) else {
             // A roll of an earlier activation, or of a revoked partition.
             if matches!(d.outcome, Outcome::Committed) {
-                events::file_committed(
-                    &d.tp,
-                    &d.final_path,
-                    d.start,
-                    d.last,
-                    d.records,
-                    d.began.elapsed(),
-                );
                 if let Some(end) = self.foreign_ends.get_mut(&d.tp) {
                     *end = (*end).max(d.last);
                 }
@@ -700,14 +689,6 @@ impl Sink {
         st.closing.retain(|c| c.seq != d.seq);
         match d.outcome {
             Outcome::Committed => {
-                events::file_committed(
-                    &d.tp,
-                    &d.final_path,
-                    d.start,
-                    d.last,
-                    d.records,
-                    d.began.elapsed(),
-                );
                 st.committed_end = st.committed_end.max(d.last);
                 (self.on_commit)(&d.tp, d.last);
             }

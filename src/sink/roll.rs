@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::format::Encoder;
 use crate::commit::{CommitError, CommitOutcome, Ledger};
+use crate::events;
 use crate::hdfs::{HdfsWriter, NativeHdfs, NativeWriter};
 use crate::wal::TopicPartition;
 
@@ -60,9 +61,6 @@ pub struct Done {
     pub seq: u64,
     pub start: i64,
     pub last: i64,
-    pub records: u64,
-    pub final_path: String,
-    pub began: Instant,
     pub outcome: Outcome,
 }
 
@@ -101,6 +99,9 @@ pub fn spawn(
             }
             Ok(()) => commit_after(prev, &ledger, &tp, &token, start, last, &final_path).await,
         };
+        if matches!(outcome, Outcome::Committed) {
+            events::file_committed(&tp, &final_path, start, last, records, began.elapsed());
+        }
         // The sink hears of this roll before its successor can commit: results come in order.
         let committed = matches!(outcome, Outcome::Committed);
         let _ = done.send(Done {
@@ -109,9 +110,6 @@ pub fn spawn(
             seq,
             start,
             last,
-            records,
-            final_path,
-            began,
             outcome,
         });
         let _ = committed_tx.send(committed);
