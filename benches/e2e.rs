@@ -14,14 +14,13 @@
 //! For each: wall time, events/s, CPU seconds per million events (user+sys, from getrusage),
 //! and peak RSS. Prints a table with the ratios.
 
+#[allow(dead_code)] // shared with the other benches
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flumen::commit::Ledger;
-use flumen::hdfs::NativeHdfs;
-use flumen::health::Health;
 use flumen::wal::TopicPartition;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -176,20 +175,7 @@ fn main() {
 
     // flumen to HDFS, until every partition's committed end reaches the log end.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Arc::new(
-        hdfs_native::ClientBuilder::new()
-            .with_url(&hdfs)
-            .build()
-            .unwrap(),
-    );
-    let ledger = Ledger::new(
-        Arc::new(NativeHdfs::new(
-            client,
-            Duration::from_secs(1),
-            Arc::new(Health::default()),
-        )),
-        &config.state_dir(),
-    );
+    let (_, ledger) = common::ledger(&hdfs, &config);
     let probe: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()

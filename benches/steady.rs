@@ -22,13 +22,11 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::env_or;
 use flumen::commit::Ledger;
 use flumen::hdfs::NativeHdfs;
-use flumen::health::Health;
 use flumen::wal::TopicPartition;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -254,20 +252,7 @@ fn main() {
         .unwrap();
     let config = flumen::config::Config::load(&cfg).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Arc::new(
-        hdfs_native::ClientBuilder::new()
-            .with_url(&hdfs)
-            .build()
-            .unwrap(),
-    );
-    let ledger = Ledger::new(
-        Arc::new(NativeHdfs::new(
-            client.clone(),
-            Duration::from_secs(1),
-            Arc::new(Health::default()),
-        )),
-        &config.state_dir(),
-    );
+    let (client, ledger) = common::ledger(&hdfs, &config);
     let tps: Vec<TopicPartition> = (0..p.partitions)
         .map(|i| TopicPartition::new(&topic, i))
         .collect();

@@ -2,6 +2,12 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flumen::commit::Ledger;
+use flumen::hdfs::NativeHdfs;
+use flumen::health::Health;
 
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -35,4 +41,24 @@ pub fn filesystem_of(path: &Path) -> String {
         }
     }
     best.map_or_else(|| "unknown filesystem".into(), |(_, s)| s)
+}
+
+/// An hdfs-native client for `url` and the ledger of `config`, to read committed ends.
+#[allow(dead_code)] // not every bench reads the ledger
+pub fn ledger(
+    url: &str,
+    config: &flumen::config::Config,
+) -> (Arc<hdfs_native::Client>, Ledger<NativeHdfs>) {
+    let client = Arc::new(
+        hdfs_native::ClientBuilder::new()
+            .with_url(url)
+            .build()
+            .unwrap(),
+    );
+    let hdfs = NativeHdfs::new(
+        client.clone(),
+        Duration::from_secs(1),
+        Arc::new(Health::default()),
+    );
+    (client, Ledger::new(Arc::new(hdfs), &config.state_dir()))
 }
