@@ -153,12 +153,12 @@ fn main() {
         ),
     )
     .unwrap();
-    let config = flumen::config::Config::load(&config_path).unwrap();
+    let config = flumen::config::Settings::load(&config_path).unwrap();
 
     // Raw consume with flumen's own source settings.
     let (cpu0, _) = rusage(libc::RUSAGE_SELF);
     let t = Instant::now();
-    let mut cc = flumen::source::SourceOptions::from_config(&config).client_config();
+    let mut cc = flumen::source::SourceOptions::from_settings(&config).client_config();
     cc.set("group.id", "bench-raw");
     let consumer: BaseConsumer = cc.create().unwrap();
     consumer.subscribe(&[&topic]).unwrap();

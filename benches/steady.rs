@@ -250,7 +250,7 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let config = flumen::config::Config::load(&cfg).unwrap();
+    let config = flumen::config::Settings::load(&cfg).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (client, ledger) = common::ledger(&hdfs, &config);
     let tps: Vec<TopicPartition> = (0..p.partitions)

@@ -528,6 +528,7 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{IsolationLevel, OffsetReset};
 
     const SEED: &str = include_str!("../tests/data/seed-flume.properties");
 
@@ -539,18 +540,22 @@ mod tests {
             channel_dir: Some("/tmp/ch".into()),
         };
         let r = convert(SEED, "flume1", &o).unwrap();
-        let c = crate::config::Config::parse(&r.toml, std::path::Path::new("imported.toml"))
+        let c = crate::config::Settings::parse(&r.toml, std::path::Path::new("imported.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{}", r.toml));
         assert_eq!(c.kafka.topics, vec!["flume.txn"]);
         assert_eq!(c.kafka.batch_records_max, 100);
         assert_eq!(c.hdfs.roll_records_max, 100);
         assert_eq!(c.hdfs.roll_bytes_max, 0);
         assert_eq!(
-            c.hdfs.roll_interval_s, 30,
+            c.hdfs.roll_interval.as_secs(),
+            30,
             "Flume's default rollInterval is carried"
         );
         assert_eq!(c.hdfs.file_prefix, "test-events");
-        assert_eq!(c.hdfs.path, "/user/edureka_960126/flume_kafka");
+        assert_eq!(
+            c.hdfs.path.static_prefix(),
+            "/user/edureka_960126/flume_kafka"
+        );
         assert!(c.hdfs.use_local_timestamp);
         let all = r.warnings.join("\n");
         assert!(
@@ -579,13 +584,13 @@ mod tests {
     }
 
     /// The seed agent plus `kafka.consumer.<name> = <value>` lines; converted and parsed.
-    fn with_consumer(lines: &[(&str, &str)]) -> (crate::config::Config, Imported) {
+    fn with_consumer(lines: &[(&str, &str)]) -> (crate::config::Settings, Imported) {
         let mut text = SEED.to_string();
         for (name, value) in lines {
             text += &format!("flume1.sources.kafka-source-1.kafka.consumer.{name} = {value}\n");
         }
         let r = convert(&text, "flume1", &overrides()).unwrap();
-        let c = crate::config::Config::parse(&r.toml, std::path::Path::new("imported.toml"))
+        let c = crate::config::Settings::parse(&r.toml, std::path::Path::new("imported.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{}", r.toml));
         (c, r)
     }
@@ -596,17 +601,17 @@ mod tests {
     #[test]
     fn auto_offset_reset_maps_onto_flumens_key() {
         for (flume, flumen) in [
-            ("latest", "latest"),
-            ("earliest", "earliest"),
-            ("largest", "latest"),
-            ("smallest", "earliest"),
+            ("latest", OffsetReset::Latest),
+            ("earliest", OffsetReset::Earliest),
+            ("largest", OffsetReset::Latest),
+            ("smallest", OffsetReset::Earliest),
         ] {
             let (c, r) = with_consumer(&[("auto.offset.reset", flume)]);
             assert_eq!(c.kafka.auto_offset_reset, flumen, "{flume}\n{}", r.toml);
             assert!(!c.kafka.properties.contains_key("auto.offset.reset"));
         }
         let (c, r) = with_consumer(&[("auto.offset.reset", "none")]);
-        assert_eq!(c.kafka.auto_offset_reset, "earliest");
+        assert_eq!(c.kafka.auto_offset_reset, OffsetReset::Earliest);
         let all = r.warnings.join("\n");
         assert!(all.contains("auto.offset.reset = none"), "{all}");
         assert!(all.contains("kafka.auto_offset_reset"), "{all}");
@@ -635,9 +640,9 @@ mod tests {
             c.kafka.properties,
             r.toml
         );
-        assert_eq!(c.kafka.isolation_level, "read_uncommitted");
-        assert_eq!(c.kafka.session_timeout_ms, 30_000);
-        assert_eq!(c.kafka.max_poll_interval_ms, 600_000);
+        assert_eq!(c.kafka.isolation_level, IsolationLevel::ReadUncommitted);
+        assert_eq!(c.kafka.session_timeout.as_millis(), 30_000);
+        assert_eq!(c.kafka.max_poll_interval.as_millis(), 600_000);
         assert_eq!(c.kafka.group_instance_id.as_deref(), Some("collector-1"));
         let all = r.warnings.join("\n");
         for dropped in [
@@ -678,7 +683,7 @@ mod tests {
     #[test]
     fn metrics_section_is_emitted_with_its_one_per_instance_note() {
         let (c, r) = with_consumer(&[]);
-        assert_eq!(c.metrics.listen, "127.0.0.1:9464");
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
         let section = &r.toml[r.toml.find("[metrics]").expect("a [metrics] section")..];
         assert!(section.contains("Each flumen instance on a host needs its own address"));
     }

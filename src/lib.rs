@@ -3,6 +3,7 @@
 //! Data flows one way: `source` (Kafka) -> `wal` (local channel) -> `sink` (HDFS files) ->
 //! `commit` (the exactly-once file commit). `relay` wires them together. See ARCHITECTURE.md.
 
+pub mod check;
 pub mod commit;
 pub mod config;
 pub mod events;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use flumen::config::Config;
+use flumen::config::{LogFormat, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -134,8 +134,8 @@ fn init_logging(json: bool) {
     }
 }
 
-fn load(path: &Path) -> Result<Config> {
-    Ok(Config::load(path)?)
+fn load(path: &Path) -> Result<Settings> {
+    Ok(Settings::load(path)?)
 }
 
 fn main() {
@@ -186,8 +186,8 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run { config } => {
             let config = load(&config)?;
-            init_logging(config.log.format == "json");
-            let timeout = Duration::from_millis(config.shutdown_timeout_ms);
+            init_logging(config.log_format == LogFormat::Json);
+            let timeout = config.shutdown_timeout;
             runtime()?.block_on(async move {
                 flumen::relay::run(config, shutdown_signal(timeout)).await?;
                 tracing::info!("stopped cleanly");
@@ -197,7 +197,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Check { config } => {
             let config = load(&config)?;
             init_logging(false);
-            runtime()?.block_on(flumen::tools::check(&config))?;
+            runtime()?.block_on(flumen::check::check(&config))?;
             println!("config OK; Kafka and HDFS reachable");
             Ok(0)
         }

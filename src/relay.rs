@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::commit::{CommitError, Ledger, Position};
-use crate::config::Config;
+use crate::config::{OffsetReset, Settings};
 use crate::events;
 use crate::hdfs::{self, NativeHdfs};
 use crate::health::Health;
@@ -53,7 +53,7 @@ pub enum RelayError {
     ThreadStopped(&'static str),
 }
 
-pub fn wal_options(c: &Config) -> WalOptions {
+pub fn wal_options(c: &Settings) -> WalOptions {
     WalOptions {
         dir: c.channel.dir.clone(),
         segment_bytes_max: c.channel.segment_bytes_max,
@@ -62,7 +62,7 @@ pub fn wal_options(c: &Config) -> WalOptions {
 }
 
 /// The production HDFS client with the config's retry policy.
-pub fn native_hdfs(c: &Config, health: Arc<Health>) -> Result<NativeHdfs, CommitError> {
+pub fn native_hdfs(c: &Settings, health: Arc<Health>) -> Result<NativeHdfs, CommitError> {
     let client = hdfs::connect(&c.hdfs.url, c.hdfs.user.as_deref()).map_err(|source| {
         CommitError::Connect {
             url: c.hdfs.url.clone(),
@@ -71,16 +71,16 @@ pub fn native_hdfs(c: &Config, health: Arc<Health>) -> Result<NativeHdfs, Commit
     })?;
     Ok(NativeHdfs::new(
         Arc::new(client),
-        Duration::from_millis(c.hdfs.retry_backoff_max_ms),
+        c.hdfs.retry_backoff_max,
         health,
     ))
 }
 
 /// The ledger under the config's state directory.
-pub fn ledger(c: &Config, health: Arc<Health>) -> Result<Arc<Ledger<NativeHdfs>>, CommitError> {
+pub fn ledger(c: &Settings, health: Arc<Health>) -> Result<Arc<Ledger<NativeHdfs>>, CommitError> {
     Ok(Arc::new(Ledger::new(
         Arc::new(native_hdfs(c, health)?),
-        &c.state_dir(),
+        &c.hdfs.state_dir,
     )))
 }
 
@@ -347,18 +347,19 @@ impl Ownership for RelayOwnership {
 /// Runs the daemon until `shutdown` resolves, then stops consuming, delivers what the channel
 /// holds and returns. Errors are fatal for the process (the supervisor restarts it, and
 /// recovery starts from the last durable point).
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RelayError> {
+pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result<(), RelayError> {
     let health = Arc::new(Health::default());
-    if !config.metrics.listen.is_empty() {
-        let addr = config.metrics.listen.parse().expect("validated");
+    // The channel lock first: a second daemon on the same config must be refused for that,
+    // not for the metrics port the first one holds.
+    let wal = Wal::open(wal_options(&config))?;
+    if let Some(addr) = config.metrics_listen {
         crate::http::serve(addr, health.clone())
             .await
             .map_err(|source| RelayError::Listen {
-                addr: config.metrics.listen.clone(),
+                addr: addr.to_string(),
                 source,
             })?;
     }
-    let wal = Wal::open(wal_options(&config))?;
     for d in &wal.damage {
         tracing::error!(segment = d.segment, path = %d.path.display(), byte_start = d.byte_start,
             byte_end = d.byte_end, reason = %d.reason, after = ?d.after,
@@ -406,12 +407,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         sink: cmd_tx,
         runtime: tokio::runtime::Handle::current(),
         consumer: OnceLock::new(),
-        earliest: config.kafka.auto_offset_reset == "earliest",
+        earliest: config.kafka.auto_offset_reset == OffsetReset::Earliest,
         tasks: Mutex::default(),
         cleaned: Mutex::default(),
     });
     let source = Source::new(
-        SourceOptions::from_config(&config),
+        SourceOptions::from_settings(&config),
         ownership.clone(),
         index.clone(),
         health.clone(),
@@ -423,7 +424,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let committed: Arc<Mutex<HashMap<TopicPartition, i64>>> = Arc::default();
     let on_commit = advisory_commit(consumer.clone(), committed.clone());
     let sink = Sink::new(
-        SinkOptions::from_config(&config),
+        SinkOptions::from_settings(&config),
         ledger,
         index.clone(),
         on_commit,
@@ -587,7 +588,7 @@ fn spawn_lag_reporter(
 /// the same compare-and-set, so whichever side claims a range first delivers it and the other
 /// is fenced. A partition the ledger has never seen is refused: its start is unknown.
 pub async fn replay(
-    config: &Config,
+    config: &Settings,
     dry_run: bool,
     progress: impl Fn(u64, u64),
 ) -> Result<Vec<(TopicPartition, i64, i64)>, RelayError> {
@@ -622,7 +623,7 @@ pub async fn replay(
     }
     let on_commit: sink::OnCommit = Box::new(|_, _| {});
     let mut sink = Sink::new(
-        SinkOptions::from_config(config),
+        SinkOptions::from_settings(config),
         ledger,
         index.clone(),
         on_commit,

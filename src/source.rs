@@ -17,6 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::config::{IsolationLevel, OversizedRecordPolicy};
 use crate::events;
 use crate::health::Health;
 use crate::wal::{
@@ -102,9 +103,9 @@ pub struct SourceOptions {
     pub group_id: String,
     /// librdkafka `group.instance.id` (static membership), if configured.
     pub group_instance_id: Option<String>,
-    pub isolation_level: String,
-    pub session_timeout_ms: u64,
-    pub max_poll_interval_ms: u64,
+    pub isolation_level: IsolationLevel,
+    pub session_timeout: Duration,
+    pub max_poll_interval: Duration,
     pub properties: Vec<(String, String)>,
     pub batch_records_max: usize,
     pub batch_duration: Duration,
@@ -116,22 +117,22 @@ pub struct SourceOptions {
 }
 
 impl SourceOptions {
-    pub fn from_config(c: &crate::config::Config) -> Self {
+    pub fn from_settings(c: &crate::config::Settings) -> Self {
         let k = &c.kafka;
         Self {
             bootstrap_servers: k.bootstrap_servers.clone(),
             topics: k.topics.clone(),
             group_id: k.group_id.clone(),
             group_instance_id: k.group_instance_id.clone(),
-            isolation_level: k.isolation_level.clone(),
-            session_timeout_ms: k.session_timeout_ms,
-            max_poll_interval_ms: k.max_poll_interval_ms,
+            isolation_level: k.isolation_level,
+            session_timeout: k.session_timeout,
+            max_poll_interval: k.max_poll_interval,
             properties: k.properties.clone().into_iter().collect(),
             batch_records_max: k.batch_records_max,
-            batch_duration: Duration::from_millis(k.batch_duration_ms),
+            batch_duration: k.batch_duration,
             batch_bytes_max: k.batch_bytes_max,
-            record_bytes_max: k.record_bytes_max(),
-            oversized_fail: k.oversized_record_policy == "fail",
+            record_bytes_max: k.record_bytes_max,
+            oversized_fail: k.oversized_record_policy == OversizedRecordPolicy::Fail,
             capacity_bytes_max: c.channel.capacity_bytes_max,
             resume_bytes: c.channel.resume_bytes,
         }
@@ -147,14 +148,17 @@ impl SourceOptions {
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("isolation.level", &self.isolation_level)
+            .set("isolation.level", self.isolation_level.as_librdkafka())
             // Never jump silently: an offset that retention deleted must halt the partition
             // (see `Source::check_out_of_range`). `auto_offset_reset` only picks the genesis.
             .set("auto.offset.reset", "error")
-            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "session.timeout.ms",
+                self.session_timeout.as_millis().to_string(),
+            )
             .set(
                 "max.poll.interval.ms",
-                self.max_poll_interval_ms.to_string(),
+                self.max_poll_interval.as_millis().to_string(),
             )
             .set("enable.partition.eof", "false");
         if let Some(id) = &self.group_instance_id {
@@ -845,9 +849,9 @@ mod tests {
             topics: vec!["t".into()],
             group_id: "g".into(),
             group_instance_id: group_instance_id.map(str::to_string),
-            isolation_level: "read_committed".into(),
-            session_timeout_ms: 45_000,
-            max_poll_interval_ms: 300_000,
+            isolation_level: IsolationLevel::ReadCommitted,
+            session_timeout: Duration::from_secs(45),
+            max_poll_interval: Duration::from_secs(300),
             properties: properties
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

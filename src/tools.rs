@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::Settings;
 use crate::health::Health;
 use crate::relay::{self, RelayError};
 use crate::sink::format::Format;
@@ -33,8 +33,8 @@ pub enum ToolError {
     Output(#[from] std::io::Error),
 }
 
-fn kafka_client(config: &Config) -> Result<BaseConsumer, ToolError> {
-    let mut cc = SourceOptions::from_config(config).client_config();
+pub(crate) fn kafka_client(config: &Settings) -> Result<BaseConsumer, ToolError> {
+    let mut cc = SourceOptions::from_settings(config).client_config();
     // Never join the group: the tools only read metadata and committed offsets.
     cc.set("group.id", &config.kafka.group_id);
     cc.create().map_err(|e| ToolError::Kafka {
@@ -43,55 +43,9 @@ fn kafka_client(config: &Config) -> Result<BaseConsumer, ToolError> {
     })
 }
 
-/// `flumen check`: the config already parsed; now reach Kafka (topic metadata) and HDFS.
-pub async fn check(config: &Config) -> Result<(), ToolError> {
-    let consumer = kafka_client(config)?;
-    let servers = config.kafka.bootstrap_servers.clone();
-    let topics = config.kafka.topics.clone();
-    tokio::task::spawn_blocking(move || {
-        for t in &topics {
-            let md = consumer
-                .fetch_metadata(Some(t), Duration::from_secs(10))
-                .map_err(|e| ToolError::Kafka {
-                    servers: servers.clone(),
-                    reason: format!("topic {t}: {e}"),
-                })?;
-            let topic = md
-                .topics()
-                .first()
-                .filter(|m| m.error().is_none() && !m.partitions().is_empty());
-            if topic.is_none() {
-                return Err(ToolError::Kafka {
-                    servers: servers.clone(),
-                    reason: format!("topic {t} does not exist"),
-                });
-            }
-        }
-        Ok(())
-    })
-    .await
-    .expect("check task")?;
-    let health = Arc::new(Health::default());
-    let hdfs = relay::native_hdfs(config, health)?;
-    let client = hdfs.client().clone();
-    let probe = config.state_dir();
-    tokio::time::timeout(Duration::from_secs(20), client.mkdirs(&probe, 0o755, true))
-        .await
-        .map_err(|_| crate::commit::CommitError::Connect {
-            url: config.hdfs.url.clone(),
-            source: hdfs_native::HdfsError::OperationFailed("timed out after 20 s".into()),
-        })?
-        .map_err(|source| crate::commit::CommitError::Hdfs {
-            op: "mkdirs",
-            path: probe.clone(),
-            source,
-        })?;
-    Ok(())
-}
-
 /// `flumen ledger skip`: records an operator's decision that `[from, through]` is lost.
 pub async fn ledger_skip(
-    config: &Config,
+    config: &Settings,
     tp: &TopicPartition,
     from: i64,
     through: i64,
@@ -103,7 +57,7 @@ pub async fn ledger_skip(
 }
 
 /// `flumen replay`: a progress bar on a terminal, plain lines otherwise.
-pub async fn replay(config: &Config, dry_run: bool) -> Result<(), ToolError> {
+pub async fn replay(config: &Settings, dry_run: bool) -> Result<(), ToolError> {
     use std::io::IsTerminal;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(0)
@@ -242,7 +196,7 @@ pub struct OffsetsRow {
 
 /// `flumen offsets`: Kafka watermarks and group offsets (if reachable), the channel (read-only
 /// scan, works while a daemon runs), and the HDFS ledger (read-only).
-pub async fn offsets(config: &Config) -> Result<(Vec<OffsetsRow>, Vec<String>), ToolError> {
+pub async fn offsets(config: &Settings) -> Result<(Vec<OffsetsRow>, Vec<String>), ToolError> {
     let mut rows: BTreeMap<TopicPartition, OffsetsRow> = BTreeMap::new();
     let mut errors = Vec::new();
     // Kafka.
@@ -327,7 +281,7 @@ pub async fn offsets(config: &Config) -> Result<(Vec<OffsetsRow>, Vec<String>), 
 
 type KafkaView = BTreeMap<TopicPartition, (i64, i64, Option<i64>)>;
 
-fn kafka_view(config: &Config) -> Result<KafkaView, ToolError> {
+fn kafka_view(config: &Settings) -> Result<KafkaView, ToolError> {
     let consumer = kafka_client(config)?;
     let err = |e: rdkafka::error::KafkaError| ToolError::Kafka {
         servers: config.kafka.bootstrap_servers.clone(),

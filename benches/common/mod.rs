@@ -47,7 +47,7 @@ pub fn filesystem_of(path: &Path) -> String {
 #[allow(dead_code)] // not every bench reads the ledger
 pub fn ledger(
     url: &str,
-    config: &flumen::config::Config,
+    config: &flumen::config::Settings,
 ) -> (Arc<hdfs_native::Client>, Ledger<NativeHdfs>) {
     let client = Arc::new(
         hdfs_native::ClientBuilder::new()
@@ -60,5 +60,5 @@ pub fn ledger(
         Duration::from_secs(1),
         Arc::new(Health::default()),
     );
-    (client, Ledger::new(Arc::new(hdfs), &config.state_dir()))
+    (client, Ledger::new(Arc::new(hdfs), &config.hdfs.state_dir))
 }

@@ -9,28 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::wal::Record;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    JsonLines,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
+pub use crate::config::{Compression, Format};
 
 impl Format {
-    pub fn parse(s: &str) -> Self {
-        if s == "jsonl" {
-            Format::JsonLines
-        } else {
-            Format::Text
-        }
-    }
-
     /// Appends one record's line to `out`.
     pub fn encode(self, topic: &str, partition: i32, record: &Record, out: &mut Vec<u8>) {
         match self {
@@ -83,16 +64,6 @@ fn put_bytes(m: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
                 );
             }
         },
-    }
-}
-
-impl Compression {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "gzip" => Compression::Gzip,
-            "zstd" => Compression::Zstd,
-            _ => Compression::None,
-        }
     }
 }
 

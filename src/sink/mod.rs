@@ -71,21 +71,21 @@ pub struct SinkOptions {
 }
 
 impl SinkOptions {
-    pub fn from_config(c: &crate::config::Config) -> Self {
+    pub fn from_settings(c: &crate::config::Settings) -> Self {
         let h = &c.hdfs;
         Self {
-            path: PathTemplate::parse(&h.path).expect("validated"),
+            path: h.path.clone(),
             file_prefix: h.file_prefix.clone(),
-            file_suffix: c.file_suffix(),
-            format: Format::parse(&h.format),
-            compression: Compression::parse(&h.compression),
+            file_suffix: h.file_suffix.clone(),
+            format: h.format,
+            compression: h.compression,
             roll_records_max: h.roll_records_max,
             roll_bytes_max: h.roll_bytes_max,
-            roll_interval: Duration::from_secs(h.roll_interval_s),
-            idle_timeout: Duration::from_secs(h.idle_timeout_s),
+            roll_interval: h.roll_interval,
+            idle_timeout: h.idle_timeout,
             use_local_timestamp: h.use_local_timestamp,
-            utc: h.time_zone == "UTC",
-            record_bytes_max: c.kafka.record_bytes_max(),
+            utc: h.time_zone == crate::config::TimeZone::Utc,
+            record_bytes_max: c.kafka.record_bytes_max,
             dead_letter_dir: h.dead_letter_dir.clone(),
             files_closing_max: h.files_closing_max,
             files_closing_per_partition_max: h.files_closing_per_partition_max,

@@ -42,7 +42,18 @@ impl PathTemplate {
                 Some('M') => Part::Minute,
                 Some('S') => Part::Second,
                 Some('{') => {
-                    let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    let mut name = String::new();
+                    let mut closed = false;
+                    for c in chars.by_ref() {
+                        if c == '}' {
+                            closed = true;
+                            break;
+                        }
+                        name.push(c);
+                    }
+                    if !closed {
+                        return Err(format!("%{{{name} is not closed with '}}'"));
+                    }
                     match name.as_str() {
                         "topic" => Part::Topic,
                         "partition" => Part::Partition,
@@ -142,5 +153,7 @@ mod tests {
         assert!(PathTemplate::parse("/a/%q").is_err());
         assert!(PathTemplate::parse("/a/%{host}").is_err());
         assert!(PathTemplate::parse("/a/%").is_err());
+        // Regression: an unclosed `%{topic` was read as `%{topic}`.
+        assert!(PathTemplate::parse("/a/%{topic").is_err());
     }
 }
