@@ -159,7 +159,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("channel");
         std::fs::write(&file, b"x").unwrap();
-        let err = check_channel_dir(&file.join("sub")).unwrap_err().to_string();
+        let err = check_channel_dir(&file.join("sub"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`channel.dir`"), "{err}");
         assert!(err.contains("is not a directory"), "{err}");
         check_channel_dir(&dir.join("new/channel")).unwrap();
