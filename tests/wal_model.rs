@@ -967,6 +967,71 @@ fn resync_after_every_header_bit_of_a_middle_frame() {
     }
 }
 
+/// A damaged length field that points exactly at a later frame boundary: the frame there
+/// verifies, but the intact frame it jumped over must be kept too.
+#[test]
+fn resync_when_a_damaged_length_jumps_over_an_intact_frame() {
+    let sizes = [2i64, 3, 4, 5, 1];
+    let mut next = [0i64; PARTITIONS];
+    let lens: Vec<usize> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let p = i % PARTITIONS;
+            let b = batch(p as i32, next[p], n);
+            next[p] += n;
+            encode(&b).frame.len()
+        })
+        .collect();
+    // Frame 1's payload length grows by frame 2's whole length: it now ends where frame 3
+    // starts, which verifies.
+    let k = 1;
+    let old = (lens[k] - 16) as u32;
+    let new = old + lens[k + 1] as u32;
+    let body: usize = lens.iter().sum();
+    let field = lens[..k].iter().sum::<usize>() + 8;
+    let flips: Vec<(usize, u8)> = (0..4)
+        .map(|i| {
+            (
+                (field + i) % body,
+                (old.to_le_bytes()[i] ^ new.to_le_bytes()[i]),
+            )
+        })
+        .filter(|&(_, mask)| mask != 0)
+        .collect();
+    assert!(!flips.is_empty());
+    check_resync(&sizes, &flips).expect("frame 2 kept");
+}
+
+/// A record whose value is itself a complete, valid frame: after a flip in the outer frame,
+/// the scan must not resynchronise onto the embedded frame and invent its batch.
+#[test]
+fn resync_never_lands_on_a_frame_embedded_in_the_damaged_payload() {
+    let inner = encode(&batch(2, 1000, 2)).frame;
+    let mut outer = batch(0, 2, 1);
+    outer.records[0].value = Some(inner);
+    let written = [batch(0, 0, 2), outer, batch(1, 0, 3)];
+    let base = tempfile::tempdir().expect("tempdir");
+    let frames = write_session(base.path(), 1 << 20, &written);
+    let mut files = snapshot(base.path());
+    // A payload byte of the outer frame, before the embedded frame's magic.
+    let pos = HDR as usize + frames[0].len() + 16 + 4;
+    files[0].1[pos] ^= 0x40;
+    let dir = materialize(&files);
+    let wal = Wal::open(opts(dir.path(), 1 << 20)).expect("open");
+    let read = read_all(&wal.index);
+    assert!(
+        read == vec![written[0].clone(), written[2].clone()],
+        "recovered {:?}",
+        read.iter()
+            .map(|b| (b.partition, b.start_offset))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(wal.damage.len(), 1, "{:?}", wal.damage);
+    let end = HDR + (frames[0].len() + frames[1].len()) as u64;
+    assert_eq!(wal.damage[0].byte_end, end);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Empty segments and trimmed placeholders
 // ---------------------------------------------------------------------------------------------
