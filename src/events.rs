@@ -135,3 +135,13 @@ pub fn reconciled(
     tracing::info!(partition = %tp, committed_end, channel_end, rolled_forward = pos.rolled_forward,
         staging_deleted = pos.staging_deleted, "reconciled");
 }
+
+/// The channel was opened: what recovery found, as gauges an alert can watch (the error lines
+/// themselves come from the relay and from `Wal::open`, which names each missing segment).
+pub fn channel_recovered(damage: &[crate::wal::Damage], gaps: &crate::wal::Gaps) {
+    let missing: u64 = gaps.missing.iter().map(|m| m.last - m.first + 1).sum();
+    let lost = gaps.holes.iter().filter(|h| h.cause.is_loss()).count();
+    gauge!("flumen_channel_damaged_ranges").set(damage.len() as f64);
+    gauge!("flumen_channel_missing_segments").set(missing as f64);
+    gauge!("flumen_channel_lost_offset_ranges").set(lost as f64);
+}

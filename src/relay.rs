@@ -20,10 +20,7 @@ use crate::hdfs::{self, NativeHdfs};
 use crate::health::Health;
 use crate::sink::{self, Sink, SinkCommand, SinkOptions};
 use crate::source::{KafkaConsumer, Ownership, Source, SourceError, SourceOptions, Start};
-use crate::wal::{
-    log::disk_free_bytes, EncodedBatch, TopicPartition, Wal, WalError, WalIndex, WalOptions,
-    WalWriter,
-};
+use crate::wal::{EncodedBatch, TopicPartition, Wal, WalError, WalIndex, WalOptions, WalWriter};
 
 /// Batches queued between the poll thread and the channel writer. Small on purpose: the
 /// channel on disk is the buffer, and a full queue pauses consumption.
@@ -94,7 +91,6 @@ fn run_writer(
 ) -> Result<(), WalError> {
     let index = writer.index().clone();
     let group_max = writer.options().group_commit_bytes_max;
-    let dir = writer.options().dir.clone();
     // Runs until the source drops its sender (shutdown).
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -116,8 +112,8 @@ fn run_writer(
                 tracing::warn!(batches = group.len(), "shutting down with the channel disk full; unwritten batches will be fetched again");
                 return Ok(());
             }
-            let low = disk_free_bytes(&dir).is_some_and(|free| free < disk_free_bytes_min);
-            if low {
+            // The reserve must hold after the write (a group is up to 4 MiB), not only before.
+            if !writer.room_for(bytes as u64, disk_free_bytes_min) {
                 mark_disk_full(&index, true, "free space below channel.disk_free_bytes_min");
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
@@ -365,6 +361,7 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
             byte_end = d.byte_end, reason = %d.reason, after = ?d.after,
             "damaged channel range; intact batches recovered, the rest is re-fetched from Kafka");
     }
+    events::channel_recovered(&wal.damage, &wal.gaps);
     tracing::info!(
         batches = wal.batches_recovered,
         bytes = wal.index.bytes_total(),

@@ -16,8 +16,8 @@ use crate::health::Health;
 use crate::relay::{self, RelayError};
 use crate::sink::format::Format;
 use crate::source::SourceOptions;
-use crate::wal::log::{list_segments, scan_segment, segment_path, Damage, WalError};
-use crate::wal::TopicPartition;
+use crate::wal::log::{list_segments, scan_segment, segment_path, survey, Damage, WalError};
+use crate::wal::{ChainHole, Gaps, MissingSegments, TopicPartition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -89,53 +89,122 @@ pub async fn replay(config: &Settings, dry_run: bool) -> Result<(), ToolError> {
 
 pub struct CheckReport {
     pub text: String,
+    /// Damage, or a missing segment: `wal check` exits 1.
     pub damaged: bool,
     pub damage: Vec<Damage>,
+    pub gaps: Gaps,
 }
 
-/// `flumen wal check`: read-only scan of every segment.
+/// `flumen wal check`: read-only scan of every segment, resynchronising after damage, then the
+/// gaps: missing segment ids and holes in each partition's offset chain.
 pub fn wal_check(dir: &Path) -> Result<CheckReport, ToolError> {
-    let mut text = String::new();
-    let mut damage = Vec::new();
-    let mut batches = 0u64;
     let mut spans: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
-    for id in list_segments(dir)? {
-        let path = segment_path(dir, id);
-        let (end, dmg) = scan_segment(&path, id, |f| {
-            batches += 1;
-            let e = spans
-                .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
-                .or_insert((f.batch.start_offset, f.batch.last_offset));
-            e.0 = e.0.min(f.batch.start_offset);
-            e.1 = e.1.max(f.batch.last_offset);
-        })?;
-        text += &format!("segment {id:020}: intact bytes 32..{end}\n");
-        damage.extend(dmg);
+    let found = survey(dir, |_, f| {
+        let e = spans
+            .entry(TopicPartition::new(
+                f.batch.topic.clone(),
+                f.batch.partition,
+            ))
+            .or_insert((f.batch.start_offset, f.batch.last_offset));
+        e.0 = e.0.min(f.batch.start_offset);
+        e.1 = e.1.max(f.batch.last_offset);
+    })?;
+    let gaps = found.gaps();
+    let mut text = String::new();
+    for (id, seg) in &found.segments {
+        text += &format!(
+            "segment {id:020}: {} bytes, intact frames up to byte {}\n",
+            seg.file_len, seg.durable_len
+        );
     }
-    for d in &damage {
+    for id in &found.unfinished {
+        text += &format!(
+            "segment {id:020}: empty, left by a crash or a full disk during its creation \
+             (not damage)\n"
+        );
+    }
+    text += &damage_lines(&found.damage, &found.segments);
+    text += &gap_lines(&gaps);
+    for (tp, (lo, hi)) in &spans {
+        text += &format!("{tp}: offsets {lo}..={hi}\n");
+    }
+    let lost_holes = gaps.holes.iter().filter(|h| h.cause.is_loss()).count();
+    text += &format!(
+        "{} intact batches, {} damaged ranges, {} missing segments, {} holes ({} lost)\n",
+        found.batches,
+        found.damage.len(),
+        gaps.missing
+            .iter()
+            .map(|m| m.last - m.first + 1)
+            .sum::<u64>(),
+        gaps.holes.len(),
+        lost_holes,
+    );
+    Ok(CheckReport {
+        damaged: !found.damage.is_empty() || gaps.lost(),
+        text,
+        damage: found.damage,
+        gaps,
+    })
+}
+
+fn damage_lines(
+    damage: &[Damage],
+    segments: &BTreeMap<u64, crate::wal::log::SegmentInfo>,
+) -> String {
+    let mut text = String::new();
+    for d in damage {
         let after = d
             .after
             .as_ref()
             .map_or("segment start".to_string(), |(tp, o)| {
                 format!("{tp} offset {o}")
             });
+        let resumed = segments
+            .get(&d.segment)
+            .is_some_and(|s| d.byte_end < s.file_len);
+        let resume = if resumed {
+            format!("; intact frames resume at byte {}", d.byte_end)
+        } else {
+            String::new()
+        };
         text += &format!(
-            "DAMAGED segment {:020} bytes {}..{} (after {after}): {}\n",
+            "DAMAGED segment {:020} bytes {}..{} (after {after}): {}{resume}\n",
             d.segment, d.byte_start, d.byte_end, d.reason
         );
     }
-    for (tp, (lo, hi)) in &spans {
-        text += &format!("{tp}: offsets {lo}..={hi}\n");
+    text
+}
+
+fn gap_lines(gaps: &Gaps) -> String {
+    let mut text = String::new();
+    for m in &gaps.missing {
+        let lost: Vec<String> = gaps
+            .holes_across(m)
+            .map(|h| format!("{} offsets {}..={}", h.tp, h.from, h.through))
+            .collect();
+        let lost = if lost.is_empty() {
+            "offsets unknown: no partition continues after it".to_string()
+        } else {
+            lost.join(", ")
+        };
+        text += &format!(
+            "MISSING segment {:020}..={:020} (deleted or lost outside flumen): {lost}\n",
+            m.first, m.last
+        );
     }
-    text += &format!(
-        "{batches} intact batches, {} damaged ranges\n",
-        damage.len()
-    );
-    Ok(CheckReport {
-        damaged: !damage.is_empty(),
-        text,
-        damage,
-    })
+    for h in &gaps.holes {
+        text += &format!(
+            "HOLE {} offsets {}..={} between segments {:020} and {:020}: {}\n",
+            h.tp,
+            h.from,
+            h.through,
+            h.after_segment,
+            h.before_segment,
+            h.cause.describe()
+        );
+    }
+    text
 }
 
 #[derive(Debug, Default, Clone)]
@@ -186,6 +255,10 @@ pub struct OffsetsRow {
     pub channel_first: Option<i64>,
     pub channel_last: Option<i64>,
     pub channel_pending_bytes: u64,
+    /// Holes in the partition's offset chain inside the channel, with their cause.
+    pub channel_holes: Vec<ChainHole>,
+    /// Segment ids missing from the channel (channel-wide, repeated on every row).
+    pub channel_missing_segments: Vec<MissingSegments>,
     pub hdfs_last_committed: Option<i64>,
     /// Records in Kafka not yet in HDFS: log_end - 1 - hdfs_last_committed.
     pub lag_hdfs: Option<i64>,
@@ -219,22 +292,27 @@ pub async fn offsets(config: &Settings) -> Result<(Vec<OffsetsRow>, Vec<String>)
     }
     // Channel.
     if config.channel.dir.exists() {
-        for id in list_segments(&config.channel.dir)? {
-            let path = segment_path(&config.channel.dir, id);
-            scan_segment(&path, id, |f| {
-                let r = rows
-                    .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
-                    .or_default();
-                r.channel_first = Some(
-                    r.channel_first
-                        .map_or(f.batch.start_offset, |v| v.min(f.batch.start_offset)),
-                );
-                r.channel_last = Some(
-                    r.channel_last
-                        .map_or(f.batch.last_offset, |v| v.max(f.batch.last_offset)),
-                );
-                r.channel_pending_bytes += f.len;
-            })?;
+        let found = survey(&config.channel.dir, |_, f| {
+            let r = rows
+                .entry(TopicPartition::new(
+                    f.batch.topic.clone(),
+                    f.batch.partition,
+                ))
+                .or_default();
+            r.channel_first = Some(
+                r.channel_first
+                    .map_or(f.batch.start_offset, |v| v.min(f.batch.start_offset)),
+            );
+            r.channel_last = Some(
+                r.channel_last
+                    .map_or(f.batch.last_offset, |v| v.max(f.batch.last_offset)),
+            );
+            r.channel_pending_bytes += f.len;
+        })?;
+        let gaps = found.gaps();
+        for (tp, r) in rows.iter_mut() {
+            r.channel_holes = gaps.holes.iter().filter(|h| &h.tp == tp).cloned().collect();
+            r.channel_missing_segments = gaps.missing.clone();
         }
     }
     // HDFS.
@@ -347,8 +425,40 @@ pub fn offsets_table(rows: &[OffsetsRow], errors: &[String]) -> String {
             show(r.lag_hdfs)
         );
     }
+    s += &channel_gap_lines(rows);
     for e in errors {
         s += &format!("unknown: {e}\n");
+    }
+    s
+}
+
+/// Missing segments and offset-chain holes of the channel, below the table. A hole HDFS
+/// already holds is harmless and says so.
+fn channel_gap_lines(rows: &[OffsetsRow]) -> String {
+    let mut s = String::new();
+    for m in rows
+        .first()
+        .map_or(&[][..], |r| &r.channel_missing_segments[..])
+    {
+        s += &format!(
+            "channel: MISSING segment {:020}..={:020} (deleted or lost outside flumen)\n",
+            m.first, m.last
+        );
+    }
+    for r in rows {
+        for h in &r.channel_holes {
+            let held = r.hdfs_last_committed.is_some_and(|c| h.through <= c);
+            s += &format!(
+                "channel: HOLE {} offsets {}..={} between segments {} and {}: {}{}\n",
+                h.tp,
+                h.from,
+                h.through,
+                h.after_segment,
+                h.before_segment,
+                h.cause.describe(),
+                if held { " (HDFS holds them)" } else { "" }
+            );
+        }
     }
     s
 }

@@ -1,20 +1,23 @@
-//! Segment files: creation, recovery scan, group-commit append and trim.
+//! The channel's files: open (recovery), lazy segment creation, group-commit append and trim.
+//! The only module that creates, truncates, renames or deletes channel files; reading them
+//! back (header checks, the recovery scan) lives in `segment.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::frame::{self, Batch, FrameError, FRAME_HEADER_BYTES};
+use super::frame::{self, Batch, FrameError};
+use super::gaps::Gaps;
+use super::segment::segment_header;
+pub use super::segment::{
+    check_segment_header, list_segments, placeholder_path, read_frame_at, scan_segment,
+    segment_path, survey, Damage, ScannedFrame, SegmentInfo, Survey, SEGMENT_HEADER_BYTES,
+    SEGMENT_MAGIC, SEGMENT_VERSION,
+};
 use super::TopicPartition;
-
-/// ASCII "FLUMENWS": flumen WAL segment.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"FLUMENWS";
-pub const SEGMENT_VERSION: u32 = 1;
-/// magic(8) + version(4) + reserved(4) + segment_id(8) + crc32(4) + reserved(4).
-pub const SEGMENT_HEADER_BYTES: u64 = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -32,7 +35,7 @@ pub enum WalError {
     Frame(#[from] FrameError),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
     move |source| WalError::Io {
         path: path.to_path_buf(),
         source,
@@ -70,40 +73,6 @@ impl EncodedBatch {
     }
 }
 
-/// A damaged byte range found while scanning a segment.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Damage {
-    pub segment: u64,
-    pub path: PathBuf,
-    pub byte_start: u64,
-    pub byte_end: u64,
-    pub reason: String,
-    /// The last intact batch before the damage, if any: (topic/partition, last offset).
-    pub after: Option<(String, i64)>,
-}
-
-/// What the channel holds for one segment: its durable length and, per partition, the offset
-/// ranges of its intact batches (merged when contiguous, so normally one range per partition).
-#[derive(Debug, Clone, Default)]
-pub struct SegmentInfo {
-    pub path: PathBuf,
-    pub durable_len: u64,
-    /// Bytes the file occupies on disk (a damaged tail counts here, not in `durable_len`);
-    /// what `bytes_total` adds and what trimming gives back.
-    pub file_len: u64,
-    pub ranges: HashMap<TopicPartition, Vec<(i64, i64)>>,
-}
-
-impl SegmentInfo {
-    fn add(&mut self, tp: &TopicPartition, start: i64, last: i64) {
-        let ranges = self.ranges.entry(tp.clone()).or_default();
-        match ranges.last_mut() {
-            Some(r) if r.1 + 1 == start => r.1 = last,
-            _ => ranges.push((start, last)),
-        }
-    }
-}
-
 /// The shared, in-memory index of the channel. The writer thread updates it after each fsync;
 /// the sink, the trimmer and the tools read it. Memory is O(segments x partitions).
 #[derive(Debug, Default)]
@@ -116,7 +85,12 @@ pub struct WalIndex {
 
 #[derive(Debug, Default)]
 struct IndexInner {
+    dir: PathBuf,
     segments: BTreeMap<u64, SegmentInfo>,
+    /// Trimmed segments that still have an older live segment before them (§5).
+    placeholders: BTreeSet<u64>,
+    /// The segment the writer appends to. After open it does not exist yet: the first append
+    /// creates it, so opening needs no free space.
     active: u64,
 }
 
@@ -149,6 +123,16 @@ impl WalIndex {
             .segments
             .get(&id)
             .map(|s| (s.path.clone(), s.durable_len))
+    }
+
+    /// Where reading resumes after the damaged range of segment `id` that holds byte `pos`.
+    pub fn damage_end(&self, id: u64, pos: u64) -> Option<u64> {
+        let inner = self.lock();
+        let seg = inner.segments.get(&id)?;
+        seg.damaged
+            .iter()
+            .find(|&&(start, end)| start <= pos && pos < end)
+            .map(|&(_, end)| end)
     }
 
     /// The next segment after `id`, if one exists.
@@ -210,6 +194,11 @@ impl WalIndex {
 
     /// Deletes every segment below `below` (the reader's cursor) other than the active one whose
     /// batches are all done. Returns the number of segments deleted.
+    ///
+    /// A segment with an older live segment before it is truncated and renamed to a
+    /// `.trimmed` placeholder instead of unlinked, so the ids between the oldest and the newest
+    /// segment stay contiguous and a missing id always means a lost segment. Placeholders go
+    /// once no live segment is older.
     pub fn trim(
         &self,
         below: u64,
@@ -229,15 +218,50 @@ impl WalIndex {
             .collect();
         for id in &doomed {
             let seg = inner.segments.remove(id).expect("listed above");
-            match fs::remove_file(&seg.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&seg.path)(e)),
+            let oldest = inner.segments.keys().next().is_none_or(|first| id < first);
+            if oldest {
+                remove_if_present(&seg.path)?;
+            } else if leave_placeholder(&seg.path)? {
+                inner.placeholders.insert(*id);
             }
             self.bytes_total.fetch_sub(seg.file_len, Ordering::AcqRel);
         }
+        sweep_placeholders(&mut inner)?;
         Ok(doomed.len())
     }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), WalError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Frees a trimmed segment's space (truncate) and keeps its id as `<id>.trimmed`. Neither step
+/// needs free space. Not fsynced: after a crash the segment may come back whole (trimmed
+/// again) or empty (an empty segment file is never damage). False if the file was gone.
+fn leave_placeholder(path: &Path) -> Result<bool, WalError> {
+    let file = match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    file.set_len(0).map_err(io_err(path))?;
+    fs::rename(path, path.with_extension("trimmed")).map_err(io_err(path))?;
+    Ok(true)
+}
+
+/// Deletes the placeholders that no longer sit between two live segments.
+fn sweep_placeholders(inner: &mut IndexInner) -> Result<(), WalError> {
+    let oldest_live = inner.segments.keys().next().copied().unwrap_or(u64::MAX);
+    let stale: Vec<u64> = inner.placeholders.range(..oldest_live).copied().collect();
+    for id in stale {
+        remove_if_present(&placeholder_path(&inner.dir, id))?;
+        inner.placeholders.remove(&id);
+    }
+    Ok(())
 }
 
 /// Owns the active segment. Exactly one writer exists per channel directory (enforced by the
@@ -245,8 +269,10 @@ impl WalIndex {
 pub struct WalWriter {
     opts: WalOptions,
     index: Arc<WalIndex>,
-    file: File,
+    /// The active segment's file; `None` from open until the first append creates it.
+    file: Option<File>,
     path: PathBuf,
+    /// The active segment's id (the one the next append creates while `file` is `None`).
     id: u64,
     len: u64,
     _lock: File,
@@ -257,150 +283,9 @@ pub struct Wal {
     pub writer: WalWriter,
     pub index: Arc<WalIndex>,
     pub damage: Vec<Damage>,
+    /// Missing segments and holes in partitions' offset chains found at open.
+    pub gaps: Gaps,
     pub batches_recovered: u64,
-}
-
-pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:020}.wal"))
-}
-
-/// Lists segment ids in a channel directory, oldest first.
-pub fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
-    let mut ids = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if let Some(id) = name.strip_suffix(".wal").and_then(|s| s.parse().ok()) {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids)
-}
-
-fn segment_header(id: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
-    let mut h = [0u8; SEGMENT_HEADER_BYTES as usize];
-    h[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    h[16..24].copy_from_slice(&id.to_le_bytes());
-    let crc = crc32fast::hash(&h[0..24]);
-    h[24..28].copy_from_slice(&crc.to_le_bytes());
-    h
-}
-
-pub fn check_segment_header(path: &Path, h: &[u8], id: u64) -> Result<(), WalError> {
-    let bad = |reason: String| WalError::BadSegmentHeader {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if h.len() < SEGMENT_HEADER_BYTES as usize {
-        return Err(bad(format!("{} bytes, need 32", h.len())));
-    }
-    if h[0..8] != SEGMENT_MAGIC {
-        return Err(bad("bad magic".into()));
-    }
-    let version = u32::from_le_bytes(h[8..12].try_into().expect("4"));
-    if version != SEGMENT_VERSION {
-        return Err(bad(format!("unsupported version {version}")));
-    }
-    if h[12..16] != [0; 4] || h[28..32] != [0; 4] {
-        return Err(bad("reserved bytes are not zero".into()));
-    }
-    let crc = u32::from_le_bytes(h[24..28].try_into().expect("4"));
-    if crc != crc32fast::hash(&h[0..24]) {
-        return Err(bad("header checksum mismatch".into()));
-    }
-    let stored = u64::from_le_bytes(h[16..24].try_into().expect("8"));
-    if stored != id {
-        return Err(bad(format!("names segment {stored}, file name says {id}")));
-    }
-    Ok(())
-}
-
-/// One intact frame found by [`scan_segment`].
-pub struct ScannedFrame {
-    pub pos: u64,
-    pub len: u64,
-    pub batch: Batch,
-}
-
-/// Reads a segment frame by frame, calling `on_frame` for each intact one, and stops at the
-/// first damaged frame. Returns the end of the intact prefix and the damage found, if any.
-/// Memory is bounded by one frame.
-pub fn scan_segment(
-    path: &Path,
-    id: u64,
-    mut on_frame: impl FnMut(ScannedFrame),
-) -> Result<(u64, Option<Damage>), WalError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
-    let file_len = file.metadata().map_err(io_err(path))?.len();
-    let damage = |start: u64, reason: String, after: Option<(String, i64)>| Damage {
-        segment: id,
-        path: path.to_path_buf(),
-        byte_start: start,
-        byte_end: file_len,
-        reason,
-        after,
-    };
-    let mut header = vec![0u8; SEGMENT_HEADER_BYTES as usize];
-    if let Err(e) = file
-        .read_exact(&mut header)
-        .map_err(io_err(path))
-        .and_then(|_| check_segment_header(path, &header, id))
-    {
-        return Ok((0, Some(damage(0, e.to_string(), None))));
-    }
-    let mut pos = SEGMENT_HEADER_BYTES;
-    let mut buf = Vec::new();
-    let mut after = None;
-    while pos < file_len {
-        match read_frame_at(&mut file, pos, file_len, &mut buf) {
-            Ok(batch) => {
-                let len = buf.len() as u64;
-                after = Some((
-                    TopicPartition::new(&batch.topic, batch.partition).to_string(),
-                    batch.last_offset,
-                ));
-                on_frame(ScannedFrame { pos, len, batch });
-                pos += len;
-            }
-            Err(reason) => return Ok((pos, Some(damage(pos, reason, after)))),
-        }
-    }
-    Ok((pos, None))
-}
-
-/// Reads and verifies the frame at `pos` into `buf` (which ends up holding exactly the frame).
-pub fn read_frame_at(
-    file: &mut File,
-    pos: u64,
-    limit: u64,
-    buf: &mut Vec<u8>,
-) -> Result<Batch, String> {
-    if pos + FRAME_HEADER_BYTES as u64 > limit {
-        return Err(format!(
-            "torn frame header: {} bytes before end",
-            limit - pos
-        ));
-    }
-    buf.resize(FRAME_HEADER_BYTES, 0);
-    file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
-    file.read_exact(buf).map_err(|e| e.to_string())?;
-    let payload = frame::decode_header(buf).map_err(|e| e.to_string())?;
-    let total = (FRAME_HEADER_BYTES + payload) as u64;
-    if pos + total > limit {
-        return Err(format!(
-            "torn frame: {total} bytes declared, {} present",
-            limit - pos
-        ));
-    }
-    buf.resize(total as usize, 0);
-    file.read_exact(&mut buf[FRAME_HEADER_BYTES..])
-        .map_err(|e| e.to_string())?;
-    frame::decode_frame(buf)
-        .map(|(batch, _)| batch)
-        .map_err(|e| e.to_string())
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), WalError> {
@@ -412,47 +297,99 @@ fn fsync_dir(dir: &Path) -> Result<(), WalError> {
         })
 }
 
+fn is_no_space(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
+}
+
 impl Wal {
-    /// Opens (creating if needed) a channel directory: takes its lock, scans every segment,
-    /// rebuilds the index, and starts a fresh active segment. Recovery never rewrites or
-    /// truncates existing segments; damaged tails stay on disk (reported) until trimmed.
+    /// Opens (creating if needed) a channel directory: takes its lock, scans every segment and
+    /// rebuilds the index. It writes nothing, so it succeeds on a full disk and the sink can
+    /// drain the backlog: the active segment is created by the first append. Recovery never
+    /// rewrites or truncates segments; damaged ranges stay on disk (reported) until trimmed.
     pub fn open(opts: WalOptions) -> Result<Wal, WalError> {
         let dir = opts.dir.clone();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock = lock_dir(&dir)?;
+        let mut found = survey(&dir, |_, _| {})?;
+        tidy_unfinished(&dir, &mut found)?;
+        let gaps = found.gaps();
+        log_gaps(&gaps);
+        let next_id = found.segments.keys().next_back().map_or(1, |id| id + 1);
         let index = Arc::new(WalIndex::default());
-        let mut damage = Vec::new();
-        let mut batches_recovered = 0u64;
-        let mut next_id = 1;
         {
             let mut inner = index.lock();
-            for id in list_segments(&dir)? {
-                let path = segment_path(&dir, id);
-                let mut info = SegmentInfo {
-                    path: path.clone(),
-                    ..Default::default()
-                };
-                let (end, dmg) = scan_segment(&path, id, |f| {
-                    batches_recovered += 1;
-                    let tp = TopicPartition::new(f.batch.topic, f.batch.partition);
-                    info.add(&tp, f.batch.start_offset, f.batch.last_offset);
-                })?;
-                damage.extend(dmg);
-                let on_disk = fs::metadata(&path).map_err(io_err(&path))?.len();
-                info.durable_len = end.max(SEGMENT_HEADER_BYTES);
-                info.file_len = on_disk;
-                index.bytes_total.fetch_add(on_disk, Ordering::AcqRel);
-                inner.segments.insert(id, info);
-                next_id = id + 1;
-            }
+            let bytes: u64 = found.segments.values().map(|s| s.file_len).sum();
+            index.bytes_total.store(bytes, Ordering::Release);
+            inner.dir = dir.clone();
+            inner.segments = std::mem::take(&mut found.segments);
+            inner.placeholders = std::mem::take(&mut found.placeholders);
+            inner.active = next_id;
         }
-        let writer = WalWriter::create(opts, index.clone(), next_id, lock)?;
+        let writer = WalWriter {
+            path: segment_path(&dir, next_id),
+            opts,
+            index: index.clone(),
+            file: None,
+            id: next_id,
+            len: SEGMENT_HEADER_BYTES,
+            _lock: lock,
+        };
         Ok(Wal {
             writer,
             index,
-            damage,
-            batches_recovered,
+            damage: found.damage,
+            gaps,
+            batches_recovered: found.batches,
         })
+    }
+}
+
+/// Segment files no longer than a header without a valid one (a crash or a full disk inside
+/// segment creation; they never held a batch) are removed, or become placeholders when live
+/// segments lie on both sides, so they are neither damage nor a gap. Placeholders outside the
+/// live range are removed too. None of this needs free space or must be durable.
+fn tidy_unfinished(dir: &Path, found: &mut Survey) -> Result<(), WalError> {
+    let lo = found.segments.keys().next().copied().unwrap_or(u64::MAX);
+    let hi = found.segments.keys().next_back().copied().unwrap_or(0);
+    for &id in &found.unfinished {
+        let path = segment_path(dir, id);
+        if lo < id && id < hi {
+            fs::rename(&path, placeholder_path(dir, id)).map_err(io_err(&path))?;
+            found.placeholders.insert(id);
+        } else {
+            remove_if_present(&path)?;
+        }
+        tracing::info!(segment = id, path = %path.display(),
+            "removed an empty segment file left by a crash or a full disk during its creation");
+    }
+    let outside: Vec<u64> = found
+        .placeholders
+        .iter()
+        .copied()
+        .filter(|&id| id < lo || id > hi)
+        .collect();
+    for id in outside {
+        remove_if_present(&placeholder_path(dir, id))?;
+        found.placeholders.remove(&id);
+    }
+    Ok(())
+}
+
+/// Missing segments and the partition holes they cause are errors an operator must see; a
+/// hole the channel never held (rebalance, skip) is normal and only logged at debug.
+fn log_gaps(gaps: &Gaps) {
+    for m in &gaps.missing {
+        let holes: Vec<String> = gaps
+            .holes_across(m)
+            .map(|h| format!("{} offsets {}..={}", h.tp, h.from, h.through))
+            .collect();
+        tracing::error!(first_segment = m.first, last_segment = m.last, lost = ?holes,
+            "channel segments are missing (deleted or lost outside flumen); their batches \
+             are fetched again from Kafka if it still holds them");
+    }
+    for h in gaps.holes.iter().filter(|h| !h.cause.is_loss()) {
+        tracing::debug!(partition = %h.tp, from = h.from, through = h.through,
+            cause = h.cause.describe(), "hole in the channel's offset chain");
     }
 }
 
@@ -482,27 +419,6 @@ fn lock_dir(dir: &Path) -> Result<File, WalError> {
 }
 
 impl WalWriter {
-    fn create(
-        opts: WalOptions,
-        index: Arc<WalIndex>,
-        id: u64,
-        lock: File,
-    ) -> Result<Self, WalError> {
-        let file = Self::create_segment_file(&opts.dir, id)?;
-        let path = segment_path(&opts.dir, id);
-        let writer = Self {
-            opts,
-            index,
-            file,
-            path,
-            id,
-            len: SEGMENT_HEADER_BYTES,
-            _lock: lock,
-        };
-        writer.register_active();
-        Ok(writer)
-    }
-
     /// Publishes the (new, empty) active segment in the index.
     fn register_active(&self) {
         let mut inner = self.index.lock();
@@ -512,7 +428,7 @@ impl WalWriter {
                 path: self.path.clone(),
                 durable_len: SEGMENT_HEADER_BYTES,
                 file_len: SEGMENT_HEADER_BYTES,
-                ranges: HashMap::new(),
+                ..Default::default()
             },
         );
         inner.active = self.id;
@@ -530,47 +446,88 @@ impl WalWriter {
         &self.opts
     }
 
+    /// Bytes an append of `group_bytes` of frames takes: the frames, plus a segment header
+    /// when the append must create the active segment first.
+    pub fn bytes_needed(&self, group_bytes: u64) -> u64 {
+        if self.needs_segment().is_some() {
+            group_bytes + SEGMENT_HEADER_BYTES
+        } else {
+            group_bytes
+        }
+    }
+
+    /// Whether appending `group_bytes` of frames leaves at least `disk_free_bytes_min` free:
+    /// the reserve holds after the write, not only before it. The need is rounded up to whole
+    /// filesystem blocks plus one (the block the segment's tail already half fills may not
+    /// take it), so block rounding cannot cross the reserve either. True if statvfs fails:
+    /// the write then finds out (ENOSPC).
+    pub fn room_for(&self, group_bytes: u64, disk_free_bytes_min: u64) -> bool {
+        let Some((free, block)) = disk_space(&self.opts.dir) else {
+            return true;
+        };
+        let block = block.max(1);
+        let need = self.bytes_needed(group_bytes).div_ceil(block) * block + block;
+        free >= disk_free_bytes_min.saturating_add(need)
+    }
+
+    /// The id of the segment the next append must create, if it must create one.
+    fn needs_segment(&self) -> Option<u64> {
+        match self.file {
+            None => Some(self.id),
+            Some(_) if self.len >= self.opts.segment_bytes_max => Some(self.id + 1),
+            Some(_) => None,
+        }
+    }
+
     /// Appends `batches` with one write and one fdatasync, then publishes them in the index.
     /// A batch counts as appended only when this returns `Ok`.
     ///
-    /// On `NoSpace` the segment is cut back to its previous durable length and the caller may
-    /// retry the same batches later. Any other error is fatal for this writer.
+    /// On `NoSpace` the segment is cut back to its previous durable length (or a segment this
+    /// call was creating is removed) and the caller may retry the same batches later. Any
+    /// other error is fatal for this writer.
     pub fn append(&mut self, batches: &[EncodedBatch]) -> Result<(), WalError> {
         if batches.is_empty() {
             return Ok(());
         }
-        if self.len >= self.opts.segment_bytes_max {
-            self.roll()?;
+        if let Some(id) = self.needs_segment() {
+            self.start_segment(id)?;
         }
         let total: usize = batches.iter().map(|b| b.frame.len()).sum();
         let mut buf = Vec::with_capacity(total);
         for b in batches {
             buf.extend_from_slice(&b.frame);
         }
+        let file = self.file.as_mut().expect("segment started above");
         #[cfg(feature = "failpoints")]
         fail::fail_point!("wal-mid-append", |_| {
             // A torn append: half the group reaches the file, no fsync, then death.
-            let _ = self.file.write_all(&buf[..buf.len() / 2]);
+            let _ = file.write_all(&buf[..buf.len() / 2]);
             eprintln!("flumen: failpoint wal-mid-append hit: aborting");
             std::process::abort()
         });
-        if let Err(e) = self.file.write_all(&buf) {
+        if let Err(e) = file.write_all(&buf) {
             // Nothing was synced, so cutting back to the durable length is safe and leaves the
             // segment exactly as the index describes it.
-            let _ = self.file.set_len(self.len);
-            let _ = self.file.seek(SeekFrom::Start(self.len));
-            if e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull {
+            let _ = file.set_len(self.len);
+            let _ = file.seek(SeekFrom::Start(self.len));
+            if is_no_space(&e) {
                 return Err(WalError::NoSpace {
                     path: self.path.clone(),
                 });
             }
             return Err(io_err(&self.path)(e));
         }
-        self.file.sync_data().map_err(|source| WalError::Sync {
+        file.sync_data().map_err(|source| WalError::Sync {
             path: self.path.clone(),
             source,
         })?;
         self.len += total as u64;
+        self.publish(batches, total as u64);
+        crate::crash_site!("wal-after-append");
+        Ok(())
+    }
+
+    fn publish(&self, batches: &[EncodedBatch], total: u64) {
         let mut inner = self.index.lock();
         let seg = inner.segments.get_mut(&self.id).expect("active segment");
         for b in batches {
@@ -579,47 +536,63 @@ impl WalWriter {
         seg.durable_len = self.len;
         seg.file_len = self.len;
         drop(inner);
-        self.index
-            .bytes_total
-            .fetch_add(total as u64, Ordering::AcqRel);
-        crate::crash_site!("wal-after-append");
-        Ok(())
+        self.index.bytes_total.fetch_add(total, Ordering::AcqRel);
     }
 
-    fn roll(&mut self) -> Result<(), WalError> {
-        self.file = Self::create_segment_file(&self.opts.dir, self.id + 1)?;
-        self.id += 1;
-        self.path = segment_path(&self.opts.dir, self.id);
+    /// Creates segment `id` and makes it the active one. On failure the writer is unchanged
+    /// (still on the previous segment, or on none), so the append can be retried.
+    fn start_segment(&mut self, id: u64) -> Result<(), WalError> {
+        let file = create_segment_file(&self.opts.dir, id)?;
+        self.file = Some(file);
+        self.id = id;
+        self.path = segment_path(&self.opts.dir, id);
         self.len = SEGMENT_HEADER_BYTES;
         self.register_active();
         Ok(())
     }
+}
 
-    fn create_segment_file(dir: &Path, id: u64) -> Result<File, WalError> {
-        let path = segment_path(dir, id);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .read(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        file.write_all(&segment_header(id)).map_err(io_err(&path))?;
-        file.sync_all().map_err(|source| WalError::Sync {
-            path: path.clone(),
-            source,
-        })?;
-        fsync_dir(dir)?;
-        Ok(file)
+/// Creates a segment and makes its header durable (file and directory). A failure removes the
+/// file again, so a full disk never leaves an empty segment behind; ENOSPC is `NoSpace`.
+fn create_segment_file(dir: &Path, id: u64) -> Result<File, WalError> {
+    let path = segment_path(dir, id);
+    let fail = |e: io::Error| {
+        if is_no_space(&e) {
+            WalError::NoSpace { path: path.clone() }
+        } else {
+            io_err(&path)(e)
+        }
+    };
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .read(true)
+        .open(&path)
+        .map_err(fail)?;
+    if let Err(e) = file.write_all(&segment_header(id)) {
+        let _ = fs::remove_file(&path);
+        return Err(fail(e));
     }
+    if let Err(source) = file.sync_all() {
+        let _ = fs::remove_file(&path);
+        return Err(WalError::Sync { path, source });
+    }
+    fsync_dir(dir)?;
+    Ok(file)
 }
 
 /// Free bytes on the filesystem holding `dir`, from statvfs.
 pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
+    disk_space(dir).map(|(free, _)| free)
+}
+
+/// Free bytes (for an unprivileged writer) and the block size of the filesystem holding `dir`.
+fn disk_space(dir: &Path) -> Option<(u64, u64)> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    (rc == 0).then(|| (st.f_bavail as u64 * st.f_frsize as u64, st.f_frsize as u64))
 }

@@ -2,14 +2,19 @@
 //! split into segment files and trimmed once HDFS holds everything a segment carries.
 //!
 //! The byte layout, the durability assumptions and the crash analysis live in `wal-format.md`.
-//! `frame` is the codec, `log` owns the files (append with group commit, recovery scan, trim)
-//! and `reader` follows the log for the sink.
+//! `frame` is the codec, `segment` reads segment files back (header, recovery scan with
+//! resynchronisation), `gaps` finds missing segments and offset-chain holes, `log` owns the
+//! files (open, lazy segment creation, append with group commit, trim) and `reader` follows
+//! the log for the sink.
 
 pub mod frame;
+pub mod gaps;
 pub mod log;
 pub mod reader;
+pub mod segment;
 
 pub use frame::{Batch, Header, Record};
+pub use gaps::{ChainHole, Gaps, HoleCause, MissingSegments};
 pub use log::{Damage, EncodedBatch, Wal, WalError, WalIndex, WalOptions, WalWriter};
 pub use reader::WalReader;
 

@@ -14,8 +14,9 @@ pub struct WalPos {
 }
 
 /// A cursor over the channel. Reads only bytes the writer has made durable, holds one frame in
-/// memory at a time, and moves past a damaged frame to the next segment (the damage was reported
-/// at open; the lost range is re-fetched from Kafka because the chain stops there).
+/// memory at a time, and moves past a damaged range to the next intact frame the recovery scan
+/// found (the damage was reported at open; the lost range is re-fetched from Kafka because the
+/// chain stops there).
 pub struct WalReader {
     index: Arc<WalIndex>,
     pos: WalPos,
@@ -74,7 +75,16 @@ impl WalReader {
                         self.move_to(next);
                         continue;
                     }
-                    None => return Ok(None),
+                    None => {
+                        // A closed segment read to its end and no newer one yet: wait at the
+                        // active segment (created by the next append), so the closed one can
+                        // be trimmed once it is done.
+                        let active = self.index.active_segment();
+                        if active > self.pos.segment {
+                            self.move_to(active);
+                        }
+                        return Ok(None);
+                    }
                 }
             }
             let file = match &mut self.file {
@@ -91,9 +101,10 @@ impl WalReader {
                     return Ok(Some((at, batch)));
                 }
                 Err(reason) => {
-                    tracing::warn!(segment = at.segment, byte = at.offset, %reason,
-                        "skipping the damaged rest of a channel segment");
-                    self.pos.offset = durable;
+                    let resume = self.index.damage_end(at.segment, at.offset);
+                    tracing::warn!(segment = at.segment, byte = at.offset, resume = ?resume, %reason,
+                        "skipping a damaged range of a channel segment");
+                    self.pos.offset = resume.unwrap_or(durable);
                 }
             }
         }
