@@ -158,9 +158,15 @@ pub struct HdfsConfig {
     /// `UTC` or `local`.
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
-    /// Directory for oversized records when `oversized_record_policy = "dead_letter"`.
+    /// Directory for dead letters: records diverted by `kafka.oversized_record_policy` or
+    /// `text_newline_policy = "dead_letter"`.
     #[serde(default)]
     pub dead_letter_dir: Option<String>,
+    /// With `format = "text"`, a record whose value holds `\n` or `\r` (one record that Spark
+    /// would read as two): `fail` (deliver what came before, halt the partition loudly),
+    /// `dead_letter` (to `dead_letter_dir`) or `raw` (written as is, as Flume does; counted).
+    #[serde(default = "default_text_newline_policy")]
+    pub text_newline_policy: String,
     /// Cap for the exponential retry backoff against an unreachable NameNode.
     #[serde(default = "default_retry_backoff_max_ms")]
     pub retry_backoff_max_ms: u64,
@@ -258,6 +264,10 @@ fn default_file_prefix() -> String {
 }
 fn default_format() -> String {
     "text".into()
+}
+/// Loud by default, like `kafka.oversized_record_policy`: a silently split record is damage.
+fn default_text_newline_policy() -> String {
+    "fail".into()
 }
 fn default_compression() -> String {
     "none".into()
@@ -515,6 +525,19 @@ impl Config {
                 "is required when kafka.oversized_record_policy = \"dead_letter\"".into(),
             ));
         }
+        one_of(
+            "hdfs",
+            "text_newline_policy",
+            &h.text_newline_policy,
+            &["fail", "dead_letter", "raw"],
+        )?;
+        if h.text_newline_policy == "dead_letter" && h.dead_letter_dir.is_none() {
+            return Err(invalid(
+                "hdfs",
+                "text_newline_policy",
+                "is \"dead_letter\" but hdfs.dead_letter_dir is not set".into(),
+            ));
+        }
         one_of("log", "format", &self.log.format, &["text", "json"])?;
         if !self.metrics.listen.is_empty()
             && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
@@ -682,6 +705,21 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
         assert!(err.contains("kafka.oversized_record_policy"), "{err}");
         assert!(err.contains("dead_letter_dir"), "{err}");
         let ok = text.replace("[hdfs]", "[hdfs]\ndead_letter_dir = \"/dl\"");
+        parse(&ok).unwrap();
+    }
+
+    #[test]
+    fn text_newline_policy_defaults_to_fail_and_is_checked_naming_the_key() {
+        assert_eq!(parse(MINIMAL).unwrap().hdfs.text_newline_policy, "fail");
+        let with =
+            |v: &str| MINIMAL.replace("[hdfs]", &format!("[hdfs]\ntext_newline_policy = {v:?}"));
+        let err = parse(&with("escape")).unwrap_err().to_string();
+        assert!(err.contains("`hdfs.text_newline_policy`"), "{err}");
+        let err = parse(&with("dead_letter")).unwrap_err().to_string();
+        assert!(err.contains("`hdfs.text_newline_policy`"), "{err}");
+        assert!(err.contains("dead_letter_dir"), "{err}");
+        parse(&with("raw")).unwrap();
+        let ok = with("dead_letter").replace("[hdfs]", "[hdfs]\ndead_letter_dir = \"/dl\"");
         parse(&ok).unwrap();
     }
 
