@@ -50,6 +50,17 @@ pub enum Start {
     Confirmed(i64),
 }
 
+/// Why a partition is halted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    /// Data gone from Kafka: reconciled again at this instant (an operator's skip ends it).
+    Gone(Instant),
+    /// A poison record at this offset under policy `fail`: until a restart or a new
+    /// assignment, since only a configuration change lets it through. Not reconciled again,
+    /// because a re-activation makes the sink drop and rewrite the partition's open file.
+    Poison(i64),
+}
+
 /// How long a halted partition waits before it is reconciled again (to notice an operator's
 /// skip entry in the ledger).
 const HALT_RETRY: Duration = Duration::from_secs(10);
@@ -304,10 +315,8 @@ pub struct Source {
     unreconciled: HashSet<TopicPartition>,
     outbox: VecDeque<EncodedBatch>,
     paused: Option<String>,
-    /// Halted partitions, with when they are reconciled again: data gone from Kafka is looked
-    /// for again (an operator's skip ends the halt); a poison record (`None`) halts until a
-    /// restart or a new assignment, since only a configuration change lets it through.
-    halted: HashMap<TopicPartition, Option<Instant>>,
+    /// Halted partitions and why.
+    halted: HashMap<TopicPartition, Halt>,
     /// Halted partitions reconciled again and waiting for their first record.
     recovering: HashSet<TopicPartition>,
     /// Partitions fetched from a provisional start, waiting for their confirmed one.
@@ -507,7 +516,7 @@ impl Source {
             }
             self.recovering.remove(&tp);
             self.halted
-                .insert(tp.clone(), Some(Instant::now() + HALT_RETRY));
+                .insert(tp.clone(), Halt::Gone(Instant::now() + HALT_RETRY));
             self.ownership.gone(&tp, position, low);
         }
         Ok(())
@@ -522,7 +531,7 @@ impl Source {
         let due: Vec<_> = self
             .halted
             .iter()
-            .filter(|(_, at)| at.is_some_and(|at| at <= now))
+            .filter(|(_, h)| matches!(h, Halt::Gone(at) if *at <= now))
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in due {
@@ -745,7 +754,12 @@ impl Source {
         self.parts.remove(tp);
         self.current = None;
         self.recovering.remove(tp);
-        self.halted.insert(tp.clone(), None);
+        let again = self.halted.insert(tp.clone(), Halt::Poison(offset));
+        if again == Some(Halt::Poison(offset)) {
+            // Fetched again from a confirmed start after halting on a provisional one.
+            tracing::debug!(partition = %tp, offset, "halted on the same poison record again");
+            return Ok(());
+        }
         events::poison_halted(tp, offset, poison);
         // Keyed by the partition, as `Ownership::gone` keys its halt: a revocation clears it.
         self.health.set_halted(
