@@ -65,8 +65,8 @@ EVENT_SCHEMA = StructType([
     StructField("setup_latency_ms", DoubleType()),
 ])
 
-# Outer jsonl record. "headers" is deliberately not declared: it is not needed and its JSON
-# shape is free-form; from_json ignores undeclared fields.
+# Outer jsonl record. "headers" (an ordered list of {"key"|"key_base64", "value"|"value_base64"}
+# objects) is deliberately not declared: it is not needed; from_json ignores undeclared fields.
 RECORD_SCHEMA = StructType([
     StructField("topic", StringType()),
     StructField("partition", IntegerType()),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
+use crate::poison::Poison;
 use crate::wal::TopicPartition;
 
 /// The fixed set of error codes used as the `code` label.
@@ -116,6 +117,63 @@ pub fn partition_halted(tp: &TopicPartition, from: i64, through: i64) {
     gauge!("flumen_partition_halted", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
         .set(1.0);
     counter!("flumen_partition_halts_total").increment(1);
+}
+
+/// A poison record under policy `fail`: everything before it is delivered, and its partition
+/// halts until a restart (or a new assignment) with a policy that lets it through.
+pub fn poison_halted(tp: &TopicPartition, offset: i64, poison: Poison) {
+    tracing::error!(partition = %tp, offset, reason = poison.label(),
+        "the record {poison}; everything before it is delivered and the partition halts here: \
+         {}, then restart", poison.fix());
+    poison_counted(poison, "halt");
+    gauge!("flumen_partition_halted", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
+        .set(1.0);
+    counter!("flumen_partition_halts_total").increment(1);
+}
+
+/// A poison record was written whole to the dead-letter directory (by this run).
+pub fn dead_lettered(tp: &TopicPartition, offset: i64, path: &str, poison: Poison) {
+    tracing::warn!(partition = %tp, offset, path, reason = poison.label(),
+        "the record {poison}; written to the dead-letter directory");
+    poison_counted(poison, "dead_letter");
+}
+
+/// A dead letter was found in place: an earlier run (or a zombie) wrote it, and it wins.
+pub fn dead_letter_exists(tp: &TopicPartition, offset: i64, path: &str) {
+    tracing::info!(partition = %tp, offset, path,
+        "dead letter already written by an earlier run; keeping that one");
+}
+
+/// How often at most a poison record written as is logs a warning; the metric counts each.
+const RAW_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// A poison record written as is (`text_newline_policy = "raw"`, or a record the source would
+/// now halt on that reached the channel under an earlier configuration).
+pub fn poison_written_raw(tp: &TopicPartition, offset: i64, poison: Poison) {
+    poison_counted(poison, "raw");
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| t.elapsed() < RAW_WARN_EVERY) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    tracing::warn!(partition = %tp, offset, reason = poison.label(),
+        "the record {poison}; written as is (at most one such warning a minute; \
+         flumen_poison_records_total{{action=\"raw\"}} counts them all)");
+}
+
+/// A tombstone (null value) written by `format = "text"` as an empty line, which an empty value
+/// also becomes: only `jsonl` tells them apart.
+pub fn text_tombstone() {
+    counter!("flumen_text_tombstone_records_total").increment(1);
+}
+
+fn poison_counted(poison: Poison, action: &'static str) {
+    if matches!(poison, Poison::Oversized { .. }) {
+        error(ErrorCode::OversizedRecord);
+    }
+    counter!("flumen_poison_records_total", "reason" => poison.label(), "action" => action)
+        .increment(1);
 }
 
 /// A halted partition delivers again.

@@ -11,6 +11,7 @@ pub mod flume_import;
 pub mod hdfs;
 pub mod health;
 pub mod http;
+pub mod poison;
 pub mod relay;
 pub mod sink;
 pub mod source;

@@ -6,6 +6,8 @@
 //! partition is set by `Ownership::assigned` (HDFS and channel state), never by the group's
 //! committed offset, which is advisory.
 
+mod headers;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
@@ -14,15 +16,14 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::config::{IsolationLevel, OversizedRecordPolicy};
+use crate::config::IsolationLevel;
 use crate::events;
 use crate::health::Health;
-use crate::wal::{
-    frame::FrameError, Batch, EncodedBatch, Header, Record, TopicPartition, WalIndex,
-};
+use crate::poison::{Poison, Rules};
+use crate::wal::{frame::FrameError, Batch, EncodedBatch, Record, TopicPartition, WalIndex};
 
 /// How the source learns where to start a partition and reports losing one. Every method is
 /// called from the poll thread and must not block on HDFS.
@@ -50,6 +51,17 @@ pub enum Start {
     Confirmed(i64),
 }
 
+/// Why a partition is halted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    /// Data gone from Kafka: reconciled again at this instant (an operator's skip ends it).
+    Gone(Instant),
+    /// A poison record at this offset under policy `fail`: until a restart or a new
+    /// assignment, since only a configuration change lets it through. Not reconciled again,
+    /// because a re-activation makes the sink drop and rewrite the partition's open file.
+    Poison(i64),
+}
+
 /// How long a halted partition waits before it is reconciled again (to notice an operator's
 /// skip entry in the ledger).
 const HALT_RETRY: Duration = Duration::from_secs(10);
@@ -63,15 +75,6 @@ const WRITER_WAIT_MAX: Duration = Duration::from_millis(200);
 pub enum SourceError {
     #[error("kafka client: {0}")]
     Kafka(#[from] KafkaError),
-    #[error(
-        "record {tp} offset {offset} is {bytes} bytes, above kafka.record_bytes_max; \
-             policy is `fail` (set kafka.oversized_record_policy = \"dead_letter\" to divert it)"
-    )]
-    Oversized {
-        tp: TopicPartition,
-        offset: i64,
-        bytes: usize,
-    },
     #[error("encoding a batch of {tp}: {source}")]
     Encode {
         tp: TopicPartition,
@@ -110,8 +113,8 @@ pub struct SourceOptions {
     pub batch_records_max: usize,
     pub batch_duration: Duration,
     pub batch_bytes_max: usize,
-    pub record_bytes_max: usize,
-    pub oversized_fail: bool,
+    /// Poison records under policy `fail` halt their partition here, before the channel.
+    pub poison: Rules,
     pub capacity_bytes_max: u64,
     pub resume_bytes: u64,
 }
@@ -131,8 +134,7 @@ impl SourceOptions {
             batch_records_max: k.batch_records_max,
             batch_duration: k.batch_duration,
             batch_bytes_max: k.batch_bytes_max,
-            record_bytes_max: k.record_bytes_max,
-            oversized_fail: k.oversized_record_policy == OversizedRecordPolicy::Fail,
+            poison: Rules::from_settings(c),
             capacity_bytes_max: c.channel.capacity_bytes_max,
             resume_bytes: c.channel.resume_bytes,
         }
@@ -317,8 +319,8 @@ pub struct Source {
     unreconciled: HashSet<TopicPartition>,
     outbox: VecDeque<EncodedBatch>,
     paused: Option<String>,
-    /// Halted partitions (data gone from Kafka), with when they are reconciled again.
-    halted: HashMap<TopicPartition, Instant>,
+    /// Halted partitions and why.
+    halted: HashMap<TopicPartition, Halt>,
     /// Halted partitions reconciled again and waiting for their first record.
     recovering: HashSet<TopicPartition>,
     /// Partitions fetched from a provisional start, waiting for their confirmed one.
@@ -381,6 +383,11 @@ impl Source {
             {
                 return Err(self.fatal_error());
             }
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("kafka-thread-error", |_| Err(SourceError::Fatal {
+                code: RDKafkaErrorCode::Fatal,
+                reason: "failpoint kafka-thread-error".into(),
+            }));
             self.apply_rebalances();
             self.retry_halted();
             if !self.unreconciled.is_empty()
@@ -512,7 +519,8 @@ impl Source {
                 continue;
             }
             self.recovering.remove(&tp);
-            self.halted.insert(tp.clone(), Instant::now() + HALT_RETRY);
+            self.halted
+                .insert(tp.clone(), Halt::Gone(Instant::now() + HALT_RETRY));
             self.ownership.gone(&tp, position, low);
         }
         Ok(())
@@ -527,7 +535,7 @@ impl Source {
         let due: Vec<_> = self
             .halted
             .iter()
-            .filter(|(_, at)| **at <= now)
+            .filter(|(_, h)| matches!(h, Halt::Gone(at) if *at <= now))
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in due {
@@ -698,32 +706,18 @@ impl Source {
         if offset < st.position {
             return Ok(()); // a prefetched record from before our seek
         }
+        if let Some(poison) = self.opts.poison.halts(m.payload()) {
+            let tp = tp.clone();
+            return self.halt_poisoned(&tp, offset, poison);
+        }
         if !self.recovering.is_empty() && self.recovering.remove(tp) {
             self.ownership.resumed(tp);
         }
         let value = m.payload().map(<[u8]>::to_vec);
         let size = value.as_ref().map_or(0, Vec::len);
-        if size > self.opts.record_bytes_max && self.opts.oversized_fail {
-            events::error(events::ErrorCode::OversizedRecord);
-            return Err(SourceError::Oversized {
-                tp: tp.clone(),
-                offset,
-                bytes: size,
-            });
-        }
         let start = st.position;
         st.position = offset + 1;
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        key: h.key.to_string(),
-                        value: h.value.map(<[u8]>::to_vec),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = headers::read(m);
         let key = m.key().map(<[u8]>::to_vec);
         let bytes = size + key.as_ref().map_or(0, Vec::len);
         let record = Record {
@@ -750,16 +744,61 @@ impl Source {
         Ok(())
     }
 
+    /// A poison record under policy `fail` at `offset`: the batch before it goes to the
+    /// channel (so everything before it is delivered), then the partition halts, loudly, until
+    /// a restart or a new assignment. The other partitions go on.
+    fn halt_poisoned(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        poison: Poison,
+    ) -> Result<(), SourceError> {
+        self.flush_through(tp, Some(offset - 1))?;
+        let _ = self.consumer.pause(&single(tp, None));
+        self.parts.remove(tp);
+        self.current = None;
+        self.recovering.remove(tp);
+        let again = self.halted.insert(tp.clone(), Halt::Poison(offset));
+        if again == Some(Halt::Poison(offset)) {
+            // Fetched again from a confirmed start after halting on a provisional one.
+            tracing::debug!(partition = %tp, offset, "halted on the same poison record again");
+            return Ok(());
+        }
+        events::poison_halted(tp, offset, poison);
+        // Keyed by the partition, as `Ownership::gone` keys its halt: a revocation clears it.
+        self.health.set_halted(
+            tp.to_string(),
+            Some(format!(
+                "partition {tp} halted at offset {offset}: the record {poison}; everything \
+                 before it is delivered. To go on, {}, then restart",
+                poison.fix()
+            )),
+        );
+        Ok(())
+    }
+
     fn flush(&mut self, tp: &TopicPartition) -> Result<(), SourceError> {
+        self.flush_through(tp, None)
+    }
+
+    /// Hands the partition's pending batch to the writer; with `through`, its range covers
+    /// the offsets up to there (consumed without a record: markers, compaction), so the next
+    /// batch, or the ledger's next offset, starts right after.
+    fn flush_through(
+        &mut self,
+        tp: &TopicPartition,
+        through: Option<i64>,
+    ) -> Result<(), SourceError> {
         let Some(p) = self.parts.get_mut(tp).and_then(|st| st.pending.take()) else {
             return Ok(());
         };
         let records = p.records.len() as u64;
+        let last = p.records.last().map_or(p.start, |r| r.offset);
         let batch = Batch {
             topic: tp.topic.clone(),
             partition: tp.partition,
             start_offset: p.start,
-            last_offset: p.records.last().map_or(p.start, |r| r.offset),
+            last_offset: through.map_or(last, |t| t.max(last)),
             records: p.records,
         };
         let encoded = EncodedBatch::encode(&batch).map_err(|source| SourceError::Encode {
@@ -859,8 +898,11 @@ mod tests {
             batch_records_max: 1000,
             batch_duration: Duration::from_secs(1),
             batch_bytes_max: 1 << 20,
-            record_bytes_max: 1 << 20,
-            oversized_fail: true,
+            poison: Rules {
+                record_bytes_max: 1 << 20,
+                oversized: crate::poison::Policy::Fail,
+                text_line_break: None,
+            },
             capacity_bytes_max: 1 << 30,
             resume_bytes: 1 << 29,
         }

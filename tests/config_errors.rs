@@ -360,6 +360,14 @@ const CASES: &[(Edit, Expect)] = &[
         Add("hdfs", "files_closing_per_partition_max = 5000"),
         Key("hdfs.files_closing_per_partition_max"),
     ),
+    (
+        Add("hdfs", "text_newline_policy = \"escape\""),
+        Key("hdfs.text_newline_policy"),
+    ),
+    (
+        Add("hdfs", "text_newline_policy = \"dead_letter\""),
+        Key("hdfs.text_newline_policy"),
+    ),
     // The rest.
     (
         Replace("shutdown_timeout_ms = 30000", "shutdown_timeout_ms = 0"),

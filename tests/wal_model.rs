@@ -54,7 +54,7 @@ fn batch_with(partition: i32, start: i64, last: i64, records: &[i64]) -> Batch {
                 ]),
                 headers: if o % 4 == 1 {
                     vec![Header {
-                        key: "h".into(),
+                        key: b"h".to_vec(),
                         value: Some(vec![partition as u8]),
                     }]
                 } else {

@@ -12,7 +12,7 @@ def final_name(topic, partition, first, last, ext, prefix="test-events"):
 def jsonl_line(topic, partition, offset, event, ts=1732470000000):
     value = json.dumps(event, separators=(",", ":"))
     rec = {"topic": topic, "partition": partition, "offset": offset, "timestamp": ts,
-           "key": event.get("cell_id"), "headers": {"h": "v"}, "value": value}
+           "key": event.get("cell_id"), "headers": [{"key": "h", "value": "v"}], "value": value}
     return json.dumps(rec, separators=(",", ":"))
 
 

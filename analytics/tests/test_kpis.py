@@ -120,7 +120,7 @@ def test_kpis_batch_known_answers(spark, fmt):
 
 def test_jsonl_without_utf8_value_is_skipped(spark):
     rec = {"topic": "flume.txn", "partition": 0, "offset": 1, "timestamp": 1, "key": None,
-           "headers": {}, "value_base64": "/w=="}
+           "headers": [], "value_base64": "/w=="}
     good = jsonl_line("flume.txn", 0, 2, ev("cell-A", "north", "SMS", T0))
     df = spark.createDataFrame([(json.dumps(rec),), (good,)], "value string")
     out = kpi_job.parse_lines(df, "jsonl").collect()

@@ -124,8 +124,11 @@ pub struct HdfsSettings {
     /// Take path time from the local clock instead of the record timestamp.
     pub use_local_timestamp: bool,
     pub time_zone: TimeZone,
-    /// Absolute directory for dead letters.
+    /// Absolute directory for dead letters: records diverted by
+    /// `kafka.oversized_record_policy` or `text_newline_policy = "dead_letter"`.
     pub dead_letter_dir: Option<String>,
+    /// With `format = "text"`, what a record whose value holds a line break becomes.
+    pub text_newline_policy: TextNewlinePolicy,
     /// Cap for the exponential retry backoff against an unreachable NameNode.
     pub retry_backoff_max: Duration,
     pub files_closing_max: usize,
@@ -163,6 +166,21 @@ pub enum OversizedRecordPolicy {
     Fail,
     /// Write it to `hdfs.dead_letter_dir`.
     DeadLetter,
+}
+
+/// `hdfs.text_newline_policy`: with `format = "text"`, a record whose value holds `\n` or
+/// `\r` (one record that Spark would read as two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextNewlinePolicy {
+    /// Loud by default, like `kafka.oversized_record_policy`: a silently split record is
+    /// damage. Everything before it is delivered, then the partition halts.
+    #[default]
+    Fail,
+    /// Write it whole to `hdfs.dead_letter_dir`.
+    DeadLetter,
+    /// Write it as it is, as Flume does; counted and warned about.
+    Raw,
 }
 
 /// `hdfs.format`.
@@ -390,6 +408,24 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
         assert!(err.contains("kafka.oversized_record_policy"), "{err}");
         assert!(err.contains("dead_letter_dir"), "{err}");
         let ok = text.replace("[hdfs]", "[hdfs]\ndead_letter_dir = \"/dl\"");
+        parse(&ok).unwrap();
+    }
+
+    #[test]
+    fn text_newline_policy_defaults_to_fail_and_is_checked_naming_the_key() {
+        assert_eq!(
+            parse(MINIMAL).unwrap().hdfs.text_newline_policy,
+            TextNewlinePolicy::Fail
+        );
+        let with =
+            |v: &str| MINIMAL.replace("[hdfs]", &format!("[hdfs]\ntext_newline_policy = {v:?}"));
+        let err = parse(&with("escape")).unwrap_err().to_string();
+        assert!(err.contains("`hdfs.text_newline_policy`"), "{err}");
+        let err = parse(&with("dead_letter")).unwrap_err().to_string();
+        assert!(err.contains("`hdfs.text_newline_policy`"), "{err}");
+        assert!(err.contains("dead_letter_dir"), "{err}");
+        parse(&with("raw")).unwrap();
+        let ok = with("dead_letter").replace("[hdfs]", "[hdfs]\ndead_letter_dir = \"/dl\"");
         parse(&ok).unwrap();
     }
 

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    Compression, Format, IsolationLevel, LogFormat, OffsetReset, OversizedRecordPolicy, TimeZone,
+    Compression, Format, IsolationLevel, LogFormat, OffsetReset, OversizedRecordPolicy,
+    TextNewlinePolicy, TimeZone,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +114,8 @@ pub struct HdfsConfig {
     pub time_zone: TimeZone,
     #[serde(default)]
     pub dead_letter_dir: Option<String>,
+    #[serde(default)]
+    pub text_newline_policy: TextNewlinePolicy,
     #[serde(default = "default_retry_backoff_max_ms")]
     pub retry_backoff_max_ms: u64,
     #[serde(default = "default_files_closing_max")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::raw;
 use super::{
     locate, ChannelSettings, ConfigError, HdfsSettings, KafkaSettings, OversizedRecordPolicy,
-    Settings, RESERVED_PROPERTIES,
+    Settings, TextNewlinePolicy, RESERVED_PROPERTIES,
 };
 use crate::sink::path::PathTemplate;
 
@@ -290,6 +290,12 @@ fn hdfs(
             "dead_letter_dir",
             "is required when kafka.oversized_record_policy = \"dead_letter\"",
         ));
+    } else if h.text_newline_policy == TextNewlinePolicy::DeadLetter {
+        return Err(at.err(
+            S,
+            "text_newline_policy",
+            "is \"dead_letter\" but hdfs.dead_letter_dir is not set",
+        ));
     }
     let roll_interval_s = at.range(S, "roll_interval_s", h.roll_interval_s, ROLL_SECONDS)?;
     if h.roll_records_max == 0 && h.roll_bytes_max == 0 && roll_interval_s == 0 {
@@ -322,6 +328,7 @@ fn hdfs(
         dead_letter_dir: h
             .dead_letter_dir
             .map(|d| d.trim_end_matches('/').to_string()),
+        text_newline_policy: h.text_newline_policy,
         retry_backoff_max: at.ms(
             S,
             "retry_backoff_max_ms",

@@ -1,13 +1,17 @@
 //! Record encodings for HDFS files: `text` (the event bytes, one per line, as Flume's
 //! DataStream writes them) and `jsonl` (one JSON object per record with its Kafka metadata),
 //! each optionally through gzip or zstd.
+//!
+//! `text` writes the value's bytes as they are: a value holding a line break reaches it only
+//! under `hdfs.text_newline_policy = "raw"` (see `crate::poison`), and a tombstone (no value)
+//! and an empty value are both an empty line. `jsonl` keeps every byte and tells them apart.
 
 use std::io::Write;
 
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::wal::Record;
+use crate::wal::{Header, Record};
 
 pub use crate::config::{Compression, Format};
 
@@ -20,31 +24,42 @@ impl Format {
                 out.push(b'\n');
             }
             Format::JsonLines => {
-                let mut m = Map::new();
-                m.insert("topic".into(), topic.into());
-                m.insert("partition".into(), partition.into());
-                m.insert("offset".into(), record.offset.into());
-                m.insert("timestamp".into(), record.timestamp_ms.into());
-                put_bytes(&mut m, "key", record.key.as_deref());
-                let mut headers = Map::new();
-                for h in &record.headers {
-                    let v = match h.value.as_deref() {
-                        None => Value::Null,
-                        Some(b) => match std::str::from_utf8(b) {
-                            Ok(s) => s.into(),
-                            Err(_) => base64::engine::general_purpose::STANDARD.encode(b).into(),
-                        },
-                    };
-                    headers.insert(h.key.clone(), v);
-                }
-                m.insert("headers".into(), headers.into());
-                put_bytes(&mut m, "value", record.value.as_deref());
+                let m = jsonl_object(topic, partition, record);
                 serde_json::to_writer(&mut *out, &Value::Object(m))
                     .expect("writing JSON into a Vec cannot fail");
                 out.push(b'\n');
             }
         }
     }
+}
+
+/// One record as a `jsonl` object: topic, partition, offset, timestamp, key, headers, value.
+pub fn jsonl_object(topic: &str, partition: i32, record: &Record) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("topic".into(), topic.into());
+    m.insert("partition".into(), partition.into());
+    m.insert("offset".into(), record.offset.into());
+    m.insert("timestamp".into(), record.timestamp_ms.into());
+    put_bytes(&mut m, "key", record.key.as_deref());
+    m.insert("headers".into(), headers_list(&record.headers));
+    put_bytes(&mut m, "value", record.value.as_deref());
+    m
+}
+
+/// Headers as Kafka holds them: an ordered list of `{"key", "value"}` objects, duplicates
+/// included, each side as text or `*_base64` bytes (`put_bytes`). A JSON object kept only the
+/// last of duplicate keys.
+fn headers_list(headers: &[Header]) -> Value {
+    let list = headers
+        .iter()
+        .map(|h| {
+            let mut m = Map::new();
+            put_bytes(&mut m, "key", Some(&h.key));
+            put_bytes(&mut m, "value", h.value.as_deref());
+            Value::Object(m)
+        })
+        .collect();
+    Value::Array(list)
 }
 
 /// UTF-8 bytes go in as `name`; anything else as `name_base64`, so no byte is ever lost.
@@ -128,7 +143,6 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::Header;
     use std::io::Read;
 
     fn record(value: &[u8]) -> Record {
@@ -138,7 +152,7 @@ mod tests {
             key: Some(b"cell-1".to_vec()),
             value: Some(value.to_vec()),
             headers: vec![Header {
-                key: "h".into(),
+                key: b"h".to_vec(),
                 value: Some(b"x".to_vec()),
             }],
         }
@@ -159,9 +173,66 @@ mod tests {
         assert_eq!(v["partition"], 3);
         assert_eq!(v["offset"], 7);
         assert_eq!(v["key"], "cell-1");
-        assert_eq!(v["headers"]["h"], "x");
+        assert_eq!(
+            v["headers"],
+            serde_json::json!([{"key": "h", "value": "x"}])
+        );
         assert_eq!(v["value_base64"], "/wA=");
         assert!(v.get("value").is_none());
+    }
+
+    /// Regression: jsonl headers were a JSON object, so duplicate keys kept only the last
+    /// value and a key cut at a NUL collided with others. Now an ordered list keeps every
+    /// header; binary keys and values are base64, a null value is null.
+    #[test]
+    fn jsonl_headers_are_an_ordered_list_with_duplicates_and_binary_keys() {
+        let mut r = record(b"v");
+        let h = |k: &[u8], v: Option<&[u8]>| Header {
+            key: k.to_vec(),
+            value: v.map(<[u8]>::to_vec),
+        };
+        r.headers = vec![
+            h(b"a", Some(b"1")),
+            h(b"a", Some(b"2")),
+            h(b"a\0b", Some(b"x")),
+            h(b"a\0c", None),
+            h(&[0xc3, 0x28], Some(&[0xff])),
+            h(b"", Some(b"")),
+        ];
+        let mut out = Vec::new();
+        Format::JsonLines.encode("t", 0, &r, &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["headers"],
+            serde_json::json!([
+                {"key": "a", "value": "1"},
+                {"key": "a", "value": "2"},
+                {"key": "a\u{0}b", "value": "x"},
+                {"key": "a\u{0}c", "value": null},
+                {"key_base64": "wyg=", "value_base64": "/w=="},
+                {"key": "", "value": ""},
+            ])
+        );
+    }
+
+    /// Text cannot tell a tombstone from an empty value: both are an empty line (documented;
+    /// the sink counts tombstones, and jsonl keeps them apart).
+    #[test]
+    fn text_writes_a_tombstone_and_an_empty_value_alike_and_jsonl_does_not() {
+        let mut tombstone = record(b"");
+        tombstone.value = None;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        Format::Text.encode("t", 0, &tombstone, &mut a);
+        Format::Text.encode("t", 0, &record(b""), &mut b);
+        assert_eq!((a.as_slice(), b.as_slice()), (&b"\n"[..], &b"\n"[..]));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        Format::JsonLines.encode("t", 0, &tombstone, &mut a);
+        Format::JsonLines.encode("t", 0, &record(b""), &mut b);
+        let (a, b): (Value, Value) = (
+            serde_json::from_slice(&a).unwrap(),
+            serde_json::from_slice(&b).unwrap(),
+        );
+        assert_eq!((&a["value"], &b["value"]), (&Value::Null, &Value::from("")));
     }
 
     #[test]

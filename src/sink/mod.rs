@@ -19,8 +19,9 @@ use tokio::task::JoinHandle;
 use crate::commit::{CommitError, Ledger};
 use crate::events;
 use crate::hdfs::{HdfsWriter, NativeHdfs, NativeWriter};
+use crate::poison::{Poison, Policy, Rules};
 use crate::wal::{Batch, Record, TopicPartition, WalIndex, WalReader};
-use dead_letter::{dead_letter_body, write_dead_letter};
+use dead_letter::{dead_letter_body, dead_letter_path, write_dead_letter, Written};
 use format::{Compression, Encoder, Format};
 use path::PathTemplate;
 use roll::{Done, Link, Outcome, Roll};
@@ -64,7 +65,8 @@ pub struct SinkOptions {
     pub idle_timeout: Duration,
     pub use_local_timestamp: bool,
     pub utc: bool,
-    pub record_bytes_max: usize,
+    /// Which records are poison and what to do with them; shared with the source.
+    pub poison: Rules,
     pub dead_letter_dir: Option<String>,
     pub files_closing_max: usize,
     pub files_closing_per_partition_max: usize,
@@ -85,7 +87,7 @@ impl SinkOptions {
             idle_timeout: h.idle_timeout,
             use_local_timestamp: h.use_local_timestamp,
             utc: h.time_zone == crate::config::TimeZone::Utc,
-            record_bytes_max: c.kafka.record_bytes_max,
+            poison: Rules::from_settings(c),
             dead_letter_dir: h.dead_letter_dir.clone(),
             files_closing_max: h.files_closing_max,
             files_closing_per_partition_max: h.files_closing_per_partition_max,
@@ -396,13 +398,8 @@ impl Sink {
         tp: &TopicPartition,
         record: &Record,
     ) -> Result<bool, SinkError> {
-        // Without a dead-letter directory the record is written like any other: the source
-        // enforces the `fail` policy before the channel, so this is a limit lowered across a
-        // restart, and dropping the record would leave it inside the file's range.
-        if record.value.as_ref().map_or(0, Vec::len) > self.opts.record_bytes_max
-            && self.opts.dead_letter_dir.is_some()
-        {
-            return self.dead_letter(tp, record).await.map(|()| true);
+        if let Some(poison) = self.divert(tp, record) {
+            return self.dead_letter(tp, record, poison).await.map(|()| true);
         }
         let time_ms = match (self.opts.use_local_timestamp, record.timestamp_ms) {
             (false, Some(ts)) => ts,
@@ -737,24 +734,51 @@ impl Sink {
         }
     }
 
-    async fn dead_letter(&mut self, tp: &TopicPartition, record: &Record) -> Result<(), SinkError> {
-        events::error(events::ErrorCode::OversizedRecord);
-        let Some(dir) = &self.opts.dead_letter_dir else {
-            unreachable!("write_record diverts oversized records only with a dead_letter_dir")
+    /// Why `record` goes to the dead-letter directory rather than into the file, if it does;
+    /// counts
+    /// what is written as is. Policy `fail` is enforced by the source before the channel, so
+    /// a `fail` poison here reached the channel under an earlier configuration (a lowered
+    /// limit, another policy): it is diverted if there is a directory, else written as is,
+    /// since dropping it would leave it inside the file's range.
+    fn divert(&self, tp: &TopicPartition, record: &Record) -> Option<Poison> {
+        if self.opts.format == Format::Text && record.value.is_none() {
+            events::text_tombstone();
+        }
+        let (poison, policy) = self.opts.poison.judge(record.value.as_deref())?;
+        let divert = match policy {
+            Policy::DeadLetter => true,
+            Policy::Fail => self.opts.dead_letter_dir.is_some(),
+            Policy::Raw => false,
         };
-        let path = format!(
-            "{dir}/{}+{}+{:020}.json",
-            tp.topic, tp.partition, record.offset
-        );
-        let body = Bytes::from(dead_letter_body(tp, record));
-        write_dead_letter(self.ledger.hdfs().as_ref(), &path, body)
+        if !divert {
+            events::poison_written_raw(tp, record.offset, poison);
+            return None;
+        }
+        Some(poison)
+    }
+
+    async fn dead_letter(
+        &mut self,
+        tp: &TopicPartition,
+        record: &Record,
+        poison: Poison,
+    ) -> Result<(), SinkError> {
+        let Some(dir) = &self.opts.dead_letter_dir else {
+            unreachable!("the config requires hdfs.dead_letter_dir for a dead_letter policy")
+        };
+        let path = dead_letter_path(dir, tp, record.offset);
+        let body = Bytes::from(dead_letter_body(tp, record, poison));
+        let written = write_dead_letter(self.ledger.hdfs().as_ref(), &path, body)
             .await
             .map_err(|source| CommitError::Hdfs {
                 op: "write dead letter",
-                path,
+                path: path.clone(),
                 source,
             })?;
-        tracing::warn!(partition = %tp, offset = record.offset, dir = %dir, "oversized record written to the dead-letter directory");
+        match written {
+            Written::New => events::dead_lettered(tp, record.offset, &path, poison),
+            Written::Existing => events::dead_letter_exists(tp, record.offset, &path),
+        }
         Ok(())
     }
 
@@ -871,7 +895,11 @@ mod tests {
             idle_timeout: Duration::ZERO,
             use_local_timestamp: false,
             utc: true,
-            record_bytes_max: 1,
+            poison: Rules {
+                record_bytes_max: 1,
+                oversized: Policy::Fail,
+                text_line_break: None,
+            },
             dead_letter_dir: None,
             files_closing_max: 1,
             files_closing_per_partition_max: 1,

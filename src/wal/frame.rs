@@ -28,9 +28,13 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
+/// One Kafka header. Both key and value are bytes: Kafka does not promise UTF-8 keys.
+/// `key` was a `String` before; bincode 1.3.3 encodes a string and a byte string alike (u64 LE
+/// length, then the bytes), so the channel format did not change (`wal-format.md` §2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
-    pub key: String,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
     #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
 }
@@ -210,7 +214,7 @@ mod tests {
                     key: Some(format!("k{o}").into_bytes()),
                     value: Some(format!("v{o}").into_bytes()),
                     headers: vec![Header {
-                        key: "h".into(),
+                        key: b"h".to_vec(),
                         value: None,
                     }],
                 })
@@ -242,6 +246,83 @@ mod tests {
         );
         // The topic length prefix is a u64 little-endian: 1 for "t".
         assert_eq!(&buf[16..24], &1u64.to_le_bytes());
+    }
+
+    /// Regression guard for the change of `Header::key` from `String` to bytes (a non-UTF-8
+    /// key panicked the Kafka thread): a frame written by the old type must decode unchanged,
+    /// and the new type must write the old bytes, so channels written before stay readable.
+    #[test]
+    fn header_key_bytes_decode_frames_written_with_a_string_key() {
+        #[derive(Serialize)]
+        struct OldHeader {
+            key: String,
+            #[serde(with = "serde_bytes")]
+            value: Option<Vec<u8>>,
+        }
+        #[derive(Serialize)]
+        struct OldRecord {
+            offset: i64,
+            timestamp_ms: Option<i64>,
+            #[serde(with = "serde_bytes")]
+            key: Option<Vec<u8>>,
+            #[serde(with = "serde_bytes")]
+            value: Option<Vec<u8>>,
+            headers: Vec<OldHeader>,
+        }
+        #[derive(Serialize)]
+        struct OldBatch {
+            topic: String,
+            partition: i32,
+            start_offset: i64,
+            last_offset: i64,
+            records: Vec<OldRecord>,
+        }
+        let old = OldBatch {
+            topic: "t".into(),
+            partition: 4,
+            start_offset: 9,
+            last_offset: 9,
+            records: vec![OldRecord {
+                offset: 9,
+                timestamp_ms: None,
+                key: None,
+                value: Some(b"v".to_vec()),
+                headers: vec![
+                    OldHeader {
+                        key: "trace-id".into(),
+                        value: Some(vec![0xff]),
+                    },
+                    OldHeader {
+                        key: "é".into(),
+                        value: None,
+                    },
+                ],
+            }],
+        };
+        let payload = bincode::serialize(&old).unwrap();
+        let mut frame = FRAME_MAGIC.to_vec();
+        frame.extend_from_slice(&[FRAME_VERSION, FRAME_KIND_BATCH, 0, 0]);
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&frame_crc(&frame[..12], &payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        let (batch, used) = decode_frame(&frame).unwrap();
+        assert_eq!(used, frame.len());
+        let keys: Vec<&[u8]> = batch.records[0]
+            .headers
+            .iter()
+            .map(|h| h.key.as_slice())
+            .collect();
+        assert_eq!(keys, [&b"trace-id"[..], "é".as_bytes()]);
+        assert_eq!(batch.records[0].headers[0].value, Some(vec![0xff]));
+        let mut again = Vec::new();
+        encode_frame(&batch, &mut again).unwrap();
+        assert_eq!(again, frame, "the new type writes the old bytes");
+        // And a key that no String could hold goes through.
+        let mut bytes_key = batch;
+        bytes_key.records[0].headers[0].key = vec![0xc3, 0x28, 0x00];
+        let mut buf = Vec::new();
+        encode_frame(&bytes_key, &mut buf).unwrap();
+        assert_eq!(decode_frame(&buf).unwrap().0, bytes_key);
     }
 
     #[test]

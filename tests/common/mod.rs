@@ -523,3 +523,162 @@ impl Case {
         self.cfg.write(testbed(), &self.config);
     }
 }
+
+/// Creates a topic with topic-level configs, e.g. `max.message.bytes` for records above the
+/// broker's default 1 MB limit.
+pub fn create_topic_with(tb: &Testbed, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &tb.kafka)
+        .create()
+        .expect("admin client");
+    let rt = runtime();
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let r = rt
+        .block_on(admin.create_topics([&topic], &opts))
+        .unwrap_or_else(|e| panic!("Kafka at {} did not answer create_topics: {e}", tb.kafka));
+    for res in r {
+        res.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+/// One record to produce to a given partition; header keys are raw bytes, so a test can send
+/// keys that are not UTF-8 or that hold a NUL.
+#[derive(Clone, Default)]
+pub struct RawRecord {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl RawRecord {
+    /// A record whose value is `{"id":N}`, as `produce` writes them.
+    pub fn event(partition: i32, id: u64) -> Self {
+        Self {
+            partition,
+            key: Some(format!("cell-{}", id % 97).into_bytes()),
+            value: Some(format!("{{\"id\":{id}}}").into_bytes()),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Headers built through librdkafka's own `rd_kafka_header_add`, which takes a key with its
+/// length: rdkafka's `Header` wants a `&str` key and so cannot send a non-UTF-8 one.
+fn raw_headers(headers: &[(Vec<u8>, Option<Vec<u8>>)]) -> rdkafka::message::OwnedHeaders {
+    let owned = rdkafka::message::OwnedHeaders::new();
+    // `BorrowedHeaders` is a view whose address is the native headers object.
+    let native = owned.as_borrowed() as *const rdkafka::message::BorrowedHeaders
+        as *mut rdkafka::bindings::rd_kafka_headers_t;
+    for (k, v) in headers {
+        let (vp, vl) = match v {
+            Some(v) => (v.as_ptr() as *const libc::c_void, v.len() as isize),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: `native` is the live headers object owned by `owned`; librdkafka copies
+        // the key and value bytes it is given with their lengths.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_header_add(
+                native,
+                k.as_ptr() as *const libc::c_char,
+                k.len() as isize,
+                vp,
+                vl,
+            )
+        };
+        assert_eq!(
+            err,
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        );
+    }
+    owned
+}
+
+/// Produces `records` in order (each to its partition) and waits for every delivery.
+/// `extra` sets producer properties, e.g. a larger `message.max.bytes`.
+pub fn produce_raw(tb: &Testbed, topic: &str, records: &[RawRecord], extra: &[(&str, &str)]) {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &tb.kafka)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5");
+    for (k, v) in extra {
+        cc.set(*k, *v);
+    }
+    let p: BaseProducer = cc.create().expect("producer");
+    for r in records {
+        let mut rec = BaseRecord::<[u8], [u8]>::to(topic).partition(r.partition);
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_slice());
+        }
+        if !r.headers.is_empty() {
+            rec = rec.headers(raw_headers(&r.headers));
+        }
+        if let Err((e, _)) = p.send(rec) {
+            panic!("produce: {e}");
+        }
+        // One at a time, so each record's offset is its place in `records` per partition.
+        p.flush(Duration::from_secs(60)).expect("flush producer");
+    }
+}
+
+/// Every final file under `dir` (recursively, skipping `_`/`.` names as Spark does), with its
+/// bytes, sorted by path.
+pub async fn read_final_files(client: &Client, dir: &str) -> Vec<(String, Vec<u8>)> {
+    let listing = match client.list_status(dir, true).await {
+        Ok(l) => l,
+        Err(hdfs_native::HdfsError::FileNotFound(_)) => return Vec::new(),
+        Err(e) => panic!("HDFS at list {dir}: {e}. Is `scripts/testbed up` running?"),
+    };
+    let mut out = Vec::new();
+    for st in listing {
+        let rel = st.path.strip_prefix(dir).unwrap_or(&st.path);
+        if st.isdir
+            || rel
+                .split('/')
+                .any(|c| c.starts_with('_') || c.starts_with('.'))
+        {
+            continue;
+        }
+        let reader = client.read(&st.path).await.expect("open final file");
+        let bytes = reader
+            .read_range(0, reader.file_length())
+            .await
+            .expect("read final file");
+        out.push((st.path.clone(), bytes.to_vec()));
+    }
+    out.sort();
+    out
+}
+
+/// Every name under `dir` (recursively), hidden ones included.
+pub async fn list_names(client: &Client, dir: &str) -> Vec<String> {
+    match client.list_status(dir, true).await {
+        Ok(l) => l.into_iter().map(|s| s.path).collect(),
+        Err(hdfs_native::HdfsError::FileNotFound(_)) => Vec::new(),
+        Err(e) => panic!("HDFS at list {dir}: {e}. Is `scripts/testbed up` running?"),
+    }
+}
+
+/// Polls /health until its body contains `needle` or `limit` passes; returns the last body.
+pub fn wait_health_says(addr: &str, needle: &str, limit: Duration) -> String {
+    let t = Instant::now();
+    let mut last = String::new();
+    while t.elapsed() < limit {
+        if let Some(b) = http_get(addr, "/health") {
+            if b.contains(needle) {
+                return b;
+            }
+            last = b;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("/health never said {needle:?} within {limit:?}; last answer:\n{last}");
+}

@@ -1,0 +1,147 @@
+//! Reads a consumed record's headers as bytes. rdkafka's `Headers::iter` turns each name into a
+//! `&str` with `unwrap`, so a name that is not UTF-8 panicked the Kafka thread; and librdkafka's
+//! public API gives a name only as a C string, so a name holding a NUL (`a\0b`) was cut at it.
+//! Kafka promises neither: header names are bytes, and so are they here.
+
+use std::ffi::{c_char, c_void, CStr};
+
+use rdkafka::bindings as rd;
+use rdkafka::message::BorrowedMessage;
+
+use crate::wal::Header;
+
+/// Every header of `m`, in order, duplicates included, names and values as bytes.
+pub fn read(m: &BorrowedMessage<'_>) -> Vec<Header> {
+    let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: `m.ptr()` is the live message `m` borrows; librdkafka parses its headers (once)
+    // and keeps them with the message, which outlives this call.
+    let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
+        return Vec::new(); // `_NOENT`: the record has no headers
+    }
+    // SAFETY: `hdrs` is the message's live headers object.
+    unsafe { read_native(hdrs) }
+}
+
+/// # Safety
+/// `hdrs` must be a live librdkafka headers object for the duration of the call.
+pub(crate) unsafe fn read_native(hdrs: *const rd::rd_kafka_headers_t) -> Vec<Header> {
+    let count = rd::rd_kafka_header_cnt(hdrs);
+    let mut out = Vec::with_capacity(count);
+    for idx in 0..count {
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
+        let err = rd::rd_kafka_header_get_all(hdrs, idx, &mut name, &mut value, &mut size);
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            break;
+        }
+        out.push(Header {
+            key: name_bytes(name, value, size).to_vec(),
+            value: (!value.is_null())
+                .then(|| std::slice::from_raw_parts(value as *const u8, size).to_vec()),
+        });
+    }
+    out
+}
+
+/// A header name's bytes, NULs included.
+///
+/// librdkafka's private `rd_kafka_header_t` (rdkafka_header.h, the same since headers arrived
+/// in 0.11.4) is `{ size_t ser_size; size_t value_size; size_t name_size; char *value;
+/// char name[]; }`, and `rd_kafka_header_get_all` returns a pointer to its `name` field. The
+/// length of a name holding a NUL is only in `name_size`, so it is read from there, but only
+/// when the fields beside it are exactly what `get_all` returned (`value`, `value_size`),
+/// `ser_size` is the size librdkafka derives from the two lengths, and the name's terminating
+/// NUL sits at `name_size`. Any other layout falls back to the C string (cut at a NUL).
+/// `headers_keep_nul_names_through_librdkafka` checks the layout against the linked library.
+///
+/// # Safety
+/// `name`, `value` and `size` must be what `rd_kafka_header_get_all` just returned.
+unsafe fn name_bytes<'a>(name: *const c_char, value: *const c_void, size: usize) -> &'a [u8] {
+    let c_string = CStr::from_ptr(name).to_bytes();
+    let field = |back: usize| (name as *const usize).sub(back).read_unaligned();
+    let (ser_size, value_size, name_size) = (field(4), field(3), field(2));
+    let stored_value = field(1) as *const c_void;
+    let plausible = stored_value == value
+        && value_size == size
+        && name_size >= c_string.len()
+        && Some(ser_size) == serialized_size(name_size, value_size)
+        && (value.is_null() || value == name.add(name_size + 1) as *const c_void);
+    if !plausible || *name.add(name_size) != 0 {
+        return c_string;
+    }
+    std::slice::from_raw_parts(name as *const u8, name_size)
+}
+
+/// librdkafka's `rkhdr_ser_size`: both lengths as zigzag varints, plus the bytes.
+fn serialized_size(name_size: usize, value_size: usize) -> Option<usize> {
+    let varint = |n: usize| -> Option<usize> {
+        let zigzag = (n as u64).checked_mul(2)?;
+        Some(((64 - zigzag.leading_zeros() as usize).max(1)).div_ceil(7))
+    };
+    name_size
+        .checked_add(value_size)?
+        .checked_add(varint(name_size)?)?
+        .checked_add(varint(value_size)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
+
+    /// Headers made by the linked librdkafka's own `rd_kafka_header_add`, as the consumer
+    /// makes them from a fetched record.
+    fn native(headers: &[(&[u8], Option<&[u8]>)]) -> OwnedHeaders {
+        let owned = OwnedHeaders::new();
+        // `BorrowedHeaders` is a view whose address is the native headers object.
+        let ptr = owned.as_borrowed() as *const BorrowedHeaders as *mut rd::rd_kafka_headers_t;
+        for (k, v) in headers {
+            let (vp, vl) = v.map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.len() as isize));
+            // SAFETY: `ptr` is the live headers object of `owned`; librdkafka copies both.
+            let err = unsafe {
+                rd::rd_kafka_header_add(ptr, k.as_ptr().cast(), k.len() as isize, vp.cast(), vl)
+            };
+            assert_eq!(err, rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+        }
+        owned
+    }
+
+    /// Regression: a header name that is not UTF-8 panicked the Kafka thread (rdkafka's
+    /// iterator unwraps a `Utf8Error`), and a name holding a NUL was cut at it, so `a\0b` and
+    /// `a\0c` both became `a`. This also checks the header layout `name_bytes` relies on.
+    #[test]
+    fn headers_keep_nul_names_through_librdkafka() {
+        let long = vec![b'n'; 300]; // a two-byte varint length
+        let input: Vec<(&[u8], Option<&[u8]>)> = vec![
+            (b"a", Some(b"1")),
+            (b"a", Some(b"2")),
+            (b"a\0b", Some(b"x")),
+            (b"a\0c", None),
+            (&[0xff, 0xc3, 0x28], Some(&[0x00, 0xff])),
+            (b"", Some(b"")),
+            (&long, Some(&long)),
+            (b"\0", None),
+        ];
+        let owned = native(&input);
+        let ptr = owned.as_borrowed() as *const BorrowedHeaders as *const rd::rd_kafka_headers_t;
+        // SAFETY: `owned` lives until the end of the test.
+        let got = unsafe { read_native(ptr) };
+        let want: Vec<Header> = input
+            .iter()
+            .map(|(k, v)| Header {
+                key: k.to_vec(),
+                value: v.map(<[u8]>::to_vec),
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn serialized_size_matches_librdkafka_varints() {
+        assert_eq!(serialized_size(0, 0), Some(2));
+        assert_eq!(serialized_size(3, 1), Some(6));
+        assert_eq!(serialized_size(63, 0), Some(65)); // zigzag 126: one byte
+        assert_eq!(serialized_size(64, 0), Some(67)); // zigzag 128: two bytes
+        assert_eq!(serialized_size(usize::MAX, 0), None);
+    }
+}
