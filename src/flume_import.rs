@@ -421,6 +421,14 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
         )),
     }
     hdfs.push("format = \"text\"".into());
+    // Flume splits such a record into two lines without a word; flumen's default halts the
+    // partition instead, so a converted pipeline must be told before its first such record.
+    w.push(format!(
+        "{}: Flume writes a record holding a line break as two lines; flumen halts the \
+         partition on one (hdfs.text_newline_policy = \"fail\"). Set it to \"raw\" for \
+         Flume's behaviour, or \"dead_letter\" with hdfs.dead_letter_dir",
+        sink.prefix
+    ));
     if let Some(f) = sink.get("hdfs.writeFormat") {
         if f != "Text" {
             w.push(format!(
