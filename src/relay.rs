@@ -453,12 +453,20 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
         r = &mut sink_task => (Some(r), None),
         name = ended_rx.recv() => (None, name),
     };
-    if let Some(name) = died {
-        tracing::error!(thread = name, "a core thread stopped; shutting down");
-    }
     stop.store(true, Ordering::Release);
     let source_result = join(source_thread).await?;
     let writer_result = join(writer).await?;
+    // The first thread to end is not always the one that failed: a dead Kafka thread drops
+    // the batch queue, and the writer then ends cleanly, sometimes first. Name the failure.
+    let died = died.map(|first| match (&source_result, &writer_result) {
+        (Err(e), _) => ("kafka source", e.to_string()),
+        (_, Err(e)) => ("channel writer", e.to_string()),
+        _ => (first, "it returned before shutdown".to_string()),
+    });
+    if let Some((name, why)) = &died {
+        tracing::error!(thread = name, error = %why, "a core thread stopped; shutting down");
+    }
+    let died = died.map(|(name, _)| name);
     appended.notify_one();
     let _ = stop_tx.send(true);
     let sink_result = match early {

@@ -304,6 +304,12 @@ fn a_dead_kafka_thread_stops_the_process_non_zero() {
     );
     assert!(log.contains("failpoint kafka-thread-error"), "{log}");
     assert!(log.contains("a core thread stopped"), "{log}");
+    // Regression: the log named the channel writer, which had only ended after it.
+    let line = log
+        .lines()
+        .find(|l| l.contains("a core thread stopped"))
+        .unwrap();
+    assert!(line.contains("kafka source"), "{line}");
 }
 
 /// Regression: a second instance on a host (e.g. two agents converted by `import-flume`) on
