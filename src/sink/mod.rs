@@ -256,8 +256,19 @@ impl Sink {
         tracing::debug!(?cmd, "sink command");
         match cmd {
             SinkCommand::Activate { tp, committed_end } => {
-                // A re-activation (a halted partition reconciled again) starts from the ledger:
-                // an open file of the old activation is dropped, its range rewritten.
+                // A halted partition is reconciled again every few seconds. When the ledger
+                // still agrees with what this sink holds, its work goes on: dropping the open
+                // file each time kept the records before the halt from ever committing once
+                // the retry came sooner than the roll interval.
+                if self
+                    .parts
+                    .get(&tp)
+                    .is_some_and(|st| st.committed_end == committed_end)
+                {
+                    return Ok(());
+                }
+                // Otherwise start from the ledger: an open file of the old activation is
+                // dropped, its range rewritten.
                 self.drop_work(&tp).await;
                 self.activate(tp, committed_end)
             }
