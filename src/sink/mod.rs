@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod format;
 pub mod path;
 mod roll;
+pub mod watchdog;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -211,6 +212,8 @@ pub struct Sink {
     write_chunk: usize,
     last_timers: Instant,
     last_housekeeping: Instant,
+    /// Commit progress per partition, read by the watchdog (see `watchdog.rs`).
+    progress: Arc<watchdog::Progress>,
 }
 
 impl Sink {
@@ -240,6 +243,7 @@ impl Sink {
             write_chunk: WRITE_CHUNK_MAX,
             last_timers: Instant::now(),
             last_housekeeping: Instant::now(),
+            progress: Arc::default(),
         }
     }
 
@@ -261,6 +265,7 @@ impl Sink {
             }
             SinkCommand::Deactivate { tp } => {
                 self.drop_work(&tp).await;
+                self.progress.removed(&tp);
                 if let Some(st) = self.parts.remove(&tp) {
                     // Rolls that committed meanwhile report later and move this end on.
                     self.foreign_ends.insert(tp, st.committed_end);
@@ -275,6 +280,7 @@ impl Sink {
             self.reader.rewind_to(seg);
         }
         self.next_epoch += 1;
+        self.progress.activated(&tp, committed_end);
         let old = self.parts.insert(
             tp,
             PartState {
@@ -453,7 +459,9 @@ impl Sink {
             f.last_write = Instant::now();
             let chunk = Bytes::from(f.encoder.take_output());
             if let Err(e) = f.writer.write(chunk).await {
-                tracing::warn!(partition = %tp, error = %e, "HDFS write failed; rewriting the file from the channel");
+                // Debug: the writer reported the failure to /health and logged it, rate-limited.
+                let error = crate::hdfs_fault::Brief(&e);
+                tracing::debug!(partition = %tp, %error, "HDFS write failed; rewriting the file from the channel");
                 events::error(events::ErrorCode::HdfsIo);
                 self.restart_partition(tp).await?;
             }
@@ -515,7 +523,7 @@ impl Sink {
         self.drain_done().await?;
         if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
             self.last_housekeeping = Instant::now();
-            events::channel_level(self.index.bytes_total(), self.index.segment_count());
+            // The channel level is reported by the watchdog, which runs while HDFS calls wait.
             self.refresh_foreign_ends().await?;
             self.trim()?;
         }
@@ -690,6 +698,7 @@ impl Sink {
         match d.outcome {
             Outcome::Committed => {
                 st.committed_end = st.committed_end.max(d.last);
+                self.progress.committed(&d.tp, d.last);
                 (self.on_commit)(&d.tp, d.last);
             }
             Outcome::Fenced => {
@@ -814,6 +823,13 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
     sink.pending_commands = Some(commands);
+    let watchdog = watchdog::spawn(
+        sink.index.clone(),
+        sink.progress.clone(),
+        sink.ledger.hdfs().health().clone(),
+        sink.opts.roll_interval,
+    );
+    let _watchdog = AbortOnDrop(watchdog);
     let mut ticker = tokio::time::interval(ROLL_TIMER);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Runs until shutdown; every wait below is also woken by the ticker.
@@ -838,6 +854,15 @@ pub async fn run(
     // Graceful: everything durable in the channel goes to HDFS before we exit.
     sink.drain_commands().await?;
     sink.finish().await
+}
+
+/// Aborts a background task when dropped, however the function holding it returns.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Sink {
