@@ -48,6 +48,13 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How long a stopped partition's closing files may take to end before they are abandoned
 /// (a later reconciliation then finishes or rewrites them).
 const SETTLE_MAX: Duration = Duration::from_secs(5);
+/// After an HDFS write or close failure a partition waits before it writes again, from the
+/// least to the most (doubling per failure in a row, reset by a commit), so a refused block
+/// allocation (a quota) does not become a tight restart loop against the NameNode. Hard-coded:
+/// `hdfs.retry_backoff_max_ms` would be the natural setting, but the sink options do not carry
+/// it yet.
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often graceful shutdown drains the channel again after a partition restarted during
 /// its final commits, before leaving the rest in the channel for the next start.
 const FINAL_DRAINS_MAX: usize = 3;
@@ -178,6 +185,8 @@ struct PartState {
     /// The open file is due to roll but the partition has `files_closing_per_partition_max`
     /// rolls in flight: the partition reads nothing until one ends.
     blocked: bool,
+    /// Restarted after an HDFS failure: reads nothing until then (see `RESTART_BACKOFF_MIN`).
+    held_until: Option<Instant>,
     /// Next offset to write; records below it are already in the open file or in HDFS.
     next_expected: i64,
     open: Option<OpenFile>,
@@ -214,6 +223,8 @@ pub struct Sink {
     last_housekeeping: Instant,
     /// Commit progress per partition, read by the watchdog (see `watchdog.rs`).
     progress: Arc<watchdog::Progress>,
+    /// The next wait of partitions whose last HDFS write or close failed.
+    restart_backoff: HashMap<TopicPartition, Duration>,
 }
 
 impl Sink {
@@ -244,6 +255,7 @@ impl Sink {
             last_timers: Instant::now(),
             last_housekeeping: Instant::now(),
             progress: Arc::default(),
+            restart_backoff: HashMap::new(),
         }
     }
 
@@ -266,6 +278,7 @@ impl Sink {
             SinkCommand::Deactivate { tp } => {
                 self.drop_work(&tp).await;
                 self.progress.removed(&tp);
+                self.restart_backoff.remove(&tp);
                 if let Some(st) = self.parts.remove(&tp) {
                     // Rolls that committed meanwhile report later and move this end on.
                     self.foreign_ends.insert(tp, st.committed_end);
@@ -293,6 +306,7 @@ impl Sink {
                 closing: VecDeque::new(),
                 link: None,
                 blocked: false,
+                held_until: None,
             },
         );
         debug_assert!(old.is_none_or(|o| o.closing.is_empty() && o.open.is_none()));
@@ -351,8 +365,8 @@ impl Sink {
         let Some(st) = self.parts.get(&tp) else {
             return Ok(()); // not ours (yet); kept in the channel until ownership is known
         };
-        if st.blocked {
-            return Ok(()); // read again once the partition can roll
+        if st.blocked || st.held_until.is_some() {
+            return Ok(()); // read again once the partition can roll, or its wait is over
         }
         if batch.last_offset < st.next_expected {
             return Ok(()); // already written
@@ -463,7 +477,7 @@ impl Sink {
                 let error = crate::hdfs_fault::Brief(&e);
                 tracing::debug!(partition = %tp, %error, "HDFS write failed; rewriting the file from the channel");
                 events::error(events::ErrorCode::HdfsIo);
-                self.restart_partition(tp).await?;
+                self.restart_partition(tp, true).await?;
             }
         }
         Ok(true)
@@ -635,9 +649,40 @@ impl Sink {
         Ok(())
     }
 
+    /// Makes a partition restarted after an HDFS failure wait before it writes again.
+    fn hold(&mut self, tp: &TopicPartition) {
+        let wait = self
+            .restart_backoff
+            .get(tp)
+            .copied()
+            .unwrap_or(RESTART_BACKOFF_MIN);
+        self.restart_backoff
+            .insert(tp.clone(), (wait * 2).min(RESTART_BACKOFF_MAX));
+        let st = self.parts.get_mut(tp).expect("just activated");
+        st.held_until = Some(Instant::now() + wait);
+        tracing::debug!(partition = %tp, wait_ms = wait.as_millis() as u64, "waiting before rewriting after an HDFS failure");
+    }
+
+    /// Ends the waits that are over and sends the reader back to where those partitions start.
+    fn release_held(&mut self) {
+        let now = Instant::now();
+        for (tp, st) in self.parts.iter_mut() {
+            if st.held_until.is_none_or(|t| t > now) {
+                continue;
+            }
+            st.held_until = None;
+            if let Some(seg) = self.index.first_segment_after(tp, st.next_expected - 1) {
+                self.reader.rewind_to(seg);
+                self.rewound = true;
+            }
+        }
+    }
+
     /// Rolls the waiting file of every blocked partition that has room again, and sends the
-    /// reader back to where the partition stopped reading.
+    /// reader back to where the partition stopped reading. Releases partitions whose wait after
+    /// an HDFS failure is over.
     async fn unblock_ready(&mut self) -> Result<(), SinkError> {
+        self.release_held();
         let per_partition = self.opts.files_closing_per_partition_max;
         let ready: Vec<_> = self
             .parts
@@ -699,15 +744,16 @@ impl Sink {
             Outcome::Committed => {
                 st.committed_end = st.committed_end.max(d.last);
                 self.progress.committed(&d.tp, d.last);
+                self.restart_backoff.remove(&d.tp);
                 (self.on_commit)(&d.tp, d.last);
             }
             Outcome::Fenced => {
                 events::fenced(&d.tp, d.start);
-                self.restart_partition(&d.tp).await?;
+                self.restart_partition(&d.tp, false).await?;
             }
             Outcome::CloseFailed | Outcome::Cancelled => {
                 events::error(events::ErrorCode::HdfsIo);
-                self.restart_partition(&d.tp).await?;
+                self.restart_partition(&d.tp, true).await?;
             }
             Outcome::Failed(e) => return Err(e.into()),
         }
@@ -716,7 +762,12 @@ impl Sink {
 
     /// Drops the partition's open file and closing rolls and re-derives its position from
     /// HDFS, then rewinds the channel so the range is written again from the channel's copy.
-    async fn restart_partition(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
+    /// After an HDFS failure (`failed`) the partition first waits out its backoff.
+    async fn restart_partition(
+        &mut self,
+        tp: &TopicPartition,
+        failed: bool,
+    ) -> Result<(), SinkError> {
         self.drop_work(tp).await;
         // A fence or a failed close often means the partition moved to another member: apply
         // any revocation that already arrived rather than reconciling (and fencing the new
@@ -734,6 +785,9 @@ impl Sink {
         })?;
         self.parts.remove(tp);
         self.activate(tp.clone(), next - 1);
+        if failed {
+            self.hold(tp);
+        }
         Ok(())
     }
 
