@@ -183,9 +183,9 @@ fn succeeded(health: &Health, proof: Option<Proof>) {
 }
 
 /// Awaits an HDFS call and reports its outcome to /health: a failure by its kind, a success as
-/// the end of the faults `proof` says it disproves. If it has not answered after `SLOW_CALL`, reports HDFS
-/// as unreachable (without cancelling the call: a write RPC cut short might still commit). The
-/// client itself keeps reconnecting underneath.
+/// the end of the faults `proof` says it disproves. If it has not answered after `SLOW_CALL`,
+/// reports HDFS as unreachable (without cancelling the call: a write RPC cut short might still
+/// commit) until it answers. The client itself keeps reconnecting underneath.
 pub async fn watch<T>(
     health: &Health,
     what: &str,
@@ -197,23 +197,26 @@ pub async fn watch<T>(
     // 2 MiB worker stack in debug builds.
     let mut call = Box::pin(call);
     let began = std::time::Instant::now();
+    let mut slow = false;
     let r = tokio::select! {
         r = &mut call => r,
         _ = tokio::time::sleep(SLOW_CALL) => {
-            let slow = Fault {
+            let fault = Fault {
                 kind: FaultKind::Unreachable,
                 reason: format!(
                     "hdfs unreachable: {what} {path} has not answered for {} s",
                     SLOW_CALL.as_secs()
                 ),
             };
-            failed(health, slow, what, path, &"no answer yet; waiting");
+            failed(health, fault, what, path, &"no answer yet; waiting");
+            slow = true;
             call.await
         }
     };
     crate::events::hdfs_call(what, began.elapsed());
     match &r {
-        Ok(_) => succeeded(health, proof),
+        // A slow call that answered ends the fault it reported, whatever else it proves.
+        Ok(_) => succeeded(health, proof.or(slow.then_some(Proof::Answered))),
         // An answer about the namespace (exists, not found) is the protocol working.
         Err(e) if is_final_answer(e) => succeeded(health, Some(Proof::Answered)),
         Err(e) => failed(health, classify(what, path, e), what, path, &Brief(e)),
