@@ -99,8 +99,11 @@ pub fn rebalance(kind: &'static str, partitions: usize) {
     counter!("flumen_rebalances_total", "kind" => kind).increment(1);
 }
 
+/// One retry of a failed HDFS call. Debug only: the failure itself is reported, rate-limited,
+/// by [`hdfs_fault`].
 pub fn hdfs_retry(what: &str, path: &str, e: &hdfs_native::HdfsError, backoff: Duration) {
-    tracing::warn!(op = what, path, error = %e, backoff_ms = backoff.as_millis() as u64, "HDFS call failed; retrying");
+    let brief = crate::hdfs_fault::Brief(e);
+    tracing::debug!(op = what, path, error = %brief, backoff_ms = backoff.as_millis() as u64, "HDFS call failed; retrying");
     error(ErrorCode::HdfsIo);
 }
 
@@ -202,4 +205,59 @@ pub fn channel_recovered(damage: &[crate::wal::Damage], gaps: &crate::wal::Gaps)
     gauge!("flumen_channel_damaged_ranges").set(damage.len() as f64);
     gauge!("flumen_channel_missing_segments").set(missing as f64);
     gauge!("flumen_channel_lost_offset_ranges").set(lost as f64);
+}
+
+/// An HDFS call failed with a fault of `kind` (`reason` names cause and path, as /health does).
+/// Counted every time; logged only when the per-kind rate limit lets `line` through, and never
+/// with the Java stack trace (`error` is the brief form).
+pub fn hdfs_fault(
+    kind: crate::hdfs_fault::FaultKind,
+    reason: &str,
+    line: Option<crate::hdfs_fault::FaultLine>,
+    op: &str,
+    path: &str,
+    error: &dyn std::fmt::Display,
+) {
+    use crate::hdfs_fault::{FaultLine, FAULT_LOG_INTERVAL};
+    let k = kind.as_str();
+    counter!("flumen_hdfs_faults_total", "kind" => k).increment(1);
+    gauge!("flumen_hdfs_fault_active", "kind" => k).set(1.0);
+    let every_s = FAULT_LOG_INTERVAL.as_secs();
+    match line {
+        Some(FaultLine::Began) => tracing::warn!(kind = k, op, path, %error,
+            "{reason}; the channel keeps the data and flumen retries; repeats are logged at most every {every_s} s"),
+        Some(FaultLine::Continues { suppressed, lasted }) => tracing::warn!(kind = k, op, path,
+            %error, suppressed, lasted_s = lasted.as_secs(), "{reason}; still failing"),
+        Some(FaultLine::Cleared { .. }) | None => {}
+    }
+}
+
+/// An HDFS fault of `kind` is over: a call that proves it succeeded.
+pub fn hdfs_fault_cleared(
+    kind: crate::hdfs_fault::FaultKind,
+    reason: &str,
+    line: Option<crate::hdfs_fault::FaultLine>,
+) {
+    gauge!("flumen_hdfs_fault_active", "kind" => kind.as_str()).set(0.0);
+    if let Some(crate::hdfs_fault::FaultLine::Cleared { lasted }) = line {
+        tracing::info!(
+            kind = kind.as_str(),
+            lasted_s = lasted.as_secs(),
+            "over: {reason}"
+        );
+    }
+}
+
+/// A partition's channel data waits and its commits have made no progress past the bound.
+pub fn partition_stuck(tp: &TopicPartition, reason: &str) {
+    tracing::warn!(partition = %tp, "{reason}");
+    gauge!("flumen_partition_stuck", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
+        .set(1.0);
+}
+
+/// A stuck partition committed again (or has nothing left waiting).
+pub fn partition_unstuck(tp: &TopicPartition) {
+    tracing::info!(partition = %tp, "partition is committing again");
+    gauge!("flumen_partition_stuck", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
+        .set(0.0);
 }

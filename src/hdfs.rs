@@ -15,12 +15,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdfs_native::file::FileWriter;
 use hdfs_native::{Client, HdfsError, WriteOptions};
 
+use crate::hdfs_fault::{classify, Brief, Fault, FaultKind, Proof};
 use crate::health::Health;
 
 /// An HDFS call slower than this marks HDFS unreachable on /health.
@@ -81,6 +82,14 @@ pub fn is_transient(e: &HdfsError) -> bool {
     )
 }
 
+/// Whether `e` (normalized or not) is a final answer rather than a failure.
+fn is_final_answer(e: &HdfsError) -> bool {
+    match e {
+        HdfsError::RPCError(exception, _) => exception.ends_with("FileNotFoundException"),
+        other => !is_transient(other),
+    }
+}
+
 /// hdfs-native maps `FileAlreadyExistsException` to `AlreadyExists` but passes
 /// `FileNotFoundException` through as a generic RPC error; map it so "gone" is an answer, not a
 /// reason to retry forever.
@@ -124,6 +133,11 @@ impl NativeHdfs {
         &self.client
     }
 
+    /// The /health this client reports to.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
     /// Runs `op` until it succeeds or fails with a non-transient error, backing off
     /// exponentially up to `backoff_max`. Retries forever by design: an unreachable NameNode
     /// must stall the relay (the channel keeps the data), not crash it.
@@ -134,16 +148,12 @@ impl NativeHdfs {
     {
         let mut backoff = BACKOFF_MIN;
         loop {
-            match watch(&self.health, what, path, op())
+            match watch(&self.health, what, path, Proof::of_op(what), op())
                 .await
                 .map_err(normalize)
             {
-                Ok(v) => {
-                    self.health.set_hdfs_ok();
-                    return Ok(v);
-                }
+                Ok(v) => return Ok(v),
                 Err(e) if is_transient(&e) => {
-                    self.health.set_hdfs_error(format!("{what} {path}: {e}"));
                     crate::events::hdfs_retry(what, path, &e, backoff);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.backoff_max);
@@ -154,35 +164,62 @@ impl NativeHdfs {
     }
 }
 
-/// Awaits an HDFS call; if it has not answered after `SLOW_CALL`, reports HDFS as unreachable on
-/// /health (without cancelling the call: a write RPC cut short might still commit). The client
-/// itself keeps reconnecting underneath.
+/// Records a failed call on /health (classified: a quota, safe mode, ...) and emits its event,
+/// whose log line is rate-limited per kind.
+fn failed(health: &Health, fault: Fault, what: &str, path: &str, error: &dyn std::fmt::Display) {
+    let (kind, reason) = (fault.kind, fault.reason.clone());
+    let line = health.hdfs_failed(fault, Instant::now());
+    crate::events::hdfs_fault(kind, &reason, line, what, path, error);
+}
+
+/// Records a successful call: ends the faults it proves over (see `Proof`).
+fn succeeded(health: &Health, proof: Option<Proof>) {
+    let Some(proof) = proof else {
+        return;
+    };
+    for (kind, reason, line) in health.hdfs_succeeded(proof, Instant::now()) {
+        crate::events::hdfs_fault_cleared(kind, &reason, line);
+    }
+}
+
+/// Awaits an HDFS call and reports its outcome to /health: a failure by its kind, a success as
+/// the end of the faults `proof` says it disproves. If it has not answered after `SLOW_CALL`,
+/// reports HDFS as unreachable (without cancelling the call: a write RPC cut short might still
+/// commit) until it answers. The client itself keeps reconnecting underneath.
 pub async fn watch<T>(
     health: &Health,
     what: &str,
     path: &str,
+    proof: Option<Proof>,
     call: impl Future<Output = Result<T, HdfsError>>,
 ) -> Result<T, HdfsError> {
     // Boxed: HDFS call futures are large, and nesting them unboxed inside select! blew the
     // 2 MiB worker stack in debug builds.
     let mut call = Box::pin(call);
     let began = std::time::Instant::now();
-    tokio::select! {
-        r = &mut call => {
-            crate::events::hdfs_call(what, began.elapsed());
-            return r;
+    let mut slow = false;
+    let r = tokio::select! {
+        r = &mut call => r,
+        _ = tokio::time::sleep(SLOW_CALL) => {
+            let fault = Fault {
+                kind: FaultKind::Unreachable,
+                reason: format!(
+                    "hdfs unreachable: {what} {path} has not answered for {} s",
+                    SLOW_CALL.as_secs()
+                ),
+            };
+            failed(health, fault, what, path, &"no answer yet; waiting");
+            slow = true;
+            call.await
         }
-        _ = tokio::time::sleep(SLOW_CALL) => {}
-    }
-    health.set_hdfs_error(format!(
-        "{what} {path} has not answered for {} s",
-        SLOW_CALL.as_secs()
-    ));
-    tracing::warn!(op = what, path, "HDFS call is not answering; waiting");
-    let r = call.await;
+    };
     crate::events::hdfs_call(what, began.elapsed());
-    if r.is_ok() {
-        health.set_hdfs_ok();
+    match &r {
+        // A slow call that answered ends the fault it reported, whatever else it proves.
+        Ok(_) => succeeded(health, proof.or(slow.then_some(Proof::Answered))),
+        // An answer about the namespace (exists, not found) is the protocol working.
+        Err(e) if is_final_answer(e) => succeeded(health, Some(Proof::Answered)),
+        Err(e) => failed(health, classify(what, path, e), what, path, &Brief(e)),
     }
     r
 }
@@ -193,21 +230,53 @@ pub struct NativeWriter {
     inner: FileWriter,
     path: String,
     health: Arc<Health>,
+    /// Bytes written without a failure; see `proof`.
+    written: u64,
+    failed: bool,
+}
+
+impl NativeWriter {
+    /// What a successful hsync or close proves: that blocks could be allocated and written,
+    /// only if this file has data and none of its writes failed. Closing an abandoned writer
+    /// (its block refused by a quota) succeeds too, and proves nothing.
+    fn proof(&self) -> Option<Proof> {
+        (self.written > 0 && !self.failed).then_some(Proof::BlockWritten)
+    }
+
+    fn note<T>(&mut self, r: &Result<T, HdfsError>) {
+        self.failed |= r.is_err();
+    }
 }
 
 impl HdfsWriter for NativeWriter {
     async fn write(&mut self, bytes: Bytes) -> Result<(), HdfsError> {
         let path = self.path.clone();
-        let r = watch(&self.health, "write", &path, self.inner.write_bytes(bytes)).await;
+        let len = bytes.len() as u64;
+        let r = watch(
+            &self.health,
+            "write",
+            &path,
+            None,
+            self.inner.write_bytes(bytes),
+        )
+        .await;
+        self.note(&r);
+        self.written += len;
         r.map(|_| ())
     }
     async fn hsync(&mut self) -> Result<(), HdfsError> {
         let path = self.path.clone();
-        watch(&self.health, "hsync", &path, self.inner.hsync()).await
+        let proof = self.proof();
+        let r = watch(&self.health, "hsync", &path, proof, self.inner.hsync()).await;
+        self.note(&r);
+        r
     }
     async fn close(&mut self) -> Result<(), HdfsError> {
         let path = self.path.clone();
-        watch(&self.health, "close", &path, self.inner.close()).await
+        let proof = self.proof();
+        let r = watch(&self.health, "close", &path, proof, self.inner.close()).await;
+        self.note(&r);
+        r
     }
 }
 
@@ -231,6 +300,8 @@ impl Hdfs for NativeHdfs {
             inner,
             path: path.to_string(),
             health: self.health.clone(),
+            written: 0,
+            failed: false,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod flume_import;
 pub mod hdfs;
+pub mod hdfs_fault;
 pub mod health;
 pub mod http;
 pub mod poison;

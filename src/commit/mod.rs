@@ -14,7 +14,8 @@ pub use ledger::{CommitOutcome, Ledger, Position, Staged};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
-    #[error("HDFS {op} {path}: {source}")]
+    // Brief: the source's RemoteException text carries the whole Java stack trace.
+    #[error("HDFS {op} {path}: {}", crate::hdfs_fault::Brief(source))]
     Hdfs {
         op: &'static str,
         path: String,
@@ -34,6 +35,6 @@ pub enum CommitError {
     },
     #[error("ledger of {tp}: {reason}")]
     Refused { tp: TopicPartition, reason: String },
-    #[error("HDFS client for {url}: {source}")]
+    #[error("HDFS client for {url}: {}", crate::hdfs_fault::Brief(source))]
     Connect { url: String, source: HdfsError },
 }

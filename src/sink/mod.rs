@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod format;
 pub mod path;
 mod roll;
+pub mod watchdog;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -48,6 +49,13 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How long a stopped partition's closing files may take to end before they are abandoned
 /// (a later reconciliation then finishes or rewrites them).
 const SETTLE_MAX: Duration = Duration::from_secs(5);
+/// After an HDFS write or close failure a partition waits before it writes again, from the
+/// least to the most (doubling per failure in a row, reset by a commit), so a refused block
+/// allocation (a quota) does not become a tight restart loop against the NameNode. Hard-coded:
+/// `hdfs.retry_backoff_max_ms` would be the natural setting, but the sink options do not carry
+/// it yet.
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often graceful shutdown drains the channel again after a partition restarted during
 /// its final commits, before leaving the rest in the channel for the next start.
 const FINAL_DRAINS_MAX: usize = 3;
@@ -179,6 +187,8 @@ struct PartState {
     /// The open file is due to roll but the partition has `files_closing_per_partition_max`
     /// rolls in flight: the partition reads nothing until one ends.
     blocked: bool,
+    /// Restarted after an HDFS failure: reads nothing until then (see `RESTART_BACKOFF_MIN`).
+    held_until: Option<Instant>,
     /// Next offset to write; records below it are already in the open file or in HDFS.
     next_expected: i64,
     open: Option<OpenFile>,
@@ -213,6 +223,10 @@ pub struct Sink {
     write_chunk: usize,
     last_timers: Instant,
     last_housekeeping: Instant,
+    /// Commit progress per partition, read by the watchdog (see `watchdog.rs`).
+    progress: Arc<watchdog::Progress>,
+    /// The next wait of partitions whose last HDFS write or close failed.
+    restart_backoff: HashMap<TopicPartition, Duration>,
 }
 
 impl Sink {
@@ -242,6 +256,8 @@ impl Sink {
             write_chunk: WRITE_CHUNK_MAX,
             last_timers: Instant::now(),
             last_housekeeping: Instant::now(),
+            progress: Arc::default(),
+            restart_backoff: HashMap::new(),
         }
     }
 
@@ -274,6 +290,8 @@ impl Sink {
             }
             SinkCommand::Deactivate { tp } => {
                 self.drop_work(&tp).await;
+                self.progress.removed(&tp);
+                self.restart_backoff.remove(&tp);
                 if let Some(st) = self.parts.remove(&tp) {
                     // Rolls that committed meanwhile report later and move this end on.
                     self.foreign_ends.insert(tp, st.committed_end);
@@ -288,6 +306,7 @@ impl Sink {
             self.reader.rewind_to(seg);
         }
         self.next_epoch += 1;
+        self.progress.activated(&tp, committed_end);
         let old = self.parts.insert(
             tp,
             PartState {
@@ -300,6 +319,7 @@ impl Sink {
                 closing: VecDeque::new(),
                 link: None,
                 blocked: false,
+                held_until: None,
             },
         );
         debug_assert!(old.is_none_or(|o| o.closing.is_empty() && o.open.is_none()));
@@ -358,8 +378,8 @@ impl Sink {
         let Some(st) = self.parts.get(&tp) else {
             return Ok(()); // not ours (yet); kept in the channel until ownership is known
         };
-        if st.blocked {
-            return Ok(()); // read again once the partition can roll
+        if st.blocked || st.held_until.is_some() {
+            return Ok(()); // read again once the partition can roll, or its wait is over
         }
         if batch.last_offset < st.next_expected {
             return Ok(()); // already written
@@ -461,9 +481,11 @@ impl Sink {
             f.last_write = Instant::now();
             let chunk = Bytes::from(f.encoder.take_output());
             if let Err(e) = f.writer.write(chunk).await {
-                tracing::warn!(partition = %tp, error = %e, "HDFS write failed; rewriting the file from the channel");
+                // Debug: the writer reported the failure to /health and logged it, rate-limited.
+                let error = crate::hdfs_fault::Brief(&e);
+                tracing::debug!(partition = %tp, %error, "HDFS write failed; rewriting the file from the channel");
                 events::error(events::ErrorCode::HdfsIo);
-                self.restart_partition(tp).await?;
+                self.restart_partition(tp, true).await?;
             }
         }
         Ok(true)
@@ -523,7 +545,7 @@ impl Sink {
         self.drain_done().await?;
         if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
             self.last_housekeeping = Instant::now();
-            events::channel_level(self.index.bytes_total(), self.index.segment_count());
+            // The channel level is reported by the watchdog, which runs while HDFS calls wait.
             self.refresh_foreign_ends().await?;
             self.trim()?;
         }
@@ -635,9 +657,40 @@ impl Sink {
         Ok(())
     }
 
+    /// Makes a partition restarted after an HDFS failure wait before it writes again.
+    fn hold(&mut self, tp: &TopicPartition) {
+        let wait = self
+            .restart_backoff
+            .get(tp)
+            .copied()
+            .unwrap_or(RESTART_BACKOFF_MIN);
+        self.restart_backoff
+            .insert(tp.clone(), (wait * 2).min(RESTART_BACKOFF_MAX));
+        let st = self.parts.get_mut(tp).expect("just activated");
+        st.held_until = Some(Instant::now() + wait);
+        tracing::debug!(partition = %tp, wait_ms = wait.as_millis() as u64, "waiting before rewriting after an HDFS failure");
+    }
+
+    /// Ends the waits that are over and sends the reader back to where those partitions start.
+    fn release_held(&mut self) {
+        let now = Instant::now();
+        for (tp, st) in self.parts.iter_mut() {
+            if st.held_until.is_none_or(|t| t > now) {
+                continue;
+            }
+            st.held_until = None;
+            if let Some(seg) = self.index.first_segment_after(tp, st.next_expected - 1) {
+                self.reader.rewind_to(seg);
+                self.rewound = true;
+            }
+        }
+    }
+
     /// Rolls the waiting file of every blocked partition that has room again, and sends the
-    /// reader back to where the partition stopped reading.
+    /// reader back to where the partition stopped reading. Releases partitions whose wait after
+    /// an HDFS failure is over.
     async fn unblock_ready(&mut self) -> Result<(), SinkError> {
+        self.release_held();
         let per_partition = self.opts.files_closing_per_partition_max;
         let ready: Vec<_> = self
             .parts
@@ -698,15 +751,17 @@ impl Sink {
         match d.outcome {
             Outcome::Committed => {
                 st.committed_end = st.committed_end.max(d.last);
+                self.progress.committed(&d.tp, d.last);
+                self.restart_backoff.remove(&d.tp);
                 (self.on_commit)(&d.tp, d.last);
             }
             Outcome::Fenced => {
                 events::fenced(&d.tp, d.start);
-                self.restart_partition(&d.tp).await?;
+                self.restart_partition(&d.tp, false).await?;
             }
             Outcome::CloseFailed | Outcome::Cancelled => {
                 events::error(events::ErrorCode::HdfsIo);
-                self.restart_partition(&d.tp).await?;
+                self.restart_partition(&d.tp, true).await?;
             }
             Outcome::Failed(e) => return Err(e.into()),
         }
@@ -715,7 +770,12 @@ impl Sink {
 
     /// Drops the partition's open file and closing rolls and re-derives its position from
     /// HDFS, then rewinds the channel so the range is written again from the channel's copy.
-    async fn restart_partition(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
+    /// After an HDFS failure (`failed`) the partition first waits out its backoff.
+    async fn restart_partition(
+        &mut self,
+        tp: &TopicPartition,
+        failed: bool,
+    ) -> Result<(), SinkError> {
         self.drop_work(tp).await;
         // A fence or a failed close often means the partition moved to another member: apply
         // any revocation that already arrived rather than reconciling (and fencing the new
@@ -733,6 +793,9 @@ impl Sink {
         })?;
         self.parts.remove(tp);
         self.activate(tp.clone(), next - 1);
+        if failed {
+            self.hold(tp);
+        }
         Ok(())
     }
 
@@ -849,6 +912,13 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
     sink.pending_commands = Some(commands);
+    let watchdog = watchdog::spawn(
+        sink.index.clone(),
+        sink.progress.clone(),
+        sink.ledger.hdfs().health().clone(),
+        sink.opts.roll_interval,
+    );
+    let _watchdog = AbortOnDrop(watchdog);
     let mut ticker = tokio::time::interval(ROLL_TIMER);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Runs until shutdown; every wait below is also woken by the ticker.
@@ -873,6 +943,15 @@ pub async fn run(
     // Graceful: everything durable in the channel goes to HDFS before we exit.
     sink.drain_commands().await?;
     sink.finish().await
+}
+
+/// Aborts a background task when dropped, however the function holding it returns.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Sink {

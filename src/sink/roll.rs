@@ -93,7 +93,9 @@ pub fn spawn(
         } = roll;
         let outcome = match finish(&mut writer, encoder).await {
             Err(e) => {
-                tracing::warn!(partition = %tp, %temp, error = %e, "closing HDFS file failed; rewriting it from the channel");
+                // Debug: the writer reported the failure to /health and logged it, rate-limited.
+                let error = crate::hdfs_fault::Brief(&e);
+                tracing::debug!(partition = %tp, %temp, %error, "closing HDFS file failed; rewriting it from the channel");
                 discard(&ledger, &tp, &token).await;
                 Outcome::CloseFailed
             }

@@ -682,3 +682,32 @@ pub fn wait_health_says(addr: &str, needle: &str, limit: Duration) -> String {
     }
     panic!("/health never said {needle:?} within {limit:?}; last answer:\n{last}");
 }
+
+/// Sets a space quota of `bytes` on HDFS directory `dir` (created if missing) through the
+/// MiniHdfs control port. A new block needs replication x block size (16 MiB in the testbed) of
+/// room, so any quota below that refuses the next block under `dir` with DSQuotaExceeded.
+pub fn hdfs_quota(dir: &str, bytes: u64) {
+    testbed_cmd(&["hdfs-ctl", "quota", dir, &bytes.to_string()]);
+}
+
+/// Removes the space quota of HDFS directory `dir`.
+pub fn hdfs_quota_clear(dir: &str) {
+    testbed_cmd(&["hdfs-ctl", "quota-clear", dir]);
+}
+
+/// Puts the NameNode into safe mode (`true`) by hand, or takes it out (`false`).
+pub fn hdfs_safemode(enter: bool) {
+    let cmd = if enter {
+        "safemode-enter"
+    } else {
+        "safemode-leave"
+    };
+    testbed_cmd(&["hdfs-ctl", cmd]);
+}
+
+/// The value of an unlabelled metric in a Prometheus text body, if present.
+pub fn metric_value(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -21,10 +21,12 @@ import java.util.Locale;
 import java.util.Map;
 
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.SafeModeAction;
 import org.apache.hadoop.hdfs.DistributedFileSystem;
 import org.apache.hadoop.hdfs.HdfsConfiguration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.apache.hadoop.hdfs.protocol.DatanodeInfo;
+import org.apache.hadoop.hdfs.protocol.HdfsConstants;
 import org.apache.hadoop.hdfs.protocol.HdfsConstants.DatanodeReportType;
 import org.apache.hadoop.hdfs.server.datanode.DataNode;
 
@@ -53,6 +55,12 @@ import org.apache.hadoop.hdfs.server.datanode.DataNode;
  *   <li>{@code nn-stop} - shut the NameNode down</li>
  *   <li>{@code nn-start} - start the (stopped) NameNode again and wait until active</li>
  *   <li>{@code nn-restart} - nn-stop + nn-start</li>
+ *   <li>{@code quota PATH BYTES} - set a space quota on directory PATH (created if missing); a
+ *       block allocation needs replication x block size (16 MiB) of room, so any quota below that
+ *       makes the next block of a file under PATH fail with DSQuotaExceededException</li>
+ *   <li>{@code quota-clear PATH} - remove PATH's space quota</li>
+ *   <li>{@code safemode-enter} / {@code safemode-leave} - put the NameNode into safe mode by hand
+ *       (every namespace change then fails with SafeModeException) and take it out again</li>
  *   <li>{@code shutdown} - reply OK, shut the cluster down and exit 0</li>
  * </ul>
  */
@@ -261,10 +269,43 @@ public final class MiniHdfs {
                 }
                 startNameNode();
                 return "OK";
+            case "quota": {
+                if (w.length != 3) {
+                    return "ERR usage: quota <path> <bytes>";
+                }
+                DistributedFileSystem fs = liveFileSystem();
+                org.apache.hadoop.fs.Path dir = new org.apache.hadoop.fs.Path(w[1]);
+                fs.mkdirs(dir);
+                fs.setQuota(dir, HdfsConstants.QUOTA_DONT_SET, Long.parseLong(w[2]));
+                return "OK";
+            }
+            case "quota-clear": {
+                if (w.length != 2) {
+                    return "ERR usage: quota-clear <path>";
+                }
+                liveFileSystem().setQuota(new org.apache.hadoop.fs.Path(w[1]),
+                        HdfsConstants.QUOTA_DONT_SET, HdfsConstants.QUOTA_RESET);
+                return "OK";
+            }
+            case "safemode-enter":
+                liveFileSystem().setSafeMode(SafeModeAction.ENTER);
+                return "OK";
+            case "safemode-leave":
+                liveFileSystem().setSafeMode(SafeModeAction.LEAVE);
+                return "OK";
             default:
                 return "ERR unknown command '" + cmd
-                        + "' (ping, status, dn-stop I, dn-start I, nn-stop, nn-start, nn-restart, shutdown)";
+                        + "' (ping, status, dn-stop I, dn-start I, nn-stop, nn-start, nn-restart, "
+                        + "quota PATH BYTES, quota-clear PATH, safemode-enter, safemode-leave, shutdown)";
         }
+    }
+
+    /** The cluster's client, refusing (rather than hanging in retries) while the NameNode is stopped. */
+    private DistributedFileSystem liveFileSystem() throws IOException {
+        if (!nameNodeUp) {
+            throw new IOException("namenode is stopped");
+        }
+        return cluster.getFileSystem();
     }
 
     private void startNameNode() throws IOException {
