@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hdfs_native::HdfsError;
 use rdkafka::consumer::Consumer;
 
 use crate::config::Settings;
+use crate::hdfs_fault::Brief;
 use crate::health::Health;
 use crate::relay;
 use crate::tools::{kafka_client, ToolError};
@@ -113,28 +113,15 @@ async fn check_hdfs(config: &Settings) -> Result<(), CheckError> {
             "no answer in {} s",
             HDFS_PROBE_TIMEOUT.as_secs()
         ))),
-        Ok(Err(e)) => Err(fail(short_hdfs_error(&e))),
+        Ok(Err(e)) => Err(fail(Brief(&e).to_string())),
         Ok(Ok(())) => Ok(()),
-    }
-}
-
-/// A NameNode's RemoteException carries the whole Java stack trace; an operator needs the
-/// exception's name and its first line.
-pub fn short_hdfs_error(e: &HdfsError) -> String {
-    match e {
-        HdfsError::RPCError(class, message) => {
-            let name = class.rsplit('.').next().unwrap_or(class);
-            let first = message.lines().next().unwrap_or("").trim();
-            let first = first.strip_prefix(class.as_str()).unwrap_or(first);
-            format!("{name}: {}", first.trim_start_matches(':').trim())
-        }
-        other => other.to_string().lines().next().unwrap_or("").to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hdfs_native::HdfsError;
 
     /// Regression: `check` against a NameNode in safe mode printed a 20-line Java trace.
     #[test]
@@ -145,7 +132,7 @@ mod tests {
              \tat org.apache.hadoop.hdfs.server.namenode.FSNamesystem.checkNameNodeSafeMode"
                 .into(),
         );
-        let s = short_hdfs_error(&e);
+        let s = Brief(&e).to_string();
         assert_eq!(
             s,
             "SafeModeException: Cannot create directory /x. Name node is in safe mode."

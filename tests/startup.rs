@@ -38,6 +38,7 @@ fn flumen_check(config: &Path) -> (bool, String) {
 /// so the message pointed at the wrong cause.
 #[test]
 fn a_second_daemon_on_the_same_config_is_refused_for_the_channel() {
+    let _serial = SAFE_MODE.lock().unwrap_or_else(|e| e.into_inner());
     let work = common::workdir();
     let (cfg, config) = write_config(work.path(), "twice", true);
     let mut first = spawn_relay(&config, None);
@@ -63,6 +64,7 @@ fn a_second_daemon_on_the_same_config_is_refused_for_the_channel() {
 /// Regression: `flumen check` said OK with `channel.dir` a file, or on a read-only mount.
 #[test]
 fn check_refuses_a_channel_dir_it_cannot_write() {
+    let _serial = SAFE_MODE.lock().unwrap_or_else(|e| e.into_inner());
     let work = common::workdir();
     let (_, config) = write_config(work.path(), "chk", false);
     let (ok, out) = flumen_check(&config);
@@ -100,6 +102,32 @@ fn check_refuses_a_channel_dir_it_cannot_write() {
         "{out}"
     );
 }
+
+/// Regression: `flumen check` against a NameNode in safe mode printed a 20-line Java stack
+/// trace. Now one line names the exception and the key.
+#[test]
+fn check_against_a_namenode_in_safe_mode_is_one_line() {
+    let _serial = SAFE_MODE.lock().unwrap_or_else(|e| e.into_inner());
+    let work = common::workdir();
+    let (_, config) = write_config(work.path(), "safe", false);
+    common::hdfs_safemode(true);
+    let (ok, out) = flumen_check(&config);
+    common::hdfs_safemode(false);
+    assert!(!ok, "check passed with the NameNode in safe mode: {out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("SafeModeException"))
+        .unwrap_or_else(|| panic!("no SafeModeException named: {out}"));
+    assert!(line.contains("`hdfs.url`"), "{line}");
+    assert!(
+        !out.contains("\tat org.apache"),
+        "a Java stack trace: {out}"
+    );
+    assert!(out.lines().count() <= 2, "{out}");
+}
+
+/// Safe mode is the NameNode's, so it must not overlap another test of this file that writes.
+static SAFE_MODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A read-only tmpfs at a directory for the test's life. Mounting needs root, as this testbed
 /// runs; without it the test fails saying so rather than skipping.
