@@ -26,6 +26,8 @@ struct Inner {
     halted: std::collections::BTreeMap<String, String>,
     /// Partitions whose channel data waits while their commits make no progress, with why.
     stuck: std::collections::BTreeMap<String, String>,
+    /// Partitions whose offsets the channel lost (found at open), until HDFS holds them.
+    repairing: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -86,6 +88,18 @@ impl Health {
             }
         });
     }
+    /// Marks a partition's channel loss (`Some(reason)`) or its repair (`None`). Degraded:
+    /// Kafka still has the offsets and they are being fetched again.
+    pub fn set_repairing(&self, partition: String, reason: Option<String>) {
+        self.with(|i| match reason {
+            Some(r) => {
+                i.repairing.insert(partition, r);
+            }
+            None => {
+                i.repairing.remove(&partition);
+            }
+        });
+    }
     pub fn set_paused(&self, reason: Option<String>) {
         self.with(|i| i.paused = reason);
     }
@@ -130,6 +144,7 @@ impl Health {
             .chain(hdfs_degraded)
             .chain(i.paused.map(|e| format!("consumption paused: {e}")))
             .chain(i.stuck.into_values())
+            .chain(i.repairing.into_values())
             .collect();
         HealthReport {
             status: if reasons.is_empty() {

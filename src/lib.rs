@@ -14,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod poison;
 pub mod relay;
+pub mod repair;
 pub mod sink;
 pub mod source;
 pub mod tools;

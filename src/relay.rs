@@ -18,6 +18,7 @@ use crate::config::{OffsetReset, Settings};
 use crate::events;
 use crate::hdfs::{self, NativeHdfs};
 use crate::health::Health;
+use crate::repair::ChannelRepair;
 use crate::sink::{self, Sink, SinkCommand, SinkOptions};
 use crate::source::{KafkaConsumer, Ownership, Source, SourceError, SourceOptions, Start};
 use crate::wal::{EncodedBatch, TopicPartition, Wal, WalError, WalIndex, WalOptions, WalWriter};
@@ -178,6 +179,8 @@ struct RelayOwnership {
     /// Partitions whose staging area was cleaned since they were assigned: a halted
     /// partition's later reconciliations must not delete this member's own in-use files.
     cleaned: Mutex<std::collections::HashSet<TopicPartition>>,
+    /// Offsets the channel lost at open, on `/health` until HDFS holds them.
+    repair: Arc<ChannelRepair>,
 }
 
 impl RelayOwnership {
@@ -293,6 +296,7 @@ impl Ownership for RelayOwnership {
         let committed_end = pos.next.expect("the task sets next") - 1;
         let chain_end = self.index.chain_end(tp, committed_end);
         events::reconciled(tp, committed_end, chain_end, &pos);
+        self.repair.delivered(tp, committed_end);
         self.sink
             .blocking_send(SinkCommand::Activate {
                 tp: tp.clone(),
@@ -307,6 +311,7 @@ impl Ownership for RelayOwnership {
             r.task.abort();
         }
         self.cleaned.lock().expect("lock").remove(tp);
+        self.repair.released(tp);
         self.health.set_halted(tp.to_string(), None);
         self.health.set_halted(ledger_halt_key(tp), None);
         let _ = self
@@ -348,6 +353,8 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
     // The channel lock first: a second daemon on the same config must be refused for that,
     // not for the metrics port the first one holds.
     let wal = Wal::open(wal_options(&config))?;
+    // Before /health is served, so it never says ready while lost offsets are outstanding.
+    let repair = Arc::new(ChannelRepair::new(&wal.gaps, health.clone()));
     if let Some(addr) = config.metrics_listen {
         crate::http::serve(addr, health.clone())
             .await
@@ -407,6 +414,7 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
         earliest: config.kafka.auto_offset_reset == OffsetReset::Earliest,
         tasks: Mutex::default(),
         cleaned: Mutex::default(),
+        repair: repair.clone(),
     });
     let source = Source::new(
         SourceOptions::from_settings(&config),
@@ -419,7 +427,7 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
     let _ = ownership.consumer.set(consumer.clone());
 
     let committed: Arc<Mutex<HashMap<TopicPartition, i64>>> = Arc::default();
-    let on_commit = advisory_commit(consumer.clone(), committed.clone());
+    let on_commit = advisory_commit(consumer.clone(), committed.clone(), repair);
     let sink = Sink::new(
         SinkOptions::from_settings(&config),
         ledger,
@@ -542,9 +550,11 @@ async fn join<T: Send + 'static>(t: std::thread::JoinHandle<T>) -> Result<T, Rel
 fn advisory_commit(
     consumer: Arc<KafkaConsumer>,
     committed: Arc<Mutex<HashMap<TopicPartition, i64>>>,
+    repair: Arc<ChannelRepair>,
 ) -> sink::OnCommit {
     Box::new(move |tp, last| {
         committed.lock().expect("lock").insert(tp.clone(), last);
+        repair.delivered(tp, last);
         let mut tpl = TopicPartitionList::new();
         let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(last + 1));
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {

@@ -521,3 +521,64 @@ fn disk_free_bytes_min_is_a_reserve_no_write_crosses() {
     relay.signal(libc::SIGTERM);
     relay.wait_for(Duration::from_secs(30));
 }
+
+/// A lost channel segment is on `/health` (degraded, naming the offsets) until Kafka has given
+/// them again and HDFS holds them; then the relay is ready. Regression: the daemon said
+/// nothing and `/health` stayed ready while a partition's offsets were missing.
+#[test]
+fn a_lost_segment_is_fetched_again_and_health_says_so_until_hdfs_holds_it() {
+    let tb = testbed();
+    let mut case = common::Case::new("walheal");
+    let metrics = case.with_metrics();
+    let topic = case.cfg.topic.clone();
+    // Kafka holds what the channel held: 300 records in each of 3 partitions.
+    use rdkafka::producer::Producer;
+    // An idempotent producer keeps each partition's order, so offset = id.
+    let producer = common::producer(tb);
+    for p in 0..3 {
+        for id in 0..300 {
+            let value = format!("{{\"id\":{id}}}");
+            let record = rdkafka::producer::BaseRecord::<str, str>::to(&topic)
+                .partition(p)
+                .payload(&value);
+            producer.send(record).expect("queue a record");
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush producer");
+    let chan = case.cfg.channel.clone();
+    write_channel(&chan, &topic, 3, 30, 4096);
+    let ids = list_segments(&chan).unwrap();
+    std::fs::remove_file(segment_path(&chan, ids[ids.len() / 2])).unwrap();
+
+    let mut relay = spawn_relay(&case.config, None);
+    let t = Instant::now();
+    let mut saw_degraded = false;
+    loop {
+        let body = common::http_get(&metrics, "/health").unwrap_or_default();
+        saw_degraded |= body.contains("were lost from the channel");
+        if saw_degraded && body.contains("\"status\":\"ready\"") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "saw the loss: {saw_degraded}; last /health: {body}\n{}",
+            relay.key_log_lines()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = flumen(&[
+        "offsets",
+        "--config",
+        case.config.to_str().unwrap(),
+        "--json",
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for p in 0..3 {
+        let row = rows.iter().find(|r| r["partition"] == p).unwrap();
+        assert_eq!(row["hdfs_last_committed"], 299, "{row}");
+    }
+    relay.signal(libc::SIGTERM);
+    assert!(relay.wait_for(Duration::from_secs(60)).is_some());
+}
