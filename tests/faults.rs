@@ -283,7 +283,7 @@ fn offsets_lost_to_retention_halt_until_an_operator_skips_them() {
 
     common::produce(&p, &c.cfg.topic, 600, 1500);
     let (from, through) = (end + 1, end + 100);
-    delete_records(tb, &c.cfg.topic, 0, through + 1);
+    common::delete_records(tb, &c.cfg.topic, 0, through + 1);
     let relay = spawn_relay(&c.config, None);
     let needle = format!("offsets {from}..={through} are gone");
     let health = wait_health(&c.metrics, &needle, Duration::from_secs(90));
@@ -348,24 +348,4 @@ fn per_partition(landed: &[common::Landed]) -> std::collections::BTreeMap<i32, (
         e.1 = e.1.max(l.offset);
     }
     m
-}
-
-/// Moves a partition's log start to `before`, as retention would.
-fn delete_records(tb: &common::Testbed, topic: &str, partition: i32, before: i64) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &tb.kafka)
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(before))
-        .unwrap();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let r = common::runtime()
-        .block_on(admin.delete_records(&tpl, &opts))
-        .unwrap();
-    for e in r.elements() {
-        assert!(e.error().is_ok(), "delete records: {:?}", e.error());
-    }
 }

@@ -582,3 +582,88 @@ fn a_lost_segment_is_fetched_again_and_health_says_so_until_hdfs_holds_it() {
     relay.signal(libc::SIGTERM);
     assert!(relay.wait_for(Duration::from_secs(60)).is_some());
 }
+
+/// Regression: a partition halted because offsets are gone from the channel and from Kafka is
+/// reconciled again every 10 s, and each time the sink dropped its open file, so with a roll
+/// interval above 10 s the records before the gap never committed. They must commit on the
+/// roll interval while the partition stays halted.
+#[test]
+fn records_before_a_gone_range_commit_while_the_partition_is_halted() {
+    use rdkafka::producer::Producer;
+    let tb = testbed();
+    let mut case = common::Case::new("gonekeep");
+    case.cfg.extra_hdfs = "roll_records_max = 0\nroll_interval_s = 25\n".into();
+    let metrics = case.with_metrics();
+    let topic = case.cfg.topic.clone();
+    // The ledger's genesis at offset 0, fixed while the topic is empty, so the later deletion
+    // makes a gone range rather than a later start.
+    let mut first = spawn_relay(&case.config, None);
+    let t = Instant::now();
+    while !first.log_text().contains("genesis") {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{}",
+            first.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    first.signal(libc::SIGTERM);
+    assert!(first.wait_for(Duration::from_secs(60)).is_some());
+    let producer = common::producer(tb);
+    for id in 0..300 {
+        let value = format!("{{\"id\":{id}}}");
+        let record = rdkafka::producer::BaseRecord::<str, str>::to(&topic)
+            .partition(0)
+            .payload(&value);
+        producer.send(record).expect("queue a record");
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush producer");
+    let chan = case.cfg.channel.clone();
+    write_channel(&chan, &topic, 1, 30, 4096);
+    let ids = list_segments(&chan).unwrap();
+    let gone = ids[ids.len() / 2];
+    let lost_from = frames_of(&segment_path(&chan, gone), gone)[0]
+        .2
+        .start_offset;
+    std::fs::remove_file(segment_path(&chan, gone)).unwrap();
+    // Kafka no longer has them either: the partition must halt at `lost_from`.
+    common::delete_records(tb, &topic, 0, 300);
+
+    let mut relay = spawn_relay(&case.config, None);
+    let needle = format!("offsets {lost_from}..");
+    let t = Instant::now();
+    let committed = loop {
+        let body = common::http_get(&metrics, "/health").unwrap_or_default();
+        let out = flumen(&[
+            "offsets",
+            "--config",
+            case.config.to_str().unwrap(),
+            "--json",
+        ]);
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let committed = rows
+            .iter()
+            .find(|r| r["partition"] == 0)
+            .and_then(|r| r["hdfs_last_committed"].as_i64())
+            .unwrap_or(-1);
+        if committed == lost_from - 1 {
+            assert!(body.contains("\"status\":\"down\""), "{body}");
+            assert!(body.contains(&needle), "{body}");
+            break committed;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "offsets before {lost_from} never committed (at {committed}); /health: {body}\n{}",
+            relay.key_log_lines()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(
+        t.elapsed() > Duration::from_secs(10),
+        "committed before any retry: {committed}"
+    );
+    relay.signal(libc::SIGTERM);
+    assert!(relay.wait_for(Duration::from_secs(60)).is_some());
+}

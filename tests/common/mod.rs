@@ -711,3 +711,23 @@ pub fn metric_value(body: &str, name: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// Moves a partition's log start to `before`, as retention would.
+pub fn delete_records(tb: &Testbed, topic: &str, partition: i32, before: i64) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &tb.kafka)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(before))
+        .unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let r = runtime()
+        .block_on(admin.delete_records(&tpl, &opts))
+        .unwrap();
+    for e in r.elements() {
+        assert!(e.error().is_ok(), "delete records: {:?}", e.error());
+    }
+}
