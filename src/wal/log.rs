@@ -308,7 +308,7 @@ impl Wal {
     /// rewrites or truncates segments; damaged ranges stay on disk (reported) until trimmed.
     pub fn open(opts: WalOptions) -> Result<Wal, WalError> {
         let dir = opts.dir.clone();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        create_private_dir(&dir)?;
         let lock = lock_dir(&dir)?;
         let mut found = survey(&dir, |_, _| {})?;
         tidy_unfinished(&dir, &mut found)?;
@@ -393,12 +393,46 @@ fn log_gaps(gaps: &Gaps) {
     }
 }
 
+/// Channel files hold the records themselves, which may be personal data: the directory is
+/// created 0700 and its files 0600. An existing directory open to others is kept as it is (the
+/// operator may share it on purpose) but named in a warning.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+fn create_private_dir(dir: &Path) -> Result<(), WalError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)
+            .map_err(io_err(dir))?;
+    }
+    let mode = fs::metadata(dir).map_err(io_err(dir))?.permissions().mode() & 0o777;
+    if let Some(loose) = loose_mode(mode) {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:04o}"), "the channel directory is {loose}; \
+            its segments hold the records themselves (chmod 700 to keep them private)");
+    }
+    Ok(())
+}
+
+/// What a directory mode lets others do, if anything.
+fn loose_mode(mode: u32) -> Option<&'static str> {
+    match (mode & 0o070 != 0, mode & 0o007 != 0) {
+        (_, true) => Some("open to every user"),
+        (true, false) => Some("open to its group"),
+        _ => None,
+    }
+}
+
 /// Takes an exclusive advisory lock so two daemons (or a daemon and `replay`) never share a
 /// channel directory. The lock dies with the process, so kill -9 leaves nothing to clean up.
 fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     let path = dir.join("LOCK");
     let file = OpenOptions::new()
+        .mode(FILE_MODE)
         .create(true)
         .truncate(false)
         .write(true)
@@ -563,7 +597,9 @@ fn create_segment_file(dir: &Path, id: u64) -> Result<File, WalError> {
             io_err(&path)(e)
         }
     };
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = OpenOptions::new()
+        .mode(FILE_MODE)
         .create_new(true)
         .write(true)
         .read(true)
@@ -595,4 +631,58 @@ fn disk_space(dir: &Path) -> Option<(u64, u64)> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     (rc == 0).then(|| (st.f_bavail as u64 * st.f_frsize as u64, st.f_frsize as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::wal::{Batch, Record};
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Regression: the channel dir was 0755 and its segments and LOCK 0644, so any local user
+    /// could read the records.
+    #[test]
+    fn a_new_channel_is_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/channel");
+        let mut wal = Wal::open(WalOptions {
+            dir: dir.clone(),
+            segment_bytes_max: 1 << 20,
+            group_commit_bytes_max: 1 << 20,
+        })
+        .unwrap();
+        let batch = Batch {
+            topic: "t".into(),
+            partition: 0,
+            start_offset: 0,
+            last_offset: 0,
+            records: vec![Record {
+                offset: 0,
+                timestamp_ms: None,
+                key: None,
+                value: Some(b"secret".to_vec()),
+                headers: vec![],
+            }],
+        };
+        wal.writer
+            .append(&[EncodedBatch::encode(&batch).unwrap()])
+            .unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("LOCK")), 0o600);
+        for id in list_segments(&dir).unwrap() {
+            assert_eq!(mode(&segment_path(&dir, id)), 0o600, "segment {id}");
+        }
+    }
+
+    #[test]
+    fn a_loose_directory_is_named() {
+        assert_eq!(loose_mode(0o700), None);
+        assert_eq!(loose_mode(0o750), Some("open to its group"));
+        assert_eq!(loose_mode(0o755), Some("open to every user"));
+    }
 }
