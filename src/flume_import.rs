@@ -151,6 +151,7 @@ fn consumer_property(k: &str, name: &str, v: &str, w: &mut Vec<String>) -> Carry
         "max.poll.interval.ms" => numeric("max_poll_interval_ms", w),
         "group.instance.id" => Carry::Key(format!("group_instance_id = {}", q(v))),
         "partition.assignment.strategy" => assignment_strategy(k, v, w),
+        _ if crate::config::secret::is_secret(name) => secret_property(k, name, v, w),
         _ => match crate::config::RESERVED_PROPERTIES
             .iter()
             .find(|(reserved, _)| *reserved == name)
@@ -162,6 +163,42 @@ fn consumer_property(k: &str, name: &str, v: &str, w: &mut Vec<String>) -> Carry
             None => Carry::Property(format!("{} = {}", q(name), q(v))),
         },
     }
+}
+
+/// A secret is never copied into the generated config (which is printed, and often kept in
+/// version control): it becomes a reference to an environment variable, with a warning that
+/// names the variable and never the value. Java's `sasl.jaas.config` (PLAIN or SCRAM login
+/// module) becomes librdkafka's `sasl.username` and such a `sasl.password`.
+fn secret_property(k: &str, name: &str, v: &str, w: &mut Vec<String>) -> Carry {
+    let env_of = |n: &str| format!("FLUMEN_KAFKA_{}", n.replace('.', "_").to_uppercase());
+    if name == "sasl.jaas.config" {
+        let env = env_of("sasl.password");
+        w.push(format!(
+            "{k}: a secret, not copied; its password goes in environment variable {env} \
+             (or write {{ file = \"...\" }} in its place)"
+        ));
+        let user = jaas_option(v, "username").unwrap_or_default();
+        return Carry::Property(format!(
+            "{} = {}\n{} = {{ env = {} }}",
+            q("sasl.username"),
+            q(&user),
+            q("sasl.password"),
+            q(&env)
+        ));
+    }
+    let env = env_of(name);
+    w.push(format!(
+        "{k}: a secret, not copied; set environment variable {env} \
+         (or write {{ file = \"...\" }} in its place)"
+    ));
+    Carry::Property(format!("{} = {{ env = {} }}", q(name), q(&env)))
+}
+
+/// `username="alice"` out of a JAAS login-module line.
+fn jaas_option(jaas: &str, option: &str) -> Option<String> {
+    let start = jaas.find(&format!("{option}=\""))? + option.len() + 2;
+    let len = jaas[start..].find('"')?;
+    Some(jaas[start..start + len].to_string())
 }
 
 /// Flume's Java consumer names assignors by class; librdkafka by short name, and it has no
@@ -601,6 +638,43 @@ mod tests {
         let c = crate::config::Settings::parse(&r.toml, std::path::Path::new("imported.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{}", r.toml));
         (c, r)
+    }
+
+    /// Regression: `kafka.consumer.sasl.jaas.config` was copied as-is, so the converted config
+    /// (printed to stdout) and its first `check` leaked the password.
+    #[test]
+    fn secrets_become_environment_references_and_are_never_printed() {
+        let mut text = SEED.to_string();
+        let prefix = "flume1.sources.kafka-source-1.kafka.consumer";
+        text += &format!(
+            "{prefix}.sasl.jaas.config = org.apache.kafka.common.security.scram.ScramLoginModule \
+             required username=\"alice\" password=\"hunter2-jaas\";\n\
+             {prefix}.ssl.key.password = hunter2-keypass\n"
+        );
+        let r = convert(&text, "flume1", &overrides()).unwrap();
+        let all = format!("{}\n{}", r.toml, r.warnings.join("\n"));
+        assert!(!all.contains("hunter2"), "{all}");
+        assert!(
+            r.toml.contains("\"sasl.username\" = \"alice\""),
+            "{}",
+            r.toml
+        );
+        assert!(
+            r.toml
+                .contains("\"sasl.password\" = { env = \"FLUMEN_KAFKA_SASL_PASSWORD\" }"),
+            "{}",
+            r.toml
+        );
+        assert!(
+            r.toml
+                .contains("\"ssl.key.password\" = { env = \"FLUMEN_KAFKA_SSL_KEY_PASSWORD\" }"),
+            "{}",
+            r.toml
+        );
+        assert!(
+            all.contains("set environment variable FLUMEN_KAFKA_SSL_KEY_PASSWORD"),
+            "{all}"
+        );
     }
 
     /// Regression: `kafka.consumer.auto.offset.reset = latest` was copied into

@@ -75,6 +75,9 @@ const WRITER_WAIT_MAX: Duration = Duration::from_millis(200);
 pub enum SourceError {
     #[error("kafka client: {0}")]
     Kafka(#[from] KafkaError),
+    /// Creating the client failed; the message has every secret value hidden.
+    #[error("kafka client: {0}")]
+    Client(String),
     #[error("encoding a batch of {tp}: {source}")]
     Encode {
         tp: TopicPartition,
@@ -130,7 +133,7 @@ impl SourceOptions {
             isolation_level: k.isolation_level,
             session_timeout: k.session_timeout,
             max_poll_interval: k.max_poll_interval,
-            properties: k.properties.clone().into_iter().collect(),
+            properties: k.properties.0.clone().into_iter().collect(),
             batch_records_max: k.batch_records_max,
             batch_duration: k.batch_duration,
             batch_bytes_max: k.batch_bytes_max,
@@ -138,6 +141,16 @@ impl SourceOptions {
             capacity_bytes_max: c.channel.capacity_bytes_max,
             resume_bytes: c.channel.resume_bytes,
         }
+    }
+
+    /// `text` with the secret values of the pass-through properties hidden.
+    pub fn redact(&self, text: &str) -> String {
+        crate::config::secret::redact(
+            text,
+            self.properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 
     /// The librdkafka configuration, every property that matters set by name.
@@ -345,7 +358,10 @@ impl Source {
             revoked: Default::default(),
             health: health.clone(),
         };
-        let consumer: KafkaConsumer = opts.client_config().create_with_context(ctx)?;
+        let consumer: KafkaConsumer = opts
+            .client_config()
+            .create_with_context(ctx)
+            .map_err(|e| SourceError::Client(opts.redact(&e.to_string())))?;
         let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Self {

@@ -34,12 +34,13 @@ pub enum ToolError {
 }
 
 pub(crate) fn kafka_client(config: &Settings) -> Result<BaseConsumer, ToolError> {
-    let mut cc = SourceOptions::from_settings(config).client_config();
+    let opts = SourceOptions::from_settings(config);
+    let mut cc = opts.client_config();
     // Never join the group: the tools only read metadata and committed offsets.
     cc.set("group.id", &config.kafka.group_id);
     cc.create().map_err(|e| ToolError::Kafka {
         servers: config.kafka.bootstrap_servers.clone(),
-        reason: e.to_string(),
+        reason: opts.redact(&e.to_string()),
     })
 }
 

@@ -8,9 +8,9 @@
 
 mod locate;
 pub mod raw;
+pub mod secret;
 mod settings;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -79,8 +79,9 @@ pub struct KafkaSettings {
     /// Records larger than this follow `oversized_record_policy`.
     pub record_bytes_max: usize,
     pub oversized_record_policy: OversizedRecordPolicy,
-    /// librdkafka properties passed through verbatim, each accepted by librdkafka itself.
-    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties passed through verbatim, each accepted by librdkafka itself;
+    /// secret values are hidden from `Debug`.
+    pub properties: secret::Properties,
 }
 
 #[derive(Debug, Clone)]

@@ -60,9 +60,10 @@ pub struct KafkaConfig {
     pub record_bytes_max: Option<usize>,
     #[serde(default)]
     pub oversized_record_policy: OversizedRecordPolicy,
-    /// librdkafka properties passed through verbatim (TLS, SASL, fetch tuning).
+    /// librdkafka properties passed through verbatim (TLS, SASL, fetch tuning); a value may
+    /// come from a file or an environment variable instead (`super::secret`).
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: BTreeMap<String, super::secret::RawValue>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -153,7 +153,8 @@ fn kafka(at: &At, k: raw::KafkaConfig) -> Result<KafkaSettings, ConfigError> {
         None => batch_bytes_max,
         Some(v) => at.range(S, "record_bytes_max", v, 1..=batch_bytes_max)?,
     };
-    check_properties(at, &k.properties)?;
+    let properties = resolve_properties(at, &k.properties)?;
+    check_properties(at, &properties)?;
     Ok(KafkaSettings {
         bootstrap_servers: k.bootstrap_servers,
         topics: k.topics,
@@ -173,8 +174,23 @@ fn kafka(at: &At, k: raw::KafkaConfig) -> Result<KafkaSettings, ConfigError> {
         batch_bytes_max,
         record_bytes_max,
         oversized_record_policy: k.oversized_record_policy,
-        properties: k.properties,
+        properties: super::secret::Properties(properties),
     })
+}
+
+/// Each property's value, read from its file or environment variable where it names one.
+fn resolve_properties(
+    at: &At,
+    raw: &std::collections::BTreeMap<String, super::secret::RawValue>,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    raw.iter()
+        .map(|(name, value)| {
+            let v = value
+                .resolve()
+                .map_err(|m| at.err("kafka.properties", name, m))?;
+            Ok((name.clone(), v))
+        })
+        .collect()
 }
 
 /// Each pass-through property: not one flumen sets itself, and accepted by librdkafka (its
