@@ -30,6 +30,18 @@ struct Inner {
     repairing: std::collections::BTreeMap<String, String>,
 }
 
+/// Sets (`Some`) or clears (`None`) a partition's reason in one of the per-partition maps.
+fn set_reason(
+    map: &mut std::collections::BTreeMap<String, String>,
+    partition: String,
+    reason: Option<String>,
+) {
+    match reason {
+        Some(r) => map.insert(partition, r),
+        None => map.remove(&partition),
+    };
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct HealthReport {
     pub status: &'static str,
@@ -79,26 +91,12 @@ impl Health {
     /// Marks a partition stuck (`Some(reason)`: data waits, commits make no progress) or
     /// moving again (`None`). A stuck partition makes the relay degraded.
     pub fn set_stuck(&self, partition: String, reason: Option<String>) {
-        self.with(|i| match reason {
-            Some(r) => {
-                i.stuck.insert(partition, r);
-            }
-            None => {
-                i.stuck.remove(&partition);
-            }
-        });
+        self.with(|i| set_reason(&mut i.stuck, partition, reason));
     }
     /// Marks a partition's channel loss (`Some(reason)`) or its repair (`None`). Degraded:
     /// Kafka still has the offsets and they are being fetched again.
     pub fn set_repairing(&self, partition: String, reason: Option<String>) {
-        self.with(|i| match reason {
-            Some(r) => {
-                i.repairing.insert(partition, r);
-            }
-            None => {
-                i.repairing.remove(&partition);
-            }
-        });
+        self.with(|i| set_reason(&mut i.repairing, partition, reason));
     }
     pub fn set_paused(&self, reason: Option<String>) {
         self.with(|i| i.paused = reason);
@@ -106,14 +104,7 @@ impl Health {
     /// Marks a partition halted (`Some(reason)`) or running again (`None`). Any halted
     /// partition makes the whole relay `down`: its data does not flow until someone acts.
     pub fn set_halted(&self, partition: String, reason: Option<String>) {
-        self.with(|i| match reason {
-            Some(r) => {
-                i.halted.insert(partition, r);
-            }
-            None => {
-                i.halted.remove(&partition);
-            }
-        });
+        self.with(|i| set_reason(&mut i.halted, partition, reason));
     }
     pub fn set_down(&self, reason: String) {
         self.with(|i| i.down = Some(reason));

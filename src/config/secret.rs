@@ -85,12 +85,21 @@ impl fmt::Debug for Properties {
 pub fn redact<'a>(text: &str, properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = text.to_string();
     for (name, value) in properties {
-        // A value of a few bytes would garble the message and is no secret worth the name.
-        if is_secret(name) && value.len() >= 4 {
-            out = out.replace(value, "<hidden>");
+        if is_secret(name) {
+            out = hide(&out, value);
         }
     }
     out
+}
+
+/// `text` with `value` replaced by `<hidden>`. A value of a few bytes is left: hiding it would
+/// garble the message, and it is no secret worth the name.
+pub fn hide(text: &str, value: &str) -> String {
+    if value.len() < 4 {
+        text.to_string()
+    } else {
+        text.replace(value, "<hidden>")
+    }
 }
 
 #[cfg(test)]

@@ -218,21 +218,14 @@ fn check_properties(
             return Err(at.err(
                 S,
                 name,
-                format!("is refused by librdkafka: {}", redact(&reason, value)),
+                format!(
+                    "is refused by librdkafka: {}",
+                    super::secret::hide(&reason, value)
+                ),
             ));
         }
     }
     Ok(())
-}
-
-/// librdkafka's messages quote the value; a value may be a password, so it never reaches an
-/// error. Values under 4 bytes are too short to be secrets and would garble the text.
-fn redact(message: &str, value: &str) -> String {
-    if value.len() < 4 {
-        message.to_string()
-    } else {
-        message.replace(value, "<value hidden>")
-    }
 }
 
 fn channel(at: &At, c: raw::ChannelConfig) -> Result<ChannelSettings, ConfigError> {
