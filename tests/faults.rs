@@ -31,22 +31,6 @@ impl std::ops::Deref for Case {
     }
 }
 
-/// Polls /health until its body contains `needle` or `limit` passes; returns the last body.
-fn wait_health(addr: &str, needle: &str, limit: Duration) -> String {
-    let t = Instant::now();
-    let mut last = String::new();
-    while t.elapsed() < limit {
-        if let Some(b) = common::http_get(addr, "/health") {
-            if b.contains(needle) {
-                return b;
-            }
-            last = b;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("/health never said {needle:?} within {limit:?}; last answer:\n{last}");
-}
-
 #[test]
 fn namenode_outage_mid_stream_stalls_then_catches_up() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -60,7 +44,7 @@ fn namenode_outage_mid_stream_stalls_then_catches_up() {
     common::testbed_cmd(&["nn-stop"]);
     let restore = Restore(&["nn-start"]);
     common::produce(&p, &c.cfg.topic, 1000, 2500);
-    let health = wait_health(&c.metrics, "hdfs unreachable", Duration::from_secs(60));
+    let health = common::wait_health(&c.metrics, "hdfs unreachable", Duration::from_secs(60));
     assert!(health.contains("\"status\":\"degraded\""), "{health}");
     assert!(
         relay.child.try_wait().unwrap().is_none(),
@@ -69,7 +53,7 @@ fn namenode_outage_mid_stream_stalls_then_catches_up() {
     drop(restore);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 2500, Duration::from_secs(180));
     assert_exactly_once(&landed, 2500);
-    wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
+    common::wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
     relay.signal(libc::SIGTERM);
     assert!(
         relay
@@ -92,7 +76,7 @@ fn broker_outage_mid_stream_is_retried_without_loss() {
     common::wait_landed(&client, &c.cfg.hdfs_path, 1000, Duration::from_secs(120));
     common::testbed_cmd(&["kafka-stop", "1"]);
     let restore = Restore(&["kafka-start", "1"]);
-    let health = wait_health(&c.metrics, "kafka unreachable", Duration::from_secs(60));
+    let health = common::wait_health(&c.metrics, "kafka unreachable", Duration::from_secs(60));
     assert!(health.contains("\"status\":\"degraded\""), "{health}");
     assert!(
         relay_alive(&relay),
@@ -134,7 +118,7 @@ fn low_channel_disk_pauses_consumption_and_loses_nothing() {
     );
     std::fs::write(&full, body).unwrap();
     let mut relay = spawn_relay(&full, None);
-    let health = wait_health(&c.metrics, "channel disk full", Duration::from_secs(60));
+    let health = common::wait_health(&c.metrics, "channel disk full", Duration::from_secs(60));
     assert!(health.contains("\"status\":\"degraded\""), "{health}");
     std::thread::sleep(Duration::from_secs(3));
     let client = common::hdfs(tb);
@@ -198,7 +182,7 @@ fn datanode_stops_and_namenode_restarts_heal_without_a_restart() {
     assert_exactly_once(&landed, total);
     let left = common::runtime().block_on(common::in_use_files(&client, &c.cfg.state_dir()));
     assert!(left.is_empty(), "data files left in the ledger: {left:?}");
-    wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
+    common::wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
 }
 
 /// An HDFS outage that began before flumen started is absorbed like one that began after: the
@@ -224,7 +208,7 @@ fn namenode_down_at_start_still_fills_the_channel() {
     common::produce(&p, &c.cfg.topic, 500, 1500);
     let before = batches_in(&c.cfg.channel);
     let relay = spawn_relay(&c.config, None);
-    wait_health(&c.metrics, "hdfs unreachable", Duration::from_secs(60));
+    common::wait_health(&c.metrics, "hdfs unreachable", Duration::from_secs(60));
     let t = Instant::now();
     let batches = loop {
         let n = batches_in(&c.cfg.channel);
@@ -286,7 +270,7 @@ fn offsets_lost_to_retention_halt_until_an_operator_skips_them() {
     common::delete_records(tb, &c.cfg.topic, 0, through + 1);
     let relay = spawn_relay(&c.config, None);
     let needle = format!("offsets {from}..={through} are gone");
-    let health = wait_health(&c.metrics, &needle, Duration::from_secs(90));
+    let health = common::wait_health(&c.metrics, &needle, Duration::from_secs(90));
     assert!(health.contains("\"status\":\"down\""), "{health}");
     assert!(health.contains("flumen ledger skip"), "{health}");
     let metrics = common::http_get(&c.metrics, "/metrics").unwrap();
@@ -336,7 +320,7 @@ fn offsets_lost_to_retention_halt_until_an_operator_skips_them() {
             "{f} claims part of the lost range"
         );
     }
-    wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
+    common::wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
 }
 
 /// (count, highest offset) of the landed records of each partition.

@@ -13,22 +13,6 @@ use common::{assert_exactly_once, spawn_relay, testbed};
 /// The tests here put the shared HDFS in states every other test would trip over.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Polls /health until its body contains `needle` or `limit` passes; returns the body.
-fn wait_health(addr: &str, needle: &str, limit: Duration) -> String {
-    let t = Instant::now();
-    let mut last = String::new();
-    while t.elapsed() < limit {
-        if let Some(b) = common::http_get(addr, "/health") {
-            if b.contains(needle) {
-                return b;
-            }
-            last = b;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("/health never said {needle:?} within {limit:?}; last answer:\n{last}");
-}
-
 fn metrics(addr: &str) -> String {
     common::http_get(addr, "/metrics").expect("/metrics answers")
 }
@@ -40,6 +24,18 @@ fn operator_lines(log: &str, needle: &str) -> Vec<String> {
         .filter(|l| l.to_lowercase().contains(&needle.to_lowercase()))
         .map(str::to_string)
         .collect()
+}
+
+/// The fault was logged once (at most twice, if the rate limit's minute ran out) at info level
+/// or above while it lasted.
+fn assert_one_line_over_the_outage(log: &str, needle: &str) {
+    let lines = operator_lines(log, needle);
+    assert!(
+        (1..=2).contains(&lines.len()),
+        "want one rate-limited line over the outage, got {}:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
 }
 
 fn assert_no_java_trace(log: &str) {
@@ -90,7 +86,7 @@ fn space_quota_is_named_logged_once_and_delivers_exactly_once_when_lifted() {
     let began = Instant::now();
     common::produce(&p, &c.cfg.topic, 600, 3000);
     let needle = format!("hdfs: space quota of {dir} exceeded (DSQuotaExceededException)");
-    let health = wait_health(&addr, &needle, Duration::from_secs(30));
+    let health = common::wait_health(&addr, &needle, Duration::from_secs(30));
     assert!(health.contains("\"status\":\"degraded\""), "{health}");
     let m = metrics(&addr);
     assert!(
@@ -111,18 +107,12 @@ fn space_quota_is_named_logged_once_and_delivers_exactly_once_when_lifted() {
         std::thread::sleep(Duration::from_secs(1));
     }
     let log = relay.log_text();
-    let lines = operator_lines(&log, "space quota of");
-    assert!(
-        (1..=2).contains(&lines.len()),
-        "want one rate-limited line over the outage, got {}:\n{}",
-        lines.len(),
-        lines.join("\n")
-    );
+    assert_one_line_over_the_outage(&log, "space quota of");
 
     drop(restore);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 3000, Duration::from_secs(120));
     assert_exactly_once(&landed, 3000);
-    wait_health(&addr, "\"status\":\"ready\"", Duration::from_secs(30));
+    common::wait_health(&addr, "\"status\":\"ready\"", Duration::from_secs(30));
     let log = relay.log_text();
     assert_no_java_trace(&log);
     let lines = operator_lines(&log, "space quota of");
@@ -156,7 +146,7 @@ fn safe_mode_is_named_pending_bytes_grow_stuck_partitions_show_and_it_recovers()
     common::hdfs_safemode(true);
     let restore = Restore(Box::new(|| common::hdfs_safemode(false)));
     common::produce(&p, &c.cfg.topic, 600, 1200);
-    let health = wait_health(&addr, "NameNode in safe mode", Duration::from_secs(30));
+    let health = common::wait_health(&addr, "NameNode in safe mode", Duration::from_secs(30));
     assert!(health.contains("\"status\":\"degraded\""), "{health}");
     assert!(!health.contains("at org.apache"), "{health}");
     let m = metrics(&addr);
@@ -184,7 +174,7 @@ fn safe_mode_is_named_pending_bytes_grow_stuck_partitions_show_and_it_recovers()
     );
 
     // No commit for past the bound (60 s with a 2 s roll interval): each partition is named.
-    let health = wait_health(&addr, "no file has committed", Duration::from_secs(90));
+    let health = common::wait_health(&addr, "no file has committed", Duration::from_secs(90));
     assert!(
         health.contains(&format!("partition {}/", c.cfg.topic)),
         "{health}"
@@ -192,18 +182,12 @@ fn safe_mode_is_named_pending_bytes_grow_stuck_partitions_show_and_it_recovers()
     let m = metrics(&addr);
     assert!(m.contains("flumen_partition_stuck{"), "{m}");
     let log = relay.log_text();
-    let lines = operator_lines(&log, "safe mode");
-    assert!(
-        (1..=2).contains(&lines.len()),
-        "want one rate-limited line over the outage, got {}:\n{}",
-        lines.len(),
-        lines.join("\n")
-    );
+    assert_one_line_over_the_outage(&log, "safe mode");
 
     drop(restore);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 3000, Duration::from_secs(120));
     assert_exactly_once(&landed, 3000);
-    wait_health(&addr, "\"status\":\"ready\"", Duration::from_secs(30));
+    common::wait_health(&addr, "\"status\":\"ready\"", Duration::from_secs(30));
     assert_no_java_trace(&relay.log_text());
     relay.signal(libc::SIGTERM);
     assert!(relay

@@ -117,7 +117,7 @@ impl Case {
     }
 
     fn health(&self, needle: &str) -> String {
-        common::wait_health_says(&self.metrics, needle, LIMIT)
+        common::wait_health(&self.metrics, needle, LIMIT)
     }
 
     fn metrics(&self) -> String {

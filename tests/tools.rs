@@ -2,28 +2,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{assert_exactly_once, spawn_relay, testbed};
-
-fn flumen(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flumen"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("FAILPOINTS")
-        .output()
-        .expect("run flumen")
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn seed_flume_config_converts_checks_and_relays() {
@@ -36,7 +17,7 @@ fn seed_flume_config_converts_checks_and_relays() {
         "/tests/data/seed-flume.properties"
     );
     let chan = work.path().join("channel");
-    let out = flumen(&[
+    let out = common::flumen(&[
         "import-flume",
         seed,
         "--agent",
@@ -48,7 +29,7 @@ fn seed_flume_config_converts_checks_and_relays() {
         "--channel-dir",
         chan.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", common::output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no ZooKeeper"), "{stderr}");
     // Point the converted config at a topic and directory of this test's own.
@@ -65,8 +46,8 @@ fn seed_flume_config_converts_checks_and_relays() {
         .replace("listen = \"127.0.0.1:9464\"", "listen = \"\"");
     let config = work.path().join("seed.toml");
     std::fs::write(&config, toml).unwrap();
-    let check = flumen(&["check", "--config", config.to_str().unwrap()]);
-    assert!(check.status.success(), "{}", text(&check));
+    let check = common::flumen(&["check", "--config", config.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", common::output_text(&check));
     let p = common::producer(tb);
     common::produce(&p, &topic, 0, 1000);
     let _relay = spawn_relay(&config, None);
@@ -122,10 +103,10 @@ fn offsets_match_the_brokers_view_and_survive_kafka_down() {
         .wait_for(Duration::from_secs(30))
         .is_some_and(|s| s.success()));
 
-    let out = flumen(&["offsets", "--config", config.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = common::flumen(&["offsets", "--config", config.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rows.len(), 3, "{}", text(&out));
+    assert_eq!(rows.len(), 3, "{}", common::output_text(&out));
     let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", &tb.kafka)
         .set("group.id", &cfg.group)
@@ -163,8 +144,8 @@ fn offsets_match_the_brokers_view_and_survive_kafka_down() {
         .unwrap()
         .replace(&tb.kafka, "127.0.0.1:1");
     std::fs::write(&down_path, body).unwrap();
-    let out = flumen(&["offsets", "--config", down_path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = common::flumen(&["offsets", "--config", down_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("unknown: kafka"), "{table}");
     assert!(
@@ -199,11 +180,11 @@ fn replay_delivers_a_dead_collectors_channel_once_without_kafka() {
         .unwrap()
         .replace(&tb.kafka, "127.0.0.1:1");
     std::fs::write(&offline, body).unwrap();
-    let dry = flumen(&["replay", "--config", offline.to_str().unwrap(), "--dry-run"]);
+    let dry = common::flumen(&["replay", "--config", offline.to_str().unwrap(), "--dry-run"]);
     assert!(
         dry.status.success() && String::from_utf8_lossy(&dry.stdout).contains("would write"),
         "{}",
-        text(&dry)
+        common::output_text(&dry)
     );
     let client = common::hdfs(tb);
     let rt = common::runtime();
@@ -213,8 +194,8 @@ fn replay_delivers_a_dead_collectors_channel_once_without_kafka() {
         "dry run wrote nothing"
     );
     for _ in 0..2 {
-        let out = flumen(&["replay", "--config", offline.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out));
+        let out = common::flumen(&["replay", "--config", offline.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", common::output_text(&out));
         let landed = rt.block_on(common::read_landed(&client, &cfg.hdfs_path));
         assert_eq!(
             landed.len(),
@@ -278,8 +259,8 @@ fn wal_check_reports_every_planted_corruption() {
         .unwrap()
         .set_len(len - 7)
         .unwrap();
-    let out = flumen(&["wal", "check", dir.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = common::flumen(&["wal", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::output_text(&out));
     let report = String::from_utf8_lossy(&out.stdout);
     for seg in &segs[..2] {
         let id = seg.file_stem().unwrap().to_str().unwrap();
@@ -290,14 +271,14 @@ fn wal_check_reports_every_planted_corruption() {
     }
     assert!(report.contains("2 damaged ranges"), "{report}");
     // And the intact data is all still dumpable.
-    let dump = flumen(&[
+    let dump = common::flumen(&[
         "wal",
         "dump",
         dir.path().to_str().unwrap(),
         "--partition",
         "1",
     ]);
-    assert!(dump.status.success(), "{}", text(&dump));
+    assert!(dump.status.success(), "{}", common::output_text(&dump));
     assert!(String::from_utf8_lossy(&dump.stdout).lines().count() >= 100);
 }
 

@@ -24,24 +24,6 @@ use flumen::wal::{
     Batch, EncodedBatch, HoleCause, Record, TopicPartition, Wal, WalOptions, WalReader,
 };
 
-fn flumen(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flumen"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("FAILPOINTS")
-        .output()
-        .expect("run flumen")
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// `n` records from `start`, each `{"id":…}` padded to about `value_bytes`.
 fn batch(topic: &str, partition: i32, start: i64, n: i64, value_bytes: usize) -> Batch {
     Batch {
@@ -116,8 +98,8 @@ fn a_deleted_middle_segment_fails_wal_check_and_shows_in_offsets() {
     assert!(!held.is_empty());
     std::fs::remove_file(segment_path(&chan, gone)).unwrap();
 
-    let out = flumen(&["wal", "check", chan.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = common::flumen(&["wal", "check", chan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::output_text(&out));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         report.contains(&format!("MISSING segment {gone:020}..={gone:020}")),
@@ -131,19 +113,19 @@ fn a_deleted_middle_segment_fails_wal_check_and_shows_in_offsets() {
     }
     assert!(report.contains(" 1 missing segments"), "{report}");
 
-    let out = flumen(&[
+    let out = common::flumen(&[
         "offsets",
         "--config",
         case.config.to_str().unwrap(),
         "--json",
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", common::output_text(&out));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     for (p, (lo, hi)) in &held {
         let row = rows
             .iter()
             .find(|r| r["partition"] == *p)
-            .unwrap_or_else(|| panic!("no row for partition {p}: {}", text(&out)));
+            .unwrap_or_else(|| panic!("no row for partition {p}: {}", common::output_text(&out)));
         assert_eq!(row["channel_missing_segments"][0]["first"], gone, "{row}");
         let holes = row["channel_holes"].as_array().unwrap();
         assert!(
@@ -153,12 +135,12 @@ fn a_deleted_middle_segment_fails_wal_check_and_shows_in_offsets() {
             "partition {p}: {row}"
         );
     }
-    let table = flumen(&["offsets", "--config", case.config.to_str().unwrap()]);
+    let table = common::flumen(&["offsets", "--config", case.config.to_str().unwrap()]);
     assert!(
         String::from_utf8_lossy(&table.stdout)
             .contains(&format!("channel: MISSING segment {gone:020}")),
         "{}",
-        text(&table)
+        common::output_text(&table)
     );
 
     // The daemon says so at open: an ERROR line naming the segment, and a metric.
@@ -228,8 +210,8 @@ fn a_flipped_byte_loses_only_its_frame() {
     bytes[frames[m].0 as usize] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
 
-    let out = flumen(&["wal", "check", dir.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = common::flumen(&["wal", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::output_text(&out));
     let report = String::from_utf8_lossy(&out.stdout);
     for &j in &[k, m] {
         let (pos, len, _) = &frames[j];
@@ -301,8 +283,8 @@ fn a_flipped_byte_loses_only_its_frame() {
     );
     drop(reader);
     drop(wal);
-    let dump = flumen(&["wal", "dump", dir.path().to_str().unwrap()]);
-    assert!(dump.status.success(), "{}", text(&dump));
+    let dump = common::flumen(&["wal", "dump", dir.path().to_str().unwrap()]);
+    assert!(dump.status.success(), "{}", common::output_text(&dump));
     assert_eq!(
         String::from_utf8_lossy(&dump.stdout).lines().count(),
         (n - 2) * 20
@@ -436,9 +418,14 @@ fn a_full_channel_disk_at_start_still_drains_the_backlog() {
         "the backlog, and only it, reaches HDFS while the disk is full:\n{}",
         relay.key_log_lines()
     );
-    let check = flumen(&["wal", "check", chan.to_str().unwrap()]);
+    let check = common::flumen(&["wal", "check", chan.to_str().unwrap()]);
     let report = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        common::output_text(&check)
+    );
     assert!(report.contains(" 0 damaged ranges"), "{report}");
     assert!(!report.contains("empty"), "{report}");
     assert!(
@@ -532,21 +519,7 @@ fn a_lost_segment_is_fetched_again_and_health_says_so_until_hdfs_holds_it() {
     let metrics = case.with_metrics();
     let topic = case.cfg.topic.clone();
     // Kafka holds what the channel held: 300 records in each of 3 partitions.
-    use rdkafka::producer::Producer;
-    // An idempotent producer keeps each partition's order, so offset = id.
-    let producer = common::producer(tb);
-    for p in 0..3 {
-        for id in 0..300 {
-            let value = format!("{{\"id\":{id}}}");
-            let record = rdkafka::producer::BaseRecord::<str, str>::to(&topic)
-                .partition(p)
-                .payload(&value);
-            producer.send(record).expect("queue a record");
-        }
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("flush producer");
+    produce_ids(tb, &topic, 3, 300);
     let chan = case.cfg.channel.clone();
     write_channel(&chan, &topic, 3, 30, 4096);
     let ids = list_segments(&chan).unwrap();
@@ -568,7 +541,7 @@ fn a_lost_segment_is_fetched_again_and_health_says_so_until_hdfs_holds_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = flumen(&[
+    let out = common::flumen(&[
         "offsets",
         "--config",
         case.config.to_str().unwrap(),
@@ -589,7 +562,6 @@ fn a_lost_segment_is_fetched_again_and_health_says_so_until_hdfs_holds_it() {
 /// roll interval while the partition stays halted.
 #[test]
 fn records_before_a_gone_range_commit_while_the_partition_is_halted() {
-    use rdkafka::producer::Producer;
     let tb = testbed();
     let mut case = common::Case::new("gonekeep");
     case.cfg.extra_hdfs = "roll_records_max = 0\nroll_interval_s = 25\n".into();
@@ -609,17 +581,7 @@ fn records_before_a_gone_range_commit_while_the_partition_is_halted() {
     }
     first.signal(libc::SIGTERM);
     assert!(first.wait_for(Duration::from_secs(60)).is_some());
-    let producer = common::producer(tb);
-    for id in 0..300 {
-        let value = format!("{{\"id\":{id}}}");
-        let record = rdkafka::producer::BaseRecord::<str, str>::to(&topic)
-            .partition(0)
-            .payload(&value);
-        producer.send(record).expect("queue a record");
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("flush producer");
+    produce_ids(tb, &topic, 1, 300);
     let chan = case.cfg.channel.clone();
     write_channel(&chan, &topic, 1, 30, 4096);
     let ids = list_segments(&chan).unwrap();
@@ -636,7 +598,7 @@ fn records_before_a_gone_range_commit_while_the_partition_is_halted() {
     let t = Instant::now();
     let committed = loop {
         let body = common::http_get(&metrics, "/health").unwrap_or_default();
-        let out = flumen(&[
+        let out = common::flumen(&[
             "offsets",
             "--config",
             case.config.to_str().unwrap(),
@@ -666,4 +628,23 @@ fn records_before_a_gone_range_commit_while_the_partition_is_halted() {
     );
     relay.signal(libc::SIGTERM);
     assert!(relay.wait_for(Duration::from_secs(60)).is_some());
+}
+
+/// Produces `{"id":0}`..`{"id":n-1}` to each of partitions `0..partitions`, so that, as in
+/// `write_channel`, a record's offset is its id. An idempotent producer keeps the order.
+fn produce_ids(tb: &common::Testbed, topic: &str, partitions: i32, n: i64) {
+    use rdkafka::producer::Producer;
+    let producer = common::producer(tb);
+    for p in 0..partitions {
+        for id in 0..n {
+            let value = format!("{{\"id\":{id}}}");
+            let record = rdkafka::producer::BaseRecord::<str, str>::to(topic)
+                .partition(p)
+                .payload(&value);
+            producer.send(record).expect("queue a record");
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush producer");
 }

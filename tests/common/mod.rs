@@ -325,34 +325,16 @@ pub struct Landed {
     pub id: u64,
 }
 
-/// Reads every final file under `dir` (recursively, skipping `_`/`.` names like Spark does).
+/// Reads every record of every final file under `dir` (see `read_final_files`).
 pub async fn read_landed(client: &Client, dir: &str) -> Vec<Landed> {
-    let listing = match client.list_status(dir, true).await {
-        Ok(l) => l,
-        Err(hdfs_native::HdfsError::FileNotFound(_)) => return Vec::new(),
-        Err(e) => panic!("HDFS at list {dir}: {e}. Is `scripts/testbed up` running?"),
-    };
     let mut out = Vec::new();
-    for st in listing {
-        let rel = st.path.strip_prefix(dir).unwrap_or(&st.path);
-        if st.isdir
-            || rel
-                .split('/')
-                .any(|c| c.starts_with('_') || c.starts_with('.'))
-        {
-            continue;
-        }
-        let reader = client.read(&st.path).await.expect("open final file");
-        let bytes = reader
-            .read_range(0, reader.file_length())
-            .await
-            .expect("read final file");
-        for line in String::from_utf8(bytes.to_vec()).expect("utf8").lines() {
+    for (file, bytes) in read_final_files(client, dir).await {
+        for line in String::from_utf8(bytes).expect("utf8").lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("jsonl line");
             let inner: serde_json::Value =
                 serde_json::from_str(v["value"].as_str().expect("value")).expect("event json");
             out.push(Landed {
-                file: st.path.clone(),
+                file: file.clone(),
                 partition: v["partition"].as_i64().unwrap() as i32,
                 offset: v["offset"].as_i64().unwrap(),
                 id: inner["id"].as_u64().unwrap(),
@@ -668,7 +650,7 @@ pub async fn list_names(client: &Client, dir: &str) -> Vec<String> {
 }
 
 /// Polls /health until its body contains `needle` or `limit` passes; returns the last body.
-pub fn wait_health_says(addr: &str, needle: &str, limit: Duration) -> String {
+pub fn wait_health(addr: &str, needle: &str, limit: Duration) -> String {
     let t = Instant::now();
     let mut last = String::new();
     while t.elapsed() < limit {
@@ -730,4 +712,24 @@ pub fn delete_records(tb: &Testbed, topic: &str, partition: i32, before: i64) {
     for e in r.elements() {
         assert!(e.error().is_ok(), "delete records: {:?}", e.error());
     }
+}
+
+/// Runs the `flumen` binary with `args` (warnings only in its log, no failpoints).
+pub fn flumen(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flumen"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("FAILPOINTS")
+        .output()
+        .expect("run flumen")
+}
+
+/// A command's status, stdout and stderr, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
