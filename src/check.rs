@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::hdfs_fault::Brief;
 use crate::health::Health;
 use crate::relay;
-use crate::tools::{kafka_client, ToolError};
+use crate::tools::{kafka_client, kafka_failed, ToolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -71,10 +71,7 @@ async fn check_topics(config: &Settings) -> Result<(), ToolError> {
         for t in &topics {
             let md = consumer
                 .fetch_metadata(Some(t), Duration::from_secs(10))
-                .map_err(|e| ToolError::Kafka {
-                    servers: servers.clone(),
-                    reason: format!("topic {t}: {e}"),
-                })?;
+                .map_err(|e| kafka_failed(&servers, &consumer, format!("topic {t}: {e}")))?;
             let topic = md
                 .topics()
                 .first()

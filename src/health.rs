@@ -19,6 +19,8 @@ pub struct Health {
 #[derive(Debug, Default, Clone)]
 struct Inner {
     kafka_error: Option<String>,
+    /// A broker answered but refused the login or the TLS handshake: the reason names the key.
+    kafka_refused: Option<String>,
     hdfs: FaultBook,
     paused: Option<String>,
     down: Option<String>,
@@ -56,9 +58,19 @@ impl Health {
         self.with(|i| i.kafka_error = Some(e));
         self.kafka_error_set.store(true, Ordering::Release);
     }
+    /// Kafka refused the login or the TLS handshake. Degraded, not down: librdkafka keeps
+    /// trying, and a broker whose credentials or certificate are fixed lets it in with no
+    /// restart. It stays until a record arrives, and hides "unreachable", which it causes.
+    pub fn set_kafka_refused(&self, reason: String) {
+        self.with(|i| i.kafka_refused = Some(reason));
+        self.kafka_error_set.store(true, Ordering::Release);
+    }
     pub fn set_kafka_ok(&self) {
         if self.kafka_error_set.swap(false, Ordering::AcqRel) {
-            self.with(|i| i.kafka_error = None);
+            self.with(|i| {
+                i.kafka_error = None;
+                i.kafka_refused = None;
+            });
         }
     }
     /// Records a failed HDFS call; returns the log line the rate limit lets through, if any.
@@ -129,7 +141,11 @@ impl Health {
                     .collect(),
             };
         }
-        let reasons: Vec<String> = [i.kafka_error.map(|e| format!("kafka unreachable: {e}"))]
+        let kafka = match i.kafka_refused {
+            Some(refused) => Some(refused),
+            None => i.kafka_error.map(|e| format!("kafka unreachable: {e}")),
+        };
+        let reasons: Vec<String> = [kafka]
             .into_iter()
             .flatten()
             .chain(hdfs_degraded)
@@ -179,6 +195,21 @@ mod tests {
         assert_eq!(h.report().status, "ready");
         h.set_down("fsync failed".into());
         assert_eq!(h.report().status, "down");
+    }
+
+    #[test]
+    fn a_refused_login_is_degraded_hides_unreachable_and_ends_with_a_record() {
+        let h = Health::default();
+        h.set_kafka_error("1/1 brokers are down".into());
+        h.set_kafka_refused("Kafka refused the SASL login: check `sasl.password`".into());
+        let r = h.report();
+        assert_eq!(r.status, "degraded");
+        assert_eq!(
+            r.reasons,
+            vec!["Kafka refused the SASL login: check `sasl.password`".to_string()]
+        );
+        h.set_kafka_ok();
+        assert_eq!(h.report().status, "ready");
     }
 
     /// One row of the HDFS failure matrix: an error as hdfs-native returns it, and what the

@@ -7,6 +7,7 @@
 //! committed offset, which is advisory.
 
 mod headers;
+pub mod reports;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -19,6 +20,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::config::secret::Redactor;
 use crate::config::IsolationLevel;
 use crate::events;
 use crate::health::Health;
@@ -145,8 +147,12 @@ impl SourceOptions {
 
     /// `text` with the secret values of the pass-through properties hidden.
     pub fn redact(&self, text: &str) -> String {
-        crate::config::secret::redact(
-            text,
+        self.redactor().apply(text)
+    }
+
+    /// What hides the secret values of the pass-through properties, for the client's callbacks.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(
             self.properties
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
@@ -214,15 +220,46 @@ pub struct SourceContext {
     pending: std::sync::Mutex<Vec<TopicPartition>>,
     revoked: std::sync::Mutex<Vec<TopicPartition>>,
     health: Arc<Health>,
+    /// librdkafka's error texts and log lines pass through it: a refused value may be a secret.
+    redactor: Redactor,
+    /// When a refused login or TLS handshake was last logged (librdkafka retries every few
+    /// seconds; the log says it once a minute, `/health` says it all along).
+    refusal_logged: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How often a refusal that goes on is logged again.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.errored
             .store(true, std::sync::atomic::Ordering::Release);
-        tracing::warn!(%error, reason, "kafka client error");
-        self.health.set_kafka_error(format!("{error}: {reason}"));
+        let reason = self.redactor.apply(reason);
         events::error(events::ErrorCode::KafkaFetch);
+        match reports::refusal(error.rdkafka_error_code(), &reason) {
+            Some(refused) => {
+                self.log_refusal(&refused);
+                self.health.set_kafka_refused(refused);
+            }
+            None => {
+                tracing::warn!(%error, reason, "kafka client error");
+                self.health.set_kafka_error(format!("{error}: {reason}"));
+            }
+        }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        reports::log_librdkafka(level, fac, &self.redactor.apply(message));
+    }
+}
+
+impl SourceContext {
+    fn log_refusal(&self, refused: &str) {
+        let mut last = self.refusal_logged.lock().expect("lock");
+        if last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
+            *last = Some(Instant::now());
+            tracing::error!("{refused}");
+        }
     }
 }
 
@@ -357,6 +394,8 @@ impl Source {
             pending: Default::default(),
             revoked: Default::default(),
             health: health.clone(),
+            redactor: opts.redactor(),
+            refusal_logged: Default::default(),
         };
         let consumer: KafkaConsumer = opts
             .client_config()
@@ -425,6 +464,9 @@ impl Source {
                     // group.instance.id): end the thread so the process exits non-zero and
                     // says why, instead of idling with its partitions.
                     Err(KafkaError::MessageConsumptionFatal(_)) => return Err(self.fatal_error()),
+                    // A refused login or TLS handshake: the error callback, which has
+                    // librdkafka's reason, already reported it naming the key.
+                    Err(e) if reports::is_refusal(e.rdkafka_error_code()) => {}
                     Err(e) => {
                         if e.rdkafka_error_code()
                             == Some(RDKafkaErrorCode::InconsistentGroupProtocol)

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::health::Health;
 use crate::relay::{self, RelayError};
 use crate::sink::format::Format;
+use crate::source::reports::LoginWatch;
 use crate::source::SourceOptions;
 use crate::wal::log::{list_segments, scan_segment, segment_path, survey, Damage, WalError};
 use crate::wal::{ChainHole, Gaps, MissingSegments, TopicPartition};
@@ -33,15 +34,40 @@ pub enum ToolError {
     Output(#[from] std::io::Error),
 }
 
-pub(crate) fn kafka_client(config: &Settings) -> Result<BaseConsumer, ToolError> {
+/// The tools' Kafka client. Its context remembers a refused login or TLS handshake, which
+/// [`kafka_failed`] puts in place of the bare timeout that librdkafka returns then.
+pub(crate) type ToolConsumer = BaseConsumer<LoginWatch>;
+
+pub(crate) fn kafka_client(config: &Settings) -> Result<ToolConsumer, ToolError> {
     let opts = SourceOptions::from_settings(config);
     let mut cc = opts.client_config();
     // Never join the group: the tools only read metadata and committed offsets.
     cc.set("group.id", &config.kafka.group_id);
-    cc.create().map_err(|e| ToolError::Kafka {
-        servers: config.kafka.bootstrap_servers.clone(),
-        reason: opts.redact(&e.to_string()),
-    })
+    cc.create_with_context(LoginWatch::new(opts.redactor()))
+        .map_err(|e| ToolError::Kafka {
+            servers: config.kafka.bootstrap_servers.clone(),
+            reason: opts.redact(&e.to_string()),
+        })
+}
+
+/// A failed Kafka request of a tool: what the request got, and why, if Kafka refused the
+/// login or the TLS handshake (the request itself only says it timed out).
+pub(crate) fn kafka_failed(servers: &str, consumer: &ToolConsumer, what: String) -> ToolError {
+    // Error events wait in the client's queue until a poll hands them to the context; the
+    // tools never poll otherwise. Bounded: a few events, 50 ms each at most.
+    for _ in 0..16 {
+        if consumer.poll(Duration::from_millis(50)).is_none() {
+            break;
+        }
+    }
+    let reason = match consumer.context().refused() {
+        Some(refused) => format!("{what}: {refused}"),
+        None => what,
+    };
+    ToolError::Kafka {
+        servers: servers.to_string(),
+        reason,
+    }
 }
 
 /// `flumen ledger skip`: records an operator's decision that `[from, through]` is lost.
@@ -362,10 +388,8 @@ type KafkaView = BTreeMap<TopicPartition, (i64, i64, Option<i64>)>;
 
 fn kafka_view(config: &Settings) -> Result<KafkaView, ToolError> {
     let consumer = kafka_client(config)?;
-    let err = |e: rdkafka::error::KafkaError| ToolError::Kafka {
-        servers: config.kafka.bootstrap_servers.clone(),
-        reason: e.to_string(),
-    };
+    let servers = &config.kafka.bootstrap_servers;
+    let err = |e: rdkafka::error::KafkaError| kafka_failed(servers, &consumer, e.to_string());
     let mut out = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for t in &config.kafka.topics {

@@ -83,13 +83,40 @@ impl fmt::Debug for Properties {
 /// `text` with every secret value among `properties` replaced by `<hidden>`. librdkafka's
 /// config errors quote the value they refuse, and a refused value may be a password.
 pub fn redact<'a>(text: &str, properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = text.to_string();
-    for (name, value) in properties {
-        if is_secret(name) {
+    Redactor::new(properties).apply(text)
+}
+
+/// The secret values among a client's properties, kept to hide them in whatever librdkafka
+/// says later (its error callback and log lines). `Debug` shows how many, never which.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    values: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let values = properties
+            .into_iter()
+            .filter(|(name, _)| is_secret(name))
+            .map(|(_, value)| value.to_string())
+            .collect();
+        Self { values }
+    }
+
+    /// `text` with every secret value replaced by `<hidden>`.
+    pub fn apply(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for value in &self.values {
             out = hide(&out, value);
         }
+        out
     }
-    out
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secret values)", self.values.len())
+    }
 }
 
 /// `text` with `value` replaced by `<hidden>`. A value of a few bytes is left: hiding it would
@@ -132,6 +159,9 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         );
+        let r = Redactor::new(props);
+        assert_eq!(r.apply("hunter22 hunter22"), "<hidden> <hidden>");
+        assert!(!format!("{r:?}").contains("hunter22"));
         let debug = format!("{p:?}");
         assert!(
             !debug.contains("hunter22") && debug.contains("alice"),
