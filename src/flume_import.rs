@@ -2,6 +2,8 @@
 //! channel, HDFS sink) into a flumen TOML config. Every key that cannot be carried over comes
 //! back as a warning with the reason; nothing is dropped silently.
 
+mod security;
+
 use std::collections::BTreeMap;
 
 /// What the conversion produced.
@@ -102,7 +104,17 @@ enum Carry {
 /// itself (`config::RESERVED_PROPERTIES`) never goes to `[kafka.properties]`: there it would be
 /// refused by validation, or, before that check existed, silently overridden. It becomes
 /// flumen's own key when there is one, else a warning.
-fn consumer_property(k: &str, name: &str, v: &str, w: &mut Vec<String>) -> Carry {
+/// `sibling` reads another `kafka.consumer.*` value (a store's type beside its location).
+fn consumer_property(
+    k: &str,
+    name: &str,
+    v: &str,
+    sibling: &dyn Fn(&str) -> Option<String>,
+    w: &mut Vec<String>,
+) -> Carry {
+    if let Some(carry) = security::carry(k, name, v, sibling, w) {
+        return carry;
+    }
     let numeric = |key: &str, w: &mut Vec<String>| match v.parse::<u64>() {
         Ok(n) => Carry::Key(format!("{key} = {n}")),
         Err(_) => {
@@ -170,7 +182,7 @@ fn consumer_property(k: &str, name: &str, v: &str, w: &mut Vec<String>) -> Carry
 /// names the variable and never the value. Java's `sasl.jaas.config` (PLAIN or SCRAM login
 /// module) becomes librdkafka's `sasl.username` and such a `sasl.password`.
 fn secret_property(k: &str, name: &str, v: &str, w: &mut Vec<String>) -> Carry {
-    let env_of = |n: &str| format!("FLUMEN_KAFKA_{}", n.replace('.', "_").to_uppercase());
+    let env_of = security::env_of;
     if name == "sasl.jaas.config" {
         let env = env_of("sasl.password");
         w.push(format!(
@@ -328,11 +340,12 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
         kafka.push(format!("batch_duration_ms = {v}"));
     }
     let mut passthrough = Vec::new();
+    let sibling = |n: &str| src.get(&format!("kafka.consumer.{n}")).map(str::to_string);
     for (k, v) in props.range(format!("{}.kafka.consumer.", src.prefix)..) {
         let Some(name) = k.strip_prefix(&format!("{}.kafka.consumer.", src.prefix)) else {
             break;
         };
-        match consumer_property(k, name, v, &mut w) {
+        match consumer_property(k, name, v, &sibling, &mut w) {
             Carry::Key(line) => kafka.push(line),
             Carry::Property(line) => passthrough.push(line),
             Carry::Nothing => {}
@@ -768,6 +781,130 @@ mod tests {
         assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
         let section = &r.toml[r.toml.find("[metrics]").expect("a [metrics] section")..];
         assert!(section.contains("Each flumen instance on a host needs its own address"));
+    }
+
+    /// The TLS and SASL settings of a Flume agent on a SASL_SSL cluster: what librdkafka
+    /// shares is carried, a JKS truststore becomes the PEM file the warning's keytool command
+    /// writes, Java-only settings are dropped with a warning, and the result parses (each
+    /// property accepted by librdkafka's own parser).
+    #[test]
+    fn tls_and_sasl_settings_map_onto_librdkafka() {
+        let (c, r) = with_consumer(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("ssl.truststore.location", "/etc/kafka/truststore.jks"),
+            ("ssl.truststore.type", "JKS"),
+            ("ssl.keystore.location", "/etc/kafka/client.p12"),
+            ("ssl.keystore.type", "PKCS12"),
+            ("ssl.endpoint.identification.algorithm", ""),
+            ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3"),
+        ]);
+        let p = &c.kafka.properties;
+        let get = |k: &str| p.get(k).map(String::as_str);
+        assert_eq!(get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("ssl.ca.location"), Some("/etc/kafka/truststore.pem"));
+        assert_eq!(get("ssl.keystore.location"), Some("/etc/kafka/client.p12"));
+        assert_eq!(get("ssl.endpoint.identification.algorithm"), Some("none"));
+        for java_only in [
+            "ssl.truststore.location",
+            "ssl.truststore.type",
+            "ssl.keystore.type",
+        ] {
+            assert_eq!(get(java_only), None, "{java_only} carried:\n{}", r.toml);
+        }
+        assert_eq!(get("ssl.enabled.protocols"), None);
+        let all = r.warnings.join("\n");
+        assert!(
+            all.contains(
+                "keytool -list -rfc -keystore /etc/kafka/truststore.jks -storetype JKS > \
+                 /etc/kafka/truststore.pem"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("ssl.enabled.protocols: a setting of the Java TLS stack"),
+            "{all}"
+        );
+        assert!(!all.contains("client.p12: librdkafka reads no"), "{all}");
+    }
+
+    /// Store passwords go to environment variables like every secret; a JKS keystore is
+    /// carried as the PKCS12 file of the exact keytool command in the warning.
+    #[test]
+    fn a_jks_keystore_is_converted_and_store_passwords_are_never_copied() {
+        let mut text = SEED.to_string();
+        let prefix = "flume1.sources.kafka-source-1.kafka.consumer";
+        for (name, value) in [
+            ("ssl.truststore.location", "/etc/kafka/truststore.jks"),
+            ("ssl.truststore.password", "hunter2-trust"),
+            ("ssl.keystore.location", "/etc/kafka/client.keystore.jks"),
+            ("ssl.keystore.password", "hunter2-store"),
+            ("ssl.key.password", "hunter2-key"),
+        ] {
+            text += &format!("{prefix}.{name} = {value}\n");
+        }
+        let r = convert(&text, "flume1", &overrides()).unwrap();
+        let all = format!("{}\n{}", r.toml, r.warnings.join("\n"));
+        assert!(!all.contains("hunter2"), "{all}");
+        for line in [
+            "\"ssl.keystore.location\" = \"/etc/kafka/client.keystore.p12\"",
+            "\"ssl.keystore.password\" = { env = \"FLUMEN_KAFKA_SSL_KEYSTORE_PASSWORD\" }",
+            "\"ssl.ca.location\" = \"/etc/kafka/truststore.pem\"",
+        ] {
+            assert!(r.toml.contains(line), "no {line} in\n{}", r.toml);
+        }
+        assert!(!r.toml.contains("ssl.truststore.password"), "{}", r.toml);
+        assert!(
+            all.contains(
+                "keytool -importkeystore -srckeystore /etc/kafka/client.keystore.jks \
+                 -srcstoretype JKS -srcstorepass:env FLUMEN_KAFKA_SSL_KEYSTORE_PASSWORD \
+                 -destkeystore /etc/kafka/client.keystore.p12 -deststoretype PKCS12 \
+                 -deststorepass:env FLUMEN_KAFKA_SSL_KEYSTORE_PASSWORD"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "-storepass:env FLUMEN_KAFKA_SSL_TRUSTSTORE_PASSWORD > /etc/kafka/truststore.pem"
+            ),
+            "{all}"
+        );
+    }
+
+    /// A Kerberos login (`Krb5LoginModule`) is no password: its keytab and principal become
+    /// librdkafka's `sasl.kerberos.*`, where the SCRAM/PLAIN path would have made an empty
+    /// `sasl.username` and an environment reference for a password that does not exist.
+    #[test]
+    fn a_kerberos_jaas_login_becomes_sasl_kerberos_properties() {
+        let (c, r) = with_consumer(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "GSSAPI"),
+            ("sasl.kerberos.service.name", "kafka"),
+            (
+                "sasl.jaas.config",
+                "com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true \
+                 storeKey=true keyTab=\"/etc/security/flume.keytab\" \
+                 principal=\"flume/edge1@EXAMPLE.COM\";",
+            ),
+        ]);
+        let p = &c.kafka.properties;
+        let get = |k: &str| p.get(k).map(String::as_str);
+        assert_eq!(
+            get("sasl.kerberos.keytab"),
+            Some("/etc/security/flume.keytab")
+        );
+        assert_eq!(
+            get("sasl.kerberos.principal"),
+            Some("flume/edge1@EXAMPLE.COM")
+        );
+        assert_eq!(get("sasl.kerberos.service.name"), Some("kafka"));
+        assert_eq!(get("sasl.password"), None);
+        assert_eq!(get("sasl.username"), None);
+        assert!(r
+            .warnings
+            .join("\n")
+            .contains("libsasl2-modules-gssapi-mit"));
     }
 
     #[test]
