@@ -5,6 +5,8 @@
 //! message saying how to start it; nothing is ever skipped.
 #![allow(dead_code)]
 
+pub mod secure_kafka;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +23,8 @@ pub struct Testbed {
     pub kafka: String,
     pub hdfs_url: String,
     pub hdfs_http: String,
+    /// Every export line `scripts/testbed` printed (the secure listener's among them).
+    pub exports: HashMap<String, String>,
 }
 
 fn repo() -> PathBuf {
@@ -80,6 +84,7 @@ pub fn testbed() -> &'static Testbed {
             kafka: get("KAFKA_BOOTSTRAP"),
             hdfs_url: get("HDFS_URL"),
             hdfs_http: get("HDFS_HTTP"),
+            exports,
         }
     })
 }
@@ -229,6 +234,10 @@ pub struct RelayConfig {
     pub session_timeout_ms: u64,
     /// `metrics.listen`; empty disables the HTTP endpoint.
     pub metrics_listen: String,
+    /// `kafka.bootstrap_servers` when not the testbed's plain listener (e.g. its SASL_SSL one).
+    pub kafka_bootstrap: Option<String>,
+    /// More `[kafka.properties]` lines (TOML), e.g. a TLS and SASL login.
+    pub extra_properties: String,
 }
 
 impl RelayConfig {
@@ -242,6 +251,8 @@ impl RelayConfig {
             extra_hdfs: "roll_records_max = 500\nroll_interval_s = 2\n".into(),
             session_timeout_ms: 6000,
             metrics_listen: String::new(),
+            kafka_bootstrap: None,
+            extra_properties: String::new(),
         }
     }
 
@@ -263,6 +274,7 @@ batch_duration_ms = 200
 [kafka.properties]
 "heartbeat.interval.ms" = "1000"
 "topic.metadata.refresh.interval.ms" = "2000"
+{extra_properties}
 [channel]
 dir = "{channel}"
 segment_bytes_max = 1048576
@@ -279,11 +291,12 @@ retry_backoff_max_ms = 2000
 [metrics]
 listen = "{metrics}"
 "#,
-            kafka = tb.kafka,
+            kafka = self.kafka_bootstrap.as_deref().unwrap_or(&tb.kafka),
             topic = self.topic,
             group = self.group,
             session = self.session_timeout_ms,
             extra_kafka = self.extra_kafka,
+            extra_properties = self.extra_properties,
             channel = self.channel.display(),
             hdfs = tb.hdfs_url,
             path = self.hdfs_path,
