@@ -991,6 +991,38 @@ mod tests {
         }
     }
 
+    /// Regression (issue 11): the build had no OpenSSL and no SASL library, so a client with
+    /// SASL_SSL failed with "OpenSSL not available at build time" and SCRAM or GSSAPI with "No
+    /// provider for SASL mechanism". librdkafka checks both when the client is created, before
+    /// it connects, so this needs no broker.
+    #[test]
+    fn a_client_with_tls_and_each_sasl_mechanism_is_created() {
+        for (protocol, mechanism) in [
+            ("SSL", None),
+            ("SASL_SSL", Some("SCRAM-SHA-512")),
+            ("SASL_SSL", Some("SCRAM-SHA-256")),
+            ("SASL_SSL", Some("GSSAPI")),
+            ("SASL_PLAINTEXT", Some("PLAIN")),
+        ] {
+            let mut props = vec![("security.protocol", protocol)];
+            props.extend(mechanism.map(|m| ("sasl.mechanism", m)));
+            if mechanism == Some("GSSAPI") {
+                // librdkafka's kinit command needs a keytab; 0 keeps it from running kinit.
+                props.extend([
+                    ("sasl.kerberos.keytab", "/nonexistent/flumen.keytab"),
+                    ("sasl.kerberos.principal", "flumen@EXAMPLE.COM"),
+                    ("sasl.kerberos.min.time.before.relogin", "0"),
+                ]);
+            } else if mechanism.is_some() {
+                props.extend([("sasl.username", "u"), ("sasl.password", "p4ssword")]);
+            }
+            let created: Result<BaseConsumer, _> = opts(&props, None).client_config().create();
+            if let Err(e) = created {
+                panic!("{protocol} {mechanism:?}: {e}");
+            }
+        }
+    }
+
     #[test]
     fn group_instance_id_is_passed_only_when_configured() {
         assert_eq!(
