@@ -19,6 +19,8 @@ pub struct Health {
 #[derive(Debug, Default, Clone)]
 struct Inner {
     kafka_error: Option<String>,
+    /// Why the HDFS Kerberos login fails, while it does.
+    kerberos: Option<String>,
     hdfs: FaultBook,
     paused: Option<String>,
     down: Option<String>,
@@ -98,6 +100,10 @@ impl Health {
     pub fn set_repairing(&self, partition: String, reason: Option<String>) {
         self.with(|i| set_reason(&mut i.repairing, partition, reason));
     }
+    /// Marks the HDFS Kerberos login failing (`Some(reason)`) or working (`None`).
+    pub fn set_kerberos(&self, reason: Option<String>) {
+        self.with(|i| i.kerberos = reason);
+    }
     pub fn set_paused(&self, reason: Option<String>) {
         self.with(|i| i.paused = reason);
     }
@@ -132,6 +138,7 @@ impl Health {
         let reasons: Vec<String> = [i.kafka_error.map(|e| format!("kafka unreachable: {e}"))]
             .into_iter()
             .flatten()
+            .chain(i.kerberos)
             .chain(hdfs_degraded)
             .chain(i.paused.map(|e| format!("consumption paused: {e}")))
             .chain(i.stuck.into_values())
