@@ -407,7 +407,6 @@ public final class MiniHdfs {
         Files.createDirectories(confDir);
         Map<String, String> core = new LinkedHashMap<>();
         core.put("fs.defaultFS", "hdfs://127.0.0.1:" + nnPort);
-        writeXml(confDir.resolve("core-site.xml"), core);
 
         Map<String, String> hdfs = new LinkedHashMap<>();
         hdfs.put("dfs.namenode.rpc-address", "127.0.0.1:" + nnPort);
@@ -415,7 +414,7 @@ public final class MiniHdfs {
         hdfs.put("dfs.webhdfs.enabled", "true");
         hdfs.put("dfs.replication", String.valueOf(replication));
         hdfs.put("dfs.blocksize", String.valueOf(16L * 1024 * 1024));
-        hdfs.put("dfs.permissions.enabled", "false");
+        hdfs.put("dfs.permissions.enabled", "false"); // the secure cluster's extra says true
         hdfs.put("dfs.client.block.write.replace-datanode-on-failure.enable", "true");
         hdfs.put("dfs.client.block.write.replace-datanode-on-failure.policy", "DEFAULT");
         hdfs.put("dfs.client.block.write.replace-datanode-on-failure.best-effort", "true");
@@ -423,6 +422,7 @@ public final class MiniHdfs {
         for (Map.Entry<String, String> e : extra.entrySet()) {
             (e.getKey().startsWith("dfs.") ? hdfs : core).put(e.getKey(), e.getValue());
         }
+        writeXml(confDir.resolve("core-site.xml"), core);
         writeXml(confDir.resolve("hdfs-site.xml"), hdfs);
     }
 
