@@ -1,14 +1,26 @@
 package dev.flumen.testbed;
 
 import java.io.File;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.List;
 import java.util.Properties;
 
 import org.apache.hadoop.minikdc.MiniKdc;
+import org.apache.kerby.kerberos.kerb.common.EncryptionUtil;
+import org.apache.kerby.kerberos.kerb.keytab.Keytab;
+import org.apache.kerby.kerberos.kerb.keytab.KeytabEntry;
+import org.apache.kerby.kerberos.kerb.server.KdcConfig;
+import org.apache.kerby.kerberos.kerb.type.KerberosTime;
+import org.apache.kerby.kerberos.kerb.type.base.EncryptionKey;
+import org.apache.kerby.kerberos.kerb.type.base.PrincipalName;
 
 /**
  * The KDC of the secure testbed: Hadoop's MiniKdc (Apache Kerby) on 127.0.0.1, TCP only, in a
@@ -16,14 +28,15 @@ import org.apache.hadoop.minikdc.MiniKdc;
  * production) and restarting the NameNode never touches the KDC.
  *
  * <pre>
- * java ... dev.flumen.testbed.Kdc --work DIR --keytab-dir DIR --port P --realm FLUMEN.TEST
+ * java ... dev.flumen.testbed.Kdc --work DIR --keytab-dir DIR --port P --realm FLUMEN.TEST --seed FILE
  * </pre>
  *
- * Creates the principals with random keys and writes one keytab per job into --keytab-dir,
+ * Creates the principals and, where missing, writes one keytab per job into --keytab-dir,
  * mode 0600: {@code hdfs.keytab} (hdfs/localhost and HTTP/localhost, for the servers),
  * {@code flumen.keytab} (only flumen) and {@code intruder.keytab} (only intruder). Then prints
- * one line starting with {@code FLUMEN-KDC READY} and serves until SIGTERM. The keys live in
- * memory only: a new KDC means new keytabs.
+ * one line starting with {@code FLUMEN-KDC READY} and serves until SIGTERM. Each principal's
+ * password is derived from the secret in --seed, so a KDC started again on the same seed has
+ * the same keys and the keytabs already handed out stay valid (a KDC outage, not a new realm).
  */
 public final class Kdc {
 
@@ -55,9 +68,11 @@ public final class Kdc {
         kdc.start();
         Runtime.getRuntime().addShutdownHook(new Thread(kdc::stop, "flumen-kdc-shutdown"));
 
-        writeKeytab(kdc, keytabDir, "hdfs.keytab", "hdfs/localhost", "HTTP/localhost");
-        writeKeytab(kdc, keytabDir, "flumen.keytab", "flumen");
-        writeKeytab(kdc, keytabDir, "intruder.keytab", "intruder");
+        byte[] seed = Files.readAllBytes(Paths.get(a.require("seed")));
+        Principals p = new Principals(kdc, seed, keytabDir);
+        p.create("hdfs.keytab", "hdfs/localhost", "HTTP/localhost");
+        p.create("flumen.keytab", "flumen");
+        p.create("intruder.keytab", "intruder");
 
         System.out.println(READY + " realm=" + kdc.getRealm() + " kdc=127.0.0.1:" + kdc.getPort()
                 + " keytabs=" + keytabDir + " pid=" + ProcessHandle.current().pid());
@@ -65,13 +80,56 @@ public final class Kdc {
         Thread.currentThread().join();
     }
 
-    /** Creates the principals and exports exactly them into NAME, which appears only complete and 0600. */
-    private static void writeKeytab(MiniKdc kdc, Path dir, String name, String... principals) throws Exception {
-        Path staging = dir.resolve(".staging");
-        Files.createDirectories(staging, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
-        Path tmp = staging.resolve(name);
-        kdc.createPrincipal(tmp.toFile(), principals);
-        Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-------"));
-        Files.move(tmp, dir.resolve(name), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    /** Principals with passwords derived from a seed, and their keytabs. */
+    private static final class Principals {
+        private final MiniKdc kdc;
+        private final byte[] seed;
+        private final Path dir;
+
+        Principals(MiniKdc kdc, byte[] seed, Path dir) {
+            this.kdc = kdc;
+            this.seed = seed;
+            this.dir = dir;
+        }
+
+        /** Creates the principals in the KDC; writes NAME (only those, 0600) if it is missing. */
+        void create(String name, String... principals) throws Exception {
+            Keytab keytab = new Keytab();
+            for (String principal : principals) {
+                String password = password(principal);
+                kdc.createPrincipal(principal, password);
+                keytab.addKeytabEntries(entries(principal + "@" + kdc.getRealm(), password));
+            }
+            Path target = dir.resolve(name);
+            if (Files.exists(target)) {
+                return;
+            }
+            Path staging = dir.resolve(".staging");
+            Files.createDirectories(staging,
+                    PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+            Path tmp = staging.resolve(name);
+            Files.deleteIfExists(tmp);
+            Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+            keytab.store(tmp.toFile());
+            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+        }
+
+        /** The same keys the KDC derives from the password (its default encryption types). */
+        private static List<KeytabEntry> entries(String principal, String password) throws Exception {
+            List<KeytabEntry> out = new ArrayList<>();
+            KerberosTime now = KerberosTime.now();
+            for (EncryptionKey key : EncryptionUtil.generateKeys(principal, password,
+                    new KdcConfig().getEncryptionTypes())) {
+                out.add(new KeytabEntry(new PrincipalName(principal), now, key.getKvno(), key));
+            }
+            return out;
+        }
+
+        private String password(String principal) throws Exception {
+            MessageDigest sha = MessageDigest.getInstance("SHA-256");
+            sha.update(seed);
+            sha.update(principal.getBytes(StandardCharsets.UTF_8));
+            return Base64.getEncoder().encodeToString(sha.digest());
+        }
     }
 }
