@@ -276,6 +276,11 @@ pub fn kerberos_ticket(principal: &str, lifetime: Duration, end: std::time::Syst
     gauge!("flumen_kerberos_ticket_end_timestamp_seconds").set(end_s);
 }
 
+/// The HDFS login's ticket passed half its life without a new one; logged once per ticket.
+pub fn kerberos_renewal_overdue(reason: &str) {
+    tracing::warn!(reason, "kerberos ticket renewal overdue");
+}
+
 pub fn kerberos_login_failed(reason: &str, retry: Duration) {
     tracing::warn!(
         reason,

@@ -630,7 +630,10 @@ mod tests {
             Some(std::path::Path::new("/etc/security/keytabs/flume.keytab"))
         );
         assert_eq!(c.hdfs.user.as_deref(), Some("etl"));
-        assert_eq!(c.hdfs.properties["hadoop.security.authentication"], "kerberos");
+        assert_eq!(
+            c.hdfs.properties["hadoop.security.authentication"],
+            "kerberos"
+        );
         let all = r.warnings.join("\n");
         assert!(all.contains("dfs.data.transfer.protection"), "{all}");
         assert!(!all.contains("kerberosKeytab: not carried over"), "{all}");

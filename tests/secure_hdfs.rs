@@ -99,7 +99,12 @@ fn a_relay_runs_across_three_renewals_and_a_namenode_restart_with_nothing_lost()
     send(300);
 
     let client = secure_hdfs();
-    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, sent as usize, Duration::from_secs(120));
+    let landed = common::wait_landed(
+        &client,
+        &c.cfg.hdfs_path,
+        sent as usize,
+        Duration::from_secs(120),
+    );
     assert_exactly_once(&landed, sent);
     let health = common::http_get(&addr, "/health").unwrap();
     assert!(health.contains("\"ready\""), "{health}");
@@ -125,7 +130,10 @@ fn a_missing_keytab_is_named_on_health_and_check_until_it_appears() {
 
     let (ok, text) = check(&c.config);
     assert!(!ok, "{text}");
-    assert!(text.contains("hdfs.kerberos_keytab") && text.contains("No such file"), "{text}");
+    assert!(
+        text.contains("hdfs.kerberos_keytab") && text.contains("No such file"),
+        "{text}"
+    );
 
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 200);
@@ -158,5 +166,70 @@ fn check_logs_in_and_writes_through_the_kerberized_namenode() {
     let (c, _) = case("krb-check", Path::new(&k.keytab));
     let (ok, text) = check(&c.config);
     assert!(ok, "{text}");
-    assert!(text.contains(&format!("kerberos ticket for {}", k.principal)), "{text}");
+    assert!(
+        text.contains(&format!("kerberos ticket for {}", k.principal)),
+        "{text}"
+    );
+}
+
+/// Points the daemon's own krb5.conf (`path`) at a KDC address nobody listens on, or back.
+fn set_kdc(path: &str, kdc: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.trim_start().starts_with("kdc =") {
+            true => format!("    kdc = {kdc}"),
+            false => l.to_string(),
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains(kdc)),
+        "no kdc line in:\n{text}"
+    );
+    std::fs::write(path, lines.join("\n")).unwrap();
+}
+
+fn kdc_of(path: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("kdc ="))
+        .unwrap();
+    line.split('=').nth(1).unwrap().trim().to_string()
+}
+
+// A KDC outage is invisible until the ticket ends, in Flume and in kafka-connect-hdfs alike;
+// here /health says so while the current ticket still works, and renewal resumes by itself.
+#[test]
+fn an_unreachable_kdc_is_on_health_before_the_ticket_ends_and_renewal_resumes() {
+    let tb = testbed();
+    let k = kerberized();
+    let (c, addr) = case("krb-kdc", Path::new(&k.keytab));
+    let conf = krb5_conf_with_lifetime(c.work.path(), "2m");
+    let relay = spawn_relay_with(&c.config, None, &[("KRB5_CONFIG", &conf)]);
+    common::wait_health(&addr, "\"ready\"", Duration::from_secs(90));
+    let kdc = kdc_of(&conf);
+    set_kdc(&conf, &format!("127.0.0.1:{}", common::free_port()));
+
+    let body = common::wait_health(&addr, "kerberos", Duration::from_secs(150));
+    assert!(body.contains("degraded") && body.contains("KDC"), "{body}");
+    let log = relay.log_text();
+    assert!(
+        log.contains("kerberos"),
+        "nothing logged:\n{}",
+        relay.key_log_lines()
+    );
+
+    set_kdc(&conf, &kdc);
+    common::wait_health(&addr, "\"ready\"", Duration::from_secs(90));
+    assert!(tickets(&addr) >= 2.0, "{}", metrics(&addr));
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 300);
+    let landed = common::wait_landed(
+        &secure_hdfs(),
+        &c.cfg.hdfs_path,
+        300,
+        Duration::from_secs(120),
+    );
+    assert_exactly_once(&landed, 300);
 }
