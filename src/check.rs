@@ -27,6 +27,8 @@ pub enum CheckError {
         reason: String,
     },
     #[error(transparent)]
+    Kerberos(#[from] crate::kerberos::LoginError),
+    #[error(transparent)]
     Tool(#[from] ToolError),
 }
 
@@ -36,7 +38,25 @@ const HDFS_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 pub async fn check(config: &Settings) -> Result<(), CheckError> {
     check_channel_dir(&config.channel.dir)?;
     check_topics(config).await?;
+    check_kerberos(config).await?;
     check_hdfs(config).await
+}
+
+/// The HDFS login gets a ticket now, naming the key at fault if it cannot.
+async fn check_kerberos(config: &Settings) -> Result<(), CheckError> {
+    let Some(k) = &config.hdfs.kerberos else {
+        return Ok(());
+    };
+    let login = crate::kerberos::Login::new(k);
+    let remaining = tokio::task::spawn_blocking(move || login.acquire())
+        .await
+        .expect("kerberos acquire panicked")?;
+    println!(
+        "hdfs: kerberos ticket for {} ({} s left)",
+        k.principal,
+        remaining.as_secs()
+    );
+    Ok(())
 }
 
 /// The channel directory (or, before the first run, the nearest ancestor the daemon would

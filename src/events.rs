@@ -261,3 +261,31 @@ pub fn partition_unstuck(tp: &TopicPartition) {
     gauge!("flumen_partition_stuck", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
         .set(0.0);
 }
+
+/// A new Kerberos ticket for the HDFS login (the first, or a renewal from the keytab).
+pub fn kerberos_ticket(principal: &str, lifetime: Duration, end: std::time::SystemTime) {
+    let end_s = end
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    tracing::info!(
+        principal,
+        lifetime_s = lifetime.as_secs(),
+        "kerberos ticket obtained"
+    );
+    counter!("flumen_kerberos_tickets_total").increment(1);
+    gauge!("flumen_kerberos_ticket_end_timestamp_seconds").set(end_s);
+}
+
+/// The HDFS login's ticket passed half its life without a new one; logged once per ticket.
+pub fn kerberos_renewal_overdue(reason: &str) {
+    tracing::warn!(reason, "kerberos ticket renewal overdue");
+}
+
+pub fn kerberos_login_failed(reason: &str, retry: Duration) {
+    tracing::warn!(
+        reason,
+        retry_s = retry.as_secs(),
+        "kerberos login failed; retrying"
+    );
+    counter!("flumen_kerberos_login_failures_total").increment(1);
+}

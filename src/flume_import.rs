@@ -79,6 +79,32 @@ impl Component<'_> {
     }
 }
 
+/// The HDFS sink's `hdfs.kerberosPrincipal`, `hdfs.kerberosKeytab` and `hdfs.proxyUser`.
+fn kerberos(sink: &Component, hdfs: &mut Vec<String>, w: &mut Vec<String>) {
+    let p = &sink.prefix;
+    let principal = sink.get("hdfs.kerberosPrincipal");
+    let keytab = sink.get("hdfs.kerberosKeytab");
+    match (principal, keytab) {
+        (Some(pr), Some(kt)) => {
+            hdfs.push(format!("kerberos_principal = {}", q(pr)));
+            hdfs.push(format!("kerberos_keytab = {}", q(kt)));
+            w.push(format!(
+                "{p}.hdfs.kerberosPrincipal: Flume read the cluster's client settings \
+                 (hdfs-site.xml) from its classpath; flumen reads $HADOOP_CONF_DIR. Without it, \
+                 set the cluster's \"dfs.data.transfer.protection\" under [hdfs.properties]"
+            ));
+        }
+        (None, None) => {}
+        _ => w.push(format!(
+            "{p}.hdfs.kerberosPrincipal and hdfs.kerberosKeytab: Flume needs both and so does \
+             flumen; only one is set, so neither is carried over"
+        )),
+    }
+    if let Some(user) = sink.get("hdfs.proxyUser") {
+        hdfs.push(format!("user = {}", q(user)));
+    }
+}
+
 fn first_name(
     props: &BTreeMap<String, String>,
     agent: &str,
@@ -531,9 +557,13 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
             sink.prefix
         ));
     }
+    kerberos(&sink, &mut hdfs, &mut w);
     for k in sink.unknown(&[
         "type",
         "channel",
+        "hdfs.kerberosPrincipal",
+        "hdfs.kerberosKeytab",
+        "hdfs.proxyUser",
         "hdfs.path",
         "hdfs.filePrefix",
         "hdfs.fileSuffix",
@@ -589,6 +619,43 @@ mod tests {
     use crate::config::{IsolationLevel, OffsetReset};
 
     const SEED: &str = include_str!("../tests/data/seed-flume.properties");
+
+    #[test]
+    fn kerberos_keys_of_the_hdfs_sink_carry_over() {
+        let o = Overrides {
+            bootstrap_servers: Some("127.0.0.1:9092".into()),
+            hdfs_url: None,
+            channel_dir: Some("/tmp/ch".into()),
+        };
+        let text = format!(
+            "{SEED}\nflume1.sinks.hdfs-sink-1.hdfs.kerberosPrincipal = flume/_HOST@EXAMPLE.COM\n\
+             flume1.sinks.hdfs-sink-1.hdfs.kerberosKeytab = /etc/security/keytabs/flume.keytab\n\
+             flume1.sinks.hdfs-sink-1.hdfs.proxyUser = etl\n"
+        );
+        let r = convert(&text, "flume1", &o).unwrap();
+        let c = crate::config::Settings::parse(&r.toml, std::path::Path::new("imported.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", r.toml));
+        let k = c.hdfs.kerberos.expect("kerberos carried over");
+        assert!(k.principal.starts_with("flume/") && k.principal.ends_with("@EXAMPLE.COM"));
+        assert!(!k.principal.contains("_HOST"), "{k:?}");
+        assert_eq!(
+            k.keytab.as_deref(),
+            Some(std::path::Path::new("/etc/security/keytabs/flume.keytab"))
+        );
+        assert_eq!(c.hdfs.user.as_deref(), Some("etl"));
+        assert_eq!(
+            c.hdfs.properties["hadoop.security.authentication"],
+            "kerberos"
+        );
+        let all = r.warnings.join("\n");
+        assert!(all.contains("dfs.data.transfer.protection"), "{all}");
+        assert!(!all.contains("kerberosKeytab: not carried over"), "{all}");
+
+        let half = format!("{SEED}\nflume1.sinks.hdfs-sink-1.hdfs.kerberosKeytab = /k\n");
+        let r = convert(&half, "flume1", &o).unwrap();
+        assert!(!r.toml.contains("kerberos_keytab"), "{}", r.toml);
+        assert!(r.warnings.join("\n").contains("only one is set"));
+    }
 
     #[test]
     fn seed_converts_to_a_valid_config_with_warnings_for_what_it_drops() {

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use hdfs_native::file::FileWriter;
 use hdfs_native::{Client, HdfsError, WriteOptions};
 
+use crate::config::HdfsSettings;
 use crate::hdfs_fault::{classify, Brief, Fault, FaultKind, Proof};
 use crate::health::Health;
 
@@ -102,11 +103,17 @@ pub fn normalize(e: HdfsError) -> HdfsError {
     }
 }
 
-/// Builds an hdfs-native client for `url`, as `user` when given.
-pub fn connect(url: &str, user: Option<&str>) -> Result<Client, HdfsError> {
-    let mut b = hdfs_native::ClientBuilder::new().with_url(url);
-    if let Some(u) = user {
+/// Builds an hdfs-native client for `hdfs.url`: as `hdfs.user` when given, with the Kerberos
+/// login and the Hadoop properties of the config.
+pub fn connect(h: &HdfsSettings) -> Result<Client, HdfsError> {
+    let mut b = hdfs_native::ClientBuilder::new()
+        .with_url(&h.url)
+        .with_config(h.properties.clone());
+    if let Some(u) = &h.user {
         b = b.with_user(u);
+    }
+    if let Some(k) = &h.kerberos {
+        b = crate::kerberos::Login::new(k).apply(b);
     }
     b.build()
 }

@@ -21,6 +21,8 @@ struct Inner {
     kafka_error: Option<String>,
     /// A broker answered but refused the login or the TLS handshake: the reason names the key.
     kafka_refused: Option<String>,
+    /// Why the HDFS Kerberos login fails, while it does.
+    kerberos: Option<String>,
     hdfs: FaultBook,
     paused: Option<String>,
     down: Option<String>,
@@ -110,6 +112,10 @@ impl Health {
     pub fn set_repairing(&self, partition: String, reason: Option<String>) {
         self.with(|i| set_reason(&mut i.repairing, partition, reason));
     }
+    /// Marks the HDFS Kerberos login failing (`Some(reason)`) or working (`None`).
+    pub fn set_kerberos(&self, reason: Option<String>) {
+        self.with(|i| i.kerberos = reason);
+    }
     pub fn set_paused(&self, reason: Option<String>) {
         self.with(|i| i.paused = reason);
     }
@@ -148,6 +154,7 @@ impl Health {
         let reasons: Vec<String> = [kafka]
             .into_iter()
             .flatten()
+            .chain(i.kerberos)
             .chain(hdfs_degraded)
             .chain(i.paused.map(|e| format!("consumption paused: {e}")))
             .chain(i.stuck.into_values())

@@ -12,6 +12,7 @@ pub mod hdfs;
 pub mod hdfs_fault;
 pub mod health;
 pub mod http;
+pub mod kerberos;
 pub mod poison;
 pub mod relay;
 pub mod repair;

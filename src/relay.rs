@@ -18,6 +18,7 @@ use crate::config::{OffsetReset, Settings};
 use crate::events;
 use crate::hdfs::{self, NativeHdfs};
 use crate::health::Health;
+use crate::kerberos;
 use crate::repair::ChannelRepair;
 use crate::sink::{self, Sink, SinkCommand, SinkOptions};
 use crate::source::{KafkaConsumer, Ownership, Source, SourceError, SourceOptions, Start};
@@ -61,11 +62,9 @@ pub fn wal_options(c: &Settings) -> WalOptions {
 
 /// The production HDFS client with the config's retry policy.
 pub fn native_hdfs(c: &Settings, health: Arc<Health>) -> Result<NativeHdfs, CommitError> {
-    let client = hdfs::connect(&c.hdfs.url, c.hdfs.user.as_deref()).map_err(|source| {
-        CommitError::Connect {
-            url: c.hdfs.url.clone(),
-            source,
-        }
+    let client = hdfs::connect(&c.hdfs).map_err(|source| CommitError::Connect {
+        url: c.hdfs.url.clone(),
+        source,
     })?;
     Ok(NativeHdfs::new(
         Arc::new(client),
@@ -375,6 +374,14 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
         "channel opened"
     );
     let index = wal.index.clone();
+    // Before the first HDFS call, so /health names a failing login rather than only the
+    // failing calls it causes. It lives as long as the runtime.
+    if let Some(k) = &config.hdfs.kerberos {
+        tokio::spawn(kerberos::keeper::keep(
+            kerberos::Login::new(k),
+            health.clone(),
+        ));
+    }
     let ledger = ledger(&config, health.clone())?;
 
     // Each core thread reports here when it ends, whether it returned or panicked, so a dead

@@ -6,6 +6,7 @@
 //! the key and its line ([`locate`]). The WAL, source, sink and HDFS options are all built from
 //! `Settings`; `config.example.toml` documents every key and is parsed by a test.
 
+pub mod kerberos;
 mod locate;
 pub mod raw;
 pub mod secret;
@@ -134,6 +135,20 @@ pub struct HdfsSettings {
     pub retry_backoff_max: Duration,
     pub files_closing_max: usize,
     pub files_closing_per_partition_max: usize,
+    /// Kerberos login; `None`: the cluster's simple authentication (or `HADOOP_CONF_DIR`'s).
+    pub kerberos: Option<KerberosSettings>,
+    /// Hadoop client keys for hdfs-native, `hadoop.security.authentication` included when
+    /// `kerberos` is set.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// `hdfs.kerberos_principal` and `hdfs.kerberos_keytab`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KerberosSettings {
+    /// The client principal, `_HOST` already replaced.
+    pub principal: String,
+    /// `None`: tickets come from the default credential cache, renewed by someone else.
+    pub keytab: Option<std::path::PathBuf>,
 }
 
 /// `kafka.isolation_level`.

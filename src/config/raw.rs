@@ -123,6 +123,17 @@ pub struct HdfsConfig {
     pub files_closing_max: usize,
     #[serde(default = "default_files_closing_per_partition_max")]
     pub files_closing_per_partition_max: usize,
+    /// Kerberos client principal (`_HOST` is replaced by this host's name). Default: none.
+    #[serde(default)]
+    pub kerberos_principal: Option<String>,
+    /// Keytab holding `kerberos_principal`'s keys; without it, tickets come from the
+    /// process's default credential cache (kept fresh by someone else, e.g. k5start).
+    #[serde(default)]
+    pub kerberos_keytab: Option<std::path::PathBuf>,
+    /// Hadoop client configuration passed to hdfs-native (data transfer protection, HA
+    /// name services, ...), over whatever `HADOOP_CONF_DIR` holds.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

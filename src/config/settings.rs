@@ -314,7 +314,14 @@ fn hdfs(
             "and roll_records_max and roll_bytes_max are all 0: files would never close",
         ));
     }
+    let kerberos =
+        super::kerberos::login(h.kerberos_principal.as_deref(), h.kerberos_keytab.as_ref())
+            .map_err(|(key, m)| at.err(S, &key, m))?;
+    let properties = super::kerberos::properties(&h.properties, kerberos.as_ref())
+        .map_err(|(key, m)| at.err(S, &key, m))?;
     Ok(HdfsSettings {
+        kerberos,
+        properties,
         file_suffix: file_suffix(&h),
         url: h.url,
         user: h.user,

@@ -19,12 +19,27 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+pub mod kerberos;
+
 pub struct Testbed {
     pub kafka: String,
     pub hdfs_url: String,
     pub hdfs_http: String,
-    /// Every export line `scripts/testbed` printed (the secure listener's among them).
+    /// Everything `scripts/testbed` exported, for the optional parts (`--secure`).
     pub exports: HashMap<String, String>,
+}
+
+impl Testbed {
+    /// An export of `scripts/testbed up --secure`; fails the test, naming how to get it.
+    pub fn secure_export(&self, key: &str) -> String {
+        self.exports.get(key).cloned().unwrap_or_else(|| {
+            panic!(
+                "the testbed exports no {key}: it runs without --secure. Stop it (scripts/testbed \
+                 down) and rerun, or start it with `scripts/testbed up --secure`; tests never \
+                 skip when a service is missing."
+            )
+        })
+    }
 }
 
 fn repo() -> PathBuf {
@@ -57,9 +72,11 @@ pub fn testbed() -> &'static Testbed {
         let exports = match status {
             Ok(o) if o.status.success() => parse_exports(&String::from_utf8_lossy(&o.stdout)),
             _ => {
-                eprintln!("fixture: no testbed running; starting one with scripts/testbed up");
+                eprintln!(
+                    "fixture: no testbed running; starting one with scripts/testbed up --secure"
+                );
                 let o = Command::new(&script)
-                    .arg("up")
+                    .args(["up", "--secure"])
                     .stderr(Stdio::inherit())
                     .output()
                     .expect("run scripts/testbed up");
@@ -309,6 +326,11 @@ listen = "{metrics}"
 
 /// Starts `flumen run` with `config`, logging to `<config>.log.<n>`.
 pub fn spawn_relay(config: &Path, failpoints: Option<&str>) -> Relay {
+    spawn_relay_with(config, failpoints, &[])
+}
+
+/// [`spawn_relay`] with extra environment variables for the daemon.
+pub fn spawn_relay_with(config: &Path, failpoints: Option<&str>, env: &[(&str, &str)]) -> Relay {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = config.with_extension(format!("log.{n}"));
@@ -323,6 +345,7 @@ pub fn spawn_relay(config: &Path, failpoints: Option<&str>) -> Relay {
         Some(f) => cmd.env("FAILPOINTS", f),
         None => cmd.env_remove("FAILPOINTS"),
     };
+    cmd.envs(env.iter().copied());
     Relay {
         child: cmd.spawn().expect("spawn flumen"),
         log,

@@ -21,15 +21,7 @@ pub struct SecureKafka {
 /// The testbed's secure listener, from the exports of `scripts/testbed`.
 pub fn secure_kafka() -> SecureKafka {
     let tb = testbed();
-    let get = |k: &str| {
-        tb.exports.get(k).cloned().unwrap_or_else(|| {
-            panic!(
-                "scripts/testbed printed no {k}: the running testbed has no SASL_SSL listener. \
-                 Start one with `scripts/testbed down; scripts/testbed up --secure` (as \
-                 scripts/test does) and rerun; secure tests never skip."
-            )
-        })
-    };
+    let get = |k: &str| tb.secure_export(k);
     SecureKafka {
         bootstrap: get("FLUMEN_KAFKA_SECURE_BOOTSTRAP"),
         ca_pem: get("FLUMEN_KAFKA_CA_PEM").into(),

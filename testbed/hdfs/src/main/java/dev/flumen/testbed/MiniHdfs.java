@@ -14,7 +14,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.nio.file.StandardCopyOption;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -38,10 +37,15 @@ import org.apache.hadoop.hdfs.server.datanode.DataNode;
  * <pre>
  * java ... dev.flumen.testbed.MiniHdfs --base DIR --conf-dir DIR --nn-port P --http-port H
  *          --control-port C [--datanodes N] [--replication R] [--recheck-ms MS]
+ *          [--secure --realm R --keytab FILE [--protection authentication|integrity|privacy]
+ *           [--client-user flumen]]
  * </pre>
  *
  * On success it writes core-site.xml and hdfs-site.xml into --conf-dir and prints one line
  * starting with {@code FLUMEN-HDFS READY} on stdout.
+ *
+ * <p>With {@code --secure} the cluster is Kerberized (see {@link SecureHdfs}); the JVM then
+ * needs {@code -Djava.security.krb5.conf} pointing at the KDC's krb5.conf.
  *
  * <p>Control protocol: connect to 127.0.0.1:C, send one command per line, read one reply line
  * per command ({@code OK[ detail]} or {@code ERR <message>}). Commands that change the cluster
@@ -90,12 +94,13 @@ public final class MiniHdfs {
     }
 
     public static void main(String[] argv) throws Exception {
-        Map<String, String> a = parseArgs(argv);
-        String base = require(a, "base");
-        Path confDir = Paths.get(require(a, "conf-dir"));
-        int nnPort = Integer.parseInt(require(a, "nn-port"));
-        int httpPort = Integer.parseInt(require(a, "http-port"));
-        int ctlPort = Integer.parseInt(require(a, "control-port"));
+        Args a = Args.parse(argv);
+        String base = a.require("base");
+        Path confDir = Paths.get(a.require("conf-dir"));
+        int nnPort = Integer.parseInt(a.require("nn-port"));
+        int httpPort = Integer.parseInt(a.require("http-port"));
+        int ctlPort = Integer.parseInt(a.require("control-port"));
+        SecureHdfs secure = a.flag("secure") ? new SecureHdfs(a) : null;
         int dataNodes = Integer.parseInt(a.getOrDefault("datanodes", "1"));
         int replication = Integer.parseInt(a.getOrDefault("replication", String.valueOf(Math.min(dataNodes, 3))));
         long recheckMs = Long.parseLong(a.getOrDefault("recheck-ms", "1000"));
@@ -137,6 +142,9 @@ public final class MiniHdfs {
             }
             conf.set(kv.substring(0, eq), kv.substring(eq + 1));
         }
+        if (secure != null) {
+            secure.configure(conf);
+        }
 
         MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf)
                 .nameNodePort(nnPort)
@@ -146,14 +154,18 @@ public final class MiniHdfs {
                 .build();
         cluster.waitActive();
         MiniHdfs me = new MiniHdfs(cluster, dataNodes, waitTimeoutMs);
+        if (secure != null) {
+            secure.prepareHomes(cluster.getFileSystem());
+        }
 
-        writeSiteFiles(confDir, nnPort, httpPort, replication);
+        writeSiteFiles(confDir, nnPort, httpPort, replication, secure == null ? Map.of() : secure.clientSite());
 
         Runtime.getRuntime().addShutdownHook(new Thread(me::shutdownQuietly, "flumen-minihdfs-shutdown"));
 
         System.out.println(READY + " nn=hdfs://127.0.0.1:" + cluster.getNameNodePort()
                 + " http=http://127.0.0.1:" + httpPort + " control=127.0.0.1:" + ctlPort
                 + " datanodes=" + dataNodes + " replication=" + replication
+                + (secure == null ? "" : " security=kerberos protection=" + secure.protection())
                 + " pid=" + ProcessHandle.current().pid());
         System.out.flush();
 
@@ -390,11 +402,11 @@ public final class MiniHdfs {
 
     // ---- helpers ---------------------------------------------------------------------
 
-    private static void writeSiteFiles(Path confDir, int nnPort, int httpPort, int replication) throws IOException {
+    private static void writeSiteFiles(Path confDir, int nnPort, int httpPort, int replication,
+            Map<String, String> extra) throws IOException {
         Files.createDirectories(confDir);
         Map<String, String> core = new LinkedHashMap<>();
         core.put("fs.defaultFS", "hdfs://127.0.0.1:" + nnPort);
-        writeXml(confDir.resolve("core-site.xml"), core);
 
         Map<String, String> hdfs = new LinkedHashMap<>();
         hdfs.put("dfs.namenode.rpc-address", "127.0.0.1:" + nnPort);
@@ -402,11 +414,15 @@ public final class MiniHdfs {
         hdfs.put("dfs.webhdfs.enabled", "true");
         hdfs.put("dfs.replication", String.valueOf(replication));
         hdfs.put("dfs.blocksize", String.valueOf(16L * 1024 * 1024));
-        hdfs.put("dfs.permissions.enabled", "false");
+        hdfs.put("dfs.permissions.enabled", "false"); // the secure cluster's extra says true
         hdfs.put("dfs.client.block.write.replace-datanode-on-failure.enable", "true");
         hdfs.put("dfs.client.block.write.replace-datanode-on-failure.policy", "DEFAULT");
         hdfs.put("dfs.client.block.write.replace-datanode-on-failure.best-effort", "true");
         hdfs.put("dfs.client.use.datanode.hostname", "false");
+        for (Map.Entry<String, String> e : extra.entrySet()) {
+            (e.getKey().startsWith("dfs.") ? hdfs : core).put(e.getKey(), e.getValue());
+        }
+        writeXml(confDir.resolve("core-site.xml"), core);
         writeXml(confDir.resolve("hdfs-site.xml"), hdfs);
     }
 
@@ -427,30 +443,6 @@ public final class MiniHdfs {
 
     private static String xml(String s) {
         return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;");
-    }
-
-    private static Map<String, String> parseArgs(String[] argv) {
-        Map<String, String> m = new LinkedHashMap<>();
-        List<String> rest = new ArrayList<>();
-        for (int i = 0; i < argv.length; i++) {
-            if (argv[i].startsWith("--") && i + 1 < argv.length) {
-                m.put(argv[i].substring(2), argv[++i]);
-            } else {
-                rest.add(argv[i]);
-            }
-        }
-        if (!rest.isEmpty()) {
-            throw new IllegalArgumentException("unexpected arguments: " + rest);
-        }
-        return m;
-    }
-
-    private static String require(Map<String, String> a, String key) {
-        String v = a.get(key);
-        if (v == null) {
-            throw new IllegalArgumentException("missing --" + key);
-        }
-        return v;
     }
 
     private static String oneLine(Throwable e) {
