@@ -23,15 +23,19 @@ fn secure_case(prefix: &str, sk: &SecureKafka, password: &str, ca: &Path) -> (Ca
     (c, metrics)
 }
 
+// The seed's deployment: brokers behind SASL_SSL + SCRAM, a Kerberized HDFS with wire
+// encryption, and a crash in the middle.
 #[test]
-fn exactly_once_through_sasl_ssl_scram_across_a_kill_9() {
+fn exactly_once_through_sasl_ssl_scram_into_kerberized_hdfs_across_a_kill_9() {
     let sk = secure_kafka();
     let tb = testbed();
-    let (c, metrics) = secure_case("secure-eo", &sk, &sk.password_ref(), &sk.ca_pem);
+    let k = common::kerberos::kerberized();
+    let (mut c, metrics) = secure_case("secure-eo", &sk, &sk.password_ref(), &sk.ca_pem);
+    common::kerberos::write_secure(&mut c.cfg, &k.principal, Path::new(&k.keytab), &c.config);
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 3000);
     let mut first = spawn_relay(&c.config, None);
-    let client = common::hdfs(tb);
+    let client = common::kerberos::secure_hdfs();
     let before = common::wait_landed(&client, &c.cfg.hdfs_path, 1, Duration::from_secs(90));
     assert!(
         !before.is_empty(),
