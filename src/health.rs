@@ -62,10 +62,15 @@ impl Health {
     }
     /// Kafka refused the login or the TLS handshake. Degraded, not down: librdkafka keeps
     /// trying, and a broker whose credentials or certificate are fixed lets it in with no
-    /// restart. It stays until a record arrives, and hides "unreachable", which it causes.
+    /// restart. It stays until a record arrives or a broker answers the relay's probe, and
+    /// hides "unreachable", which it causes.
     pub fn set_kafka_refused(&self, reason: String) {
         self.with(|i| i.kafka_refused = Some(reason));
         self.kafka_error_set.store(true, Ordering::Release);
+    }
+    /// Whether a Kafka error or refusal is on `/health` (one atomic load).
+    pub fn kafka_in_doubt(&self) -> bool {
+        self.kafka_error_set.load(Ordering::Acquire)
     }
     pub fn set_kafka_ok(&self) {
         if self.kafka_error_set.swap(false, Ordering::AcqRel) {

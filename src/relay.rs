@@ -444,6 +444,11 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sink_task = tokio::spawn(sink::run(sink, cmd_rx, appended.clone(), stop_rx));
     spawn_lag_reporter(consumer.clone(), committed.clone());
+    spawn_kafka_probe(
+        consumer.clone(),
+        health.clone(),
+        config.kafka.topics[0].clone(),
+    );
 
     let source_thread = {
         let stop = stop.clone();
@@ -573,6 +578,30 @@ fn advisory_commit(
 
 /// Every 15 s, reads the brokers' high watermarks for the partitions we committed to and
 /// publishes end-to-end lag (records between the log end and the last offset in HDFS).
+/// While `/health` doubts Kafka, asks the brokers for a topic's metadata every 10 s; an answer
+/// clears the doubt. Without it, an idle topic stayed degraded after the brokers came back,
+/// since only an arriving record cleared it.
+fn spawn_kafka_probe(consumer: Arc<KafkaConsumer>, health: Arc<Health>, topic: String) {
+    tokio::spawn(async move {
+        // Runs for the life of the process.
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            if !health.kafka_in_doubt() {
+                continue;
+            }
+            let (c, t) = (consumer.clone(), topic.clone());
+            let answered = tokio::task::spawn_blocking(move || {
+                c.fetch_metadata(Some(&t), Duration::from_secs(5)).is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if answered {
+                health.set_kafka_ok();
+            }
+        }
+    });
+}
+
 fn spawn_lag_reporter(
     consumer: Arc<KafkaConsumer>,
     committed: Arc<Mutex<HashMap<TopicPartition, i64>>>,

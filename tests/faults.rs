@@ -83,6 +83,8 @@ fn broker_outage_mid_stream_is_retried_without_loss() {
         "the relay must not exit while Kafka is down"
     );
     drop(restore);
+    // Regression: with no record arriving, /health stayed degraded after the broker was back.
+    common::wait_health(&c.metrics, "\"status\":\"ready\"", Duration::from_secs(60));
     common::produce(&p, &c.cfg.topic, 1000, 2000);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 2000, Duration::from_secs(180));
     assert_exactly_once(&landed, 2000);
