@@ -33,6 +33,7 @@ import org.apache.kerby.kerberos.kerb.type.base.PrincipalName;
  *
  * Creates the principals and, where missing, writes one keytab per job into --keytab-dir,
  * mode 0600: {@code hdfs.keytab} (hdfs/localhost and HTTP/localhost, for the servers),
+ * {@code kafka.keytab} (kafka/localhost, for the brokers' Kerberos listener),
  * {@code flumen.keytab} (only flumen) and {@code intruder.keytab} (only intruder). Then prints
  * one line starting with {@code FLUMEN-KDC READY} and serves until SIGTERM. Each principal's
  * password is derived from the secret in --seed, so a KDC started again on the same seed has
@@ -71,6 +72,7 @@ public final class Kdc {
         byte[] seed = Files.readAllBytes(Paths.get(a.require("seed")));
         Principals p = new Principals(kdc, seed, keytabDir);
         p.create("hdfs.keytab", "hdfs/localhost", "HTTP/localhost");
+        p.create("kafka.keytab", "kafka/localhost");
         p.create("flumen.keytab", "flumen");
         p.create("intruder.keytab", "intruder");
 
