@@ -26,6 +26,20 @@ pub fn refusal(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
                  (the listener's) ({reason})"
             ))
         }
+        // GSSAPI: Cyrus SASL found no usable ticket (librdkafka's kinit from the keytab failed,
+        // e.g. a keytab without the principal's keys), or the KDC knows no such service. The
+        // failed kinit itself is logged by librdkafka (SASLREFRESH) with its command line.
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed
+            if is_kerberos(reason) =>
+        {
+            Some(format!(
+                "Kafka refused the Kerberos (GSSAPI) login: check \
+                 `kafka.properties.sasl.kerberos.keytab`, `kafka.properties.sasl.kerberos.principal` \
+                 and `kafka.properties.sasl.kerberos.service.name` (librdkafka gets the ticket \
+                 with `kafka.properties.sasl.kerberos.kinit.cmd`; its failure is logged) \
+                 ({reason})"
+            ))
+        }
         RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
             Some(format!(
                 "Kafka refused the SASL login: check `kafka.properties.sasl.username`, \
@@ -46,6 +60,12 @@ pub fn refusal(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
     }
 }
 
+/// Whether librdkafka's text is about a Kerberos (GSSAPI) login: Cyrus SASL's GSSAPI plugin
+/// says "GSSAPI Error: <major> (<minor>)".
+fn is_kerberos(reason: &str) -> bool {
+    reason.contains("GSSAPI")
+}
+
 /// Whether an error with this code is a refusal (see [`refusal`]).
 pub fn is_refusal(code: Option<RDKafkaErrorCode>) -> bool {
     refusal(code, "").is_some()
@@ -53,10 +73,15 @@ pub fn is_refusal(code: Option<RDKafkaErrorCode>) -> bool {
 
 /// What librdkafka's log lines about a refusal contain; the error callback reports the same
 /// refusal, naming the key, once a minute.
-const REFUSAL_LINES: [&str; 3] = [
+/// ("GSSAPI Error" is Cyrus SASL's line, and "Failed to initialize SASL authentication"
+/// librdkafka's, when a Kerberos login has no ticket; librdkafka's own "Kerberos ticket refresh
+/// failed" stays an error: it names the kinit command and comes once per relogin interval.)
+const REFUSAL_LINES: [&str; 5] = [
     "SASL authentication error",
     "SSL handshake failed",
     "certificate verify failed",
+    "GSSAPI Error",
+    "Failed to initialize SASL authentication",
 ];
 
 /// One of librdkafka's log lines (already redacted) as a tracing event at its level, under
@@ -154,6 +179,19 @@ mod tests {
         )
         .unwrap();
         assert!(ca.contains("`kafka.properties.ssl.ca.location`"), "{ca}");
+        let gssapi = refusal(
+            Some(RDKafkaErrorCode::Authentication),
+            "sasl_ssl://localhost:9093/bootstrap: Failed to initialize SASL authentication: SASL \
+             handshake failed (start (-1)): SASL(-1): generic failure: GSSAPI Error: No \
+             credentials were supplied, or the credentials were unavailable or inaccessible (No \
+             Kerberos credentials available (default cache: FILE:/tmp/krb5cc_0))",
+        )
+        .unwrap();
+        assert!(
+            gssapi.contains("`kafka.properties.sasl.kerberos.keytab`"),
+            "{gssapi}"
+        );
+        assert!(!gssapi.contains("sasl.password"), "{gssapi}");
         let tls = refusal(Some(RDKafkaErrorCode::SSL), "SSL handshake failed: EOF").unwrap();
         assert!(tls.contains("`kafka.properties.ssl.*`"), "{tls}");
         assert_eq!(
