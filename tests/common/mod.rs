@@ -752,10 +752,16 @@ pub fn delete_records(tb: &Testbed, topic: &str, partition: i32, before: i64) {
 
 /// Runs the `flumen` binary with `args` (warnings only in its log, no failpoints).
 pub fn flumen(args: &[&str]) -> std::process::Output {
+    flumen_with(args, &[])
+}
+
+/// [`flumen`] with extra environment variables (e.g. a Kerberos credential cache).
+pub fn flumen_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flumen"))
         .args(args)
         .env("RUST_LOG", "warn")
         .env_remove("FAILPOINTS")
+        .envs(env.iter().copied())
         .output()
         .expect("run flumen")
 }
