@@ -247,7 +247,9 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // A fixed wait once stopped the NameNode before reconciliation, and the run measured an
+    // empty channel ("channel 0 MiB, peak RSS 10 MiB"): wait for the backlog to start.
+    wait_for_channel_data(&backlog_dir.join("channel"), &mut child);
     assert!(
         Command::new(testbed)
             .arg("nn-stop")
@@ -320,4 +322,21 @@ fn main() {
         backlog_bytes as f64 / 1048576.0,
         hwm_kib / 1024
     );
+}
+
+/// Waits until the relay's channel holds data (it consumes only after reconciling with HDFS),
+/// or fails the bench after 120 s.
+fn wait_for_channel_data(channel: &std::path::Path, child: &mut std::process::Child) {
+    let t = Instant::now();
+    while dir_bytes(channel) < 1 << 20 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backlog relay exited before consuming"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the backlog relay consumed nothing in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
