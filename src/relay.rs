@@ -119,6 +119,9 @@ fn run_writer(
                 continue;
             }
             let began = Instant::now();
+            // A slow disk, for tests: FAILPOINTS=channel-append-delay=sleep(300).
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("channel-append-delay");
             match writer.append(&group) {
                 Ok(()) => {
                     events::channel_appended(group.len(), bytes, began.elapsed());

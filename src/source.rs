@@ -69,9 +69,13 @@ enum Halt {
 const HALT_RETRY: Duration = Duration::from_secs(10);
 
 /// How long the poll loop waits for a busy channel writer before it pauses the partitions.
-/// Pausing makes librdkafka drop its prefetched records and fetch them again, so a writer that
-/// is only a group commit behind is waited for instead.
-const WRITER_WAIT_MAX: Duration = Duration::from_millis(200);
+/// A pause makes librdkafka drop every record it prefetched for them (a whole queue) and fetch
+/// it again: with 200 ms here and a writer slowed to 300 ms a group commit, librdkafka received
+/// 2.28x the records delivered. So a slow writer (a slow fsync, a segment roll) is waited for,
+/// and only a stuck one is paused for. Meanwhile rebalance callbacks wait too (heartbeats go
+/// on in librdkafka's own thread); the wait is also capped at a quarter of
+/// `max_poll_interval_ms`.
+const WRITER_WAIT_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -894,10 +898,13 @@ impl Source {
     }
 
     /// Hands batches to the writer without blocking the poll loop (unless `block`).
-    /// Hands queued batches to the writer, waiting up to `WRITER_WAIT_MAX` while it is busy.
+    /// Hands queued batches to the writer, waiting up to `WRITER_WAIT_MAX` while it is busy;
+    /// not at all while the disk is full (that pauses at once).
     fn wait_for_writer(&mut self) -> Result<(), SourceError> {
         let t = Instant::now();
-        while !self.outbox.is_empty() && t.elapsed() < WRITER_WAIT_MAX {
+        let limit = WRITER_WAIT_MAX.min(self.opts.max_poll_interval / 4);
+        let disk_full = |s: &Self| s.index.disk_full.load(std::sync::atomic::Ordering::Acquire);
+        while !self.outbox.is_empty() && t.elapsed() < limit && !disk_full(self) {
             std::thread::sleep(Duration::from_millis(1));
             self.drain_outbox(false)?;
         }

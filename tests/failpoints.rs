@@ -119,3 +119,26 @@ fn crash_during_recovery() {
     let landed = common::wait_landed(&client, &cfg.hdfs_path, 2000, Duration::from_secs(180));
     assert_exactly_once(&landed, 2000);
 }
+
+// Regression (issue 12): with a channel writer slowed to 300 ms a group commit, the poll loop
+// paused every partition after 200 ms of waiting ("channel writer busy", about once a
+// second), and each pause made librdkafka drop its prefetched records and fetch them again.
+#[test]
+fn a_slow_channel_writer_is_waited_for_not_paused() {
+    let tb = testbed();
+    let c = common::Case::new("fp-slow-writer");
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 20_000);
+    let relay = spawn_relay(&c.config, Some("channel-append-delay=sleep(300)"));
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 20_000, Duration::from_secs(240));
+    assert_exactly_once(&landed, 20_000);
+    let log = relay.log_text();
+    let pauses: Vec<&str> = log.lines().filter(|l| l.contains("writer busy")).collect();
+    assert!(
+        pauses.is_empty(),
+        "{} pauses for a slow writer, e.g. {:?}",
+        pauses.len(),
+        pauses.first()
+    );
+}
