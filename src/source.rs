@@ -191,7 +191,8 @@ impl SourceOptions {
         }
         let user_set = |key: &str| self.properties.iter().any(|(k, _)| k == key);
         if !user_set("queued.max.messages.kbytes") {
-            // Bounds librdkafka's prefetch per partition queue (KiB), and so our memory.
+            // Bounds librdkafka's prefetch queue (KiB of values, one limit for the consumer;
+            // a compressed fetch response overshoots it: see ARCHITECTURE.md).
             cc.set("queued.max.messages.kbytes", "8192");
         }
         if !user_set("fetch.queue.backoff.ms") {
