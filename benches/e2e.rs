@@ -160,6 +160,9 @@ fn main() {
     let t = Instant::now();
     let mut cc = flumen::source::SourceOptions::from_settings(&config).client_config();
     cc.set("group.id", "bench-raw");
+    // flumen sets "error" (it starts from the HDFS ledger); a plain consumer of a new group
+    // must start somewhere, or every run on a fresh testbed fails with AutoOffsetReset.
+    cc.set("auto.offset.reset", "earliest");
     let consumer: BaseConsumer = cc.create().unwrap();
     consumer.subscribe(&[&topic]).unwrap();
     let mut seen = 0u64;
