@@ -152,10 +152,9 @@ impl Health {
                     .collect(),
             };
         }
-        let kafka = match i.kafka_refused {
-            Some(refused) => Some(refused),
-            None => i.kafka_error.map(|e| format!("kafka unreachable: {e}")),
-        };
+        let kafka = i
+            .kafka_refused
+            .or_else(|| i.kafka_error.map(|e| format!("kafka unreachable: {e}")));
         let reasons: Vec<String> = [kafka]
             .into_iter()
             .flatten()
