@@ -170,13 +170,7 @@ fn error_lines(relay: &common::Relay, needle: &str) -> Vec<String> {
 }
 
 fn stop(mut relay: common::Relay) {
-    relay.signal(libc::SIGTERM);
-    let status = relay.wait_for(Duration::from_secs(60));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "graceful exit: {status:?}\n{}",
-        relay.key_log_lines()
-    );
+    relay.stop_gracefully(Duration::from_secs(60));
 }
 
 /// Regression: under `oversized_record_policy = "fail"` a 20 MiB record ended the Kafka thread;

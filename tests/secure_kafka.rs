@@ -50,13 +50,7 @@ fn exactly_once_through_sasl_ssl_scram_into_kerberized_hdfs_across_a_kill_9() {
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 6000, LANDING_LIMIT);
     assert_exactly_once(&landed, 6000);
     common::wait_health(&metrics, "\"status\":\"ready\"", Duration::from_secs(30));
-    second.signal(libc::SIGTERM);
-    let status = second.wait_for(Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "graceful exit: {status:?}\n{}",
-        second.key_log_lines()
-    );
+    second.stop_gracefully(Duration::from_secs(30));
     let password = sk.password();
     for (run, log) in [("first", first.log_text()), ("second", second.log_text())] {
         assert!(
@@ -196,13 +190,7 @@ fn exactly_once_through_sasl_ssl_gssapi_across_a_kill_9() {
     assert_exactly_once(&landed, 4000);
     let health = common::wait_health(&metrics, "\"status\":\"ready\"", Duration::from_secs(30));
     assert!(!health.contains("kerberos"), "{health}");
-    second.signal(libc::SIGTERM);
-    let status = second.wait_for(Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "graceful exit: {status:?}\n{}",
-        second.key_log_lines()
-    );
+    second.stop_gracefully(Duration::from_secs(30));
     for (run, relay) in [("first", &first), ("second", &second)] {
         let log = relay.log_text();
         assert!(

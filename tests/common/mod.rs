@@ -219,6 +219,16 @@ impl Relay {
             .collect();
         lines[lines.len().saturating_sub(80)..].join("\n")
     }
+    /// Sends SIGTERM and asserts a clean exit (status 0) within `limit`.
+    pub fn stop_gracefully(&mut self, limit: Duration) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_for(limit);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "graceful exit: {status:?}\n{}",
+            self.key_log_lines()
+        );
+    }
     /// Waits for exit up to `limit`; returns the exit status, or None if still running.
     pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let t = Instant::now();
@@ -255,6 +265,8 @@ pub struct RelayConfig {
     pub kafka_bootstrap: Option<String>,
     /// More `[kafka.properties]` lines (TOML), e.g. a TLS and SASL login.
     pub extra_properties: String,
+    /// `hdfs.url` when not the testbed's plain NameNode (e.g. its Kerberized one).
+    pub hdfs_url: Option<String>,
 }
 
 impl RelayConfig {
@@ -270,6 +282,7 @@ impl RelayConfig {
             metrics_listen: String::new(),
             kafka_bootstrap: None,
             extra_properties: String::new(),
+            hdfs_url: None,
         }
     }
 
@@ -315,7 +328,7 @@ listen = "{metrics}"
             extra_kafka = self.extra_kafka,
             extra_properties = self.extra_properties,
             channel = self.channel.display(),
-            hdfs = tb.hdfs_url,
+            hdfs = self.hdfs_url.as_deref().unwrap_or(&tb.hdfs_url),
             path = self.hdfs_path,
             extra_hdfs = self.extra_hdfs,
             metrics = self.metrics_listen,
