@@ -1,30 +1,40 @@
-//! End-to-end throughput harness (issue: "flumen run" benchmarks). Needs the testbed:
+//! End-to-end throughput, CPU and memory harness (issues 9 and 12). Needs the testbed:
 //!
 //! ```sh
 //! eval "$(scripts/testbed up)"
-//! FLUMEN_BENCH_EVENTS=1000000 cargo bench --bench e2e
+//! FLUMEN_BENCH_EVENTS=2000000 cargo bench --bench e2e
+//! FLUMEN_BENCH_EVENTS=2000000 FLUMEN_BENCH_PARTITIONS=1000 cargo bench --bench e2e
 //! ```
 //!
-//! It preloads N 100-byte events into a fresh 3-partition topic, then measures side by side in
-//! one run:
-//! - raw consume, the ceiling: an rdkafka consumer with flumen's own source settings that
-//!   discards every record;
-//! - flumen to HDFS: the release `flumen run` binary, until HDFS holds every offset.
+//! It preloads N 100-byte events (key `cell-N`, lz4) into a fresh topic of P partitions
+//! (default 3), then measures side by side in one run, each path in its own process so CPU and
+//! peak RSS are that path's alone (`wait4`):
+//! - **raw poll** and **raw batch**, the ceilings: a librdkafka consumer with flumen's own client
+//!   settings (`SourceOptions::client_config`, so the same prefetch budget), partitions
+//!   `assign()`ed from the beginning (no group join), timed from the first message to the last;
+//!   one per-message `poll`, one `rd_kafka_consume_batch_queue` of 1,000;
+//! - **live**: the release `flumen run`, from spawn until `/metrics` counts N records committed
+//!   to HDFS;
+//! - **backlog**: two more `flumen run` instances (two groups) with the NameNode stopped, so all N
+//!   events pile up in their channels; their peak RSS at that backlog, then `kill -9`;
+//! - **drain**: NameNode back; one of them restarts (`flumen run`) and is timed until HDFS holds
+//!   its channel, the other's channel is delivered by `flumen replay`.
 //!
-//! For each: wall time, events/s, CPU seconds per million events (user+sys, from getrusage),
-//! and peak RSS. Prints a table with the ratios.
+//! It prints events/s, channel MB/s (the backlog's channel bytes over the wall time), CPU
+//! seconds per million events (which is also the cores needed per 1M ev/s at that rate), peak
+//! RSS, flumen's pauses, the ratios, and the load average before and after.
 
 #[allow(dead_code)] // shared with the other benches
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flumen::wal::TopicPartition;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -35,12 +45,26 @@ fn env(name: &str) -> String {
     })
 }
 
-fn rusage(who: i32) -> (f64, u64) {
-    // SAFETY: getrusage fills the zeroed struct we pass.
+/// What one measured process cost.
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    wall_s: f64,
+    cpu_s: f64,
+    rss_mib: u64,
+}
+
+/// Waits for `child` and returns its CPU seconds and peak RSS (MiB), its own, not the sum of
+/// every child.
+fn reap(child: &mut Child) -> (bool, f64, u64) {
+    let mut status = 0;
+    // SAFETY: wait4 on our own child with valid out-pointers.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut u) };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut u) };
+    assert_eq!(pid, child.id() as i32, "wait4");
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     (
+        ok,
         secs(u.ru_utime) + secs(u.ru_stime),
         u.ru_maxrss as u64 / 1024,
     )
@@ -74,15 +98,18 @@ fn preload(bootstrap: &str, topic: &str, n: u64) {
         }
         p.poll(Duration::ZERO);
     }
-    p.flush(Duration::from_secs(300)).unwrap();
+    p.flush(Duration::from_secs(600)).unwrap();
 }
 
-fn config_text(bootstrap: &str, hdfs: &str, topic: &str, group: &str, channel: &Path) -> String {
+fn config_text(bootstrap: &str, hdfs: &str, topic: &str, group: &str, work: &Path) -> String {
     format!(
         r#"[kafka]
 bootstrap_servers = "{bootstrap}"
 topics = ["{topic}"]
 group_id = "{group}"
+# Static membership: the drain's restart after kill -9 takes its partitions back at once
+# instead of waiting kafka.session_timeout_ms for its dead predecessor.
+group_instance_id = "{group}-1"
 batch_records_max = 10000
 batch_duration_ms = 200
 batch_bytes_max = 8388608
@@ -91,8 +118,8 @@ batch_bytes_max = 8388608
 [channel]
 dir = "{channel}"
 segment_bytes_max = 67108864
-capacity_bytes_max = 4294967296
-resume_bytes = 3221225472
+capacity_bytes_max = 68719476736
+resume_bytes = 64424509440
 disk_free_bytes_min = 268435456
 [hdfs]
 url = "{hdfs}"
@@ -102,10 +129,95 @@ format = "text"
 roll_bytes_max = 33554432
 roll_interval_s = 1
 [metrics]
-listen = ""
+listen = "127.0.0.1:{port}"
 "#,
-        channel = channel.display()
+        channel = work.join(group).join("channel").display(),
+        port = free_port(),
     )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `flumen run` (or another subcommand) on a written config.
+struct Flumen {
+    config: PathBuf,
+    metrics: String,
+    channel: PathBuf,
+}
+
+impl Flumen {
+    fn new(bench: &Bench, group: &str) -> Self {
+        let text = config_text(
+            &bench.bootstrap,
+            &bench.hdfs,
+            &bench.topic,
+            group,
+            bench.work(),
+        );
+        let config = bench.work().join(format!("{group}.toml"));
+        std::fs::write(&config, &text).unwrap();
+        let settings = flumen::config::Settings::load(&config).unwrap();
+        Flumen {
+            config,
+            metrics: settings.metrics_listen.unwrap().to_string(),
+            channel: settings.channel.dir.clone(),
+        }
+    }
+
+    fn spawn(&self, command: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_flumen"))
+            .args([command, "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The sum of a counter over its labels, or 0 while the listener is not up.
+    fn counter(&self, name: &str) -> f64 {
+        let Some(body) = http_get(&self.metrics, "/metrics") else {
+            return 0.0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, |a, b| a + b)
+    }
+
+    /// Polls `/metrics` until `name` reaches `n`; fails after 60 min or if the process exits.
+    fn wait_for(&self, child: &mut Child, name: &str, n: u64) {
+        let t = Instant::now();
+        while self.counter(name) < n as f64 {
+            assert!(child.try_wait().unwrap().is_none(), "flumen exited early");
+            assert!(
+                t.elapsed() < Duration::from_secs(3600),
+                "{name} < {n} after 60 min"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -118,228 +230,343 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // cargo bench --list
-    }
-    let bootstrap = env("KAFKA_BOOTSTRAP");
-    let hdfs = env("HDFS_URL");
-    let n: u64 = std::env::var("FLUMEN_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let topic = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed"))
-        .args(["topic-create", &topic, "3", "1"])
+fn testbed(command: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed");
+    let ok = Command::new(script)
+        .arg(command)
         .status()
+        .unwrap()
+        .success();
+    assert!(ok, "scripts/testbed {command} failed");
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+struct Bench {
+    bootstrap: String,
+    hdfs: String,
+    topic: String,
+    partitions: i32,
+    n: u64,
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn work(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A raw consumer in a child process (this binary, `raw MODE`), so its CPU and RSS are its own.
+    fn raw(&self, mode: &str) -> Cost {
+        let cfg = Flumen::new(self, &format!("raw-{mode}")).config;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "raw",
+                mode,
+                &self.topic,
+                &self.partitions.to_string(),
+                &self.n.to_string(),
+            ])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let (ok, cpu_s, rss_mib) = reap(&mut child);
+        assert!(ok, "raw {mode} consumer failed");
+        let wall_s = out
+            .trim()
+            .parse()
+            .expect("raw child prints its wall seconds");
+        Cost {
+            wall_s,
+            cpu_s,
+            rss_mib,
+        }
+    }
+
+    /// `flumen run` until every event is committed to HDFS.
+    fn live(&self) -> (Cost, f64) {
+        let f = Flumen::new(self, "live");
+        let t = Instant::now();
+        let mut child = f.spawn("run");
+        f.wait_for(&mut child, "flumen_records_committed_total", self.n);
+        let wall_s = t.elapsed().as_secs_f64();
+        let pauses = f.counter("flumen_pauses_total");
+        stop(&child);
+        let (ok, cpu_s, rss_mib) = reap(&mut child);
+        assert!(ok, "flumen run (live) failed");
+        (
+            Cost {
+                wall_s,
+                cpu_s,
+                rss_mib,
+            },
+            pauses,
+        )
+    }
+}
+
+fn stop(child: &Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// Fills two channels with every event while the NameNode is down; returns their peak RSS
+/// (MiB) and channel bytes. Both instances are killed with SIGKILL, as a crash would.
+fn backlog(bench: &Bench, a: &Flumen, b: &Flumen) -> Vec<(u64, u64)> {
+    let mut children = [a.spawn("run"), b.spawn("run")];
+    // They consume only after reconciling with HDFS: wait for both to start before nn-stop.
+    for (f, c) in [a, b].into_iter().zip(children.iter_mut()) {
+        f.wait_for(c, "flumen_channel_bytes_appended_total", 1);
+    }
+    testbed("nn-stop");
+    let mut out = Vec::new();
+    for (f, c) in [a, b].into_iter().zip(children.iter_mut()) {
+        f.wait_for(c, "flumen_records_consumed_total", bench.n);
+        let mut last = -1.0;
+        while f.counter("flumen_channel_bytes_appended_total") != last {
+            last = f.counter("flumen_channel_bytes_appended_total");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    for (f, c) in [a, b].into_iter().zip(children.iter_mut()) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap();
+        let hwm_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        c.kill().unwrap();
+        c.wait().unwrap();
+        out.push((hwm_kib / 1024, dir_bytes(&f.channel)));
+    }
+    testbed("nn-start");
+    wait_hdfs_writable(&bench.hdfs);
+    out
+}
+
+/// After `nn-start`: waits until a file can be written and closed (the DataNode re-registered
+/// and safe mode ended), so the drain times flumen, not the NameNode's restart.
+fn wait_hdfs_writable(url: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = hdfs_native::ClientBuilder::new()
+        .with_url(url)
+        .build()
         .unwrap();
-    assert!(status.success(), "topic-create failed");
+    let path = "/flumen-bench/.writable-probe";
     let t = Instant::now();
-    preload(&bootstrap, &topic, n);
+    let opts = hdfs_native::WriteOptions::default()
+        .overwrite(true)
+        .create_parent(true);
+    while rt
+        .block_on(async {
+            let mut w = client.create(path, opts.clone()).await?;
+            w.write_bytes(bytes::Bytes::from_static(b"probe")).await?;
+            w.close().await
+        })
+        .is_err()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "HDFS not writable 180 s after nn-start"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     eprintln!(
-        "preloaded {n} x 100-byte events in {:.1} s",
+        "HDFS writable {:.1} s after nn-start",
         t.elapsed().as_secs_f64()
     );
-    let work = tempfile::tempdir().unwrap();
-    let config_path = work.path().join("bench.toml");
-    std::fs::write(
-        &config_path,
-        config_text(
-            &bootstrap,
-            &hdfs,
-            &topic,
-            "bench-flumen",
-            &work.path().join("channel"),
-        ),
-    )
-    .unwrap();
-    let config = flumen::config::Settings::load(&config_path).unwrap();
+}
 
-    // Raw consume with flumen's own source settings.
-    let (cpu0, _) = rusage(libc::RUSAGE_SELF);
+/// Restarts `a` on its backlog and times it until HDFS holds every event.
+fn drain_by_restart(bench: &Bench, a: &Flumen) -> Cost {
     let t = Instant::now();
-    let mut cc = flumen::source::SourceOptions::from_settings(&config).client_config();
-    cc.set("group.id", "bench-raw");
-    // flumen sets "error" (it starts from the HDFS ledger); a plain consumer of a new group
-    // must start somewhere, or every run on a fresh testbed fails with AutoOffsetReset.
-    cc.set("auto.offset.reset", "earliest");
+    let mut child = a.spawn("run");
+    a.wait_for(&mut child, "flumen_records_committed_total", bench.n);
+    let wall_s = t.elapsed().as_secs_f64();
+    stop(&child);
+    let (ok, cpu_s, rss_mib) = reap(&mut child);
+    assert!(ok, "flumen run (drain) failed");
+    Cost {
+        wall_s,
+        cpu_s,
+        rss_mib,
+    }
+}
+
+/// `flumen replay` of `b`'s backlog, timed to its exit.
+fn drain_by_replay(b: &Flumen) -> Cost {
+    let t = Instant::now();
+    let mut child = b.spawn("replay");
+    let (ok, cpu_s, rss_mib) = reap(&mut child);
+    assert!(ok, "flumen replay failed");
+    Cost {
+        wall_s: t.elapsed().as_secs_f64(),
+        cpu_s,
+        rss_mib,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return; // cargo bench --list
+    }
+    if args.get(1).map(String::as_str) == Some("raw") {
+        return raw_child(&args[2..]);
+    }
+    let bench = Bench {
+        bootstrap: env("KAFKA_BOOTSTRAP"),
+        hdfs: env("HDFS_URL"),
+        topic: format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        partitions: common::env_or("FLUMEN_BENCH_PARTITIONS", 3),
+        n: common::env_or("FLUMEN_BENCH_EVENTS", 1_000_000),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed");
+    let parts = bench.partitions.to_string();
+    let ok = Command::new(script)
+        .args(["topic-create", &bench.topic, &parts, "1"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "topic-create failed");
+    let t = Instant::now();
+    preload(&bench.bootstrap, &bench.topic, bench.n);
+    eprintln!(
+        "preloaded {} x 100-byte events in {:.1} s",
+        bench.n,
+        t.elapsed().as_secs_f64()
+    );
+
+    let load_before = loadavg();
+    let raw_poll = bench.raw("poll");
+    let raw_batch = bench.raw("batch");
+    let (live, pauses) = bench.live();
+    let (a, b) = (Flumen::new(&bench, "drain"), Flumen::new(&bench, "replay"));
+    let filled = backlog(&bench, &a, &b);
+    let drain = drain_by_restart(&bench, &a);
+    let replay = drain_by_replay(&b);
+    let load_after = loadavg();
+
+    let channel_bytes = filled[0].1;
+    let rows = [
+        ("raw poll (ceiling)", raw_poll),
+        ("raw batch", raw_batch),
+        ("flumen live -> HDFS", live),
+        ("drain: restart", drain),
+        ("drain: flumen replay", replay),
+    ];
+    report(&bench, &rows, channel_bytes);
+    println!("flumen pauses during the live run: {pauses:.0}");
+    println!(
+        "live/raw poll throughput = {:.2}; live/raw poll CPU = {:.2}; live/drain = {:.2}",
+        raw_poll.wall_s / live.wall_s,
+        live.cpu_s / raw_poll.cpu_s.max(1e-9),
+        drain.wall_s / live.wall_s,
+    );
+    for (i, (rss, bytes)) in filled.iter().enumerate() {
+        println!(
+            "backlog instance {i} (NameNode down): channel {:.0} MiB, peak RSS {rss} MiB",
+            *bytes as f64 / 1048576.0
+        );
+    }
+    println!("load average before {load_before}, after {load_after}");
+}
+
+fn report(bench: &Bench, rows: &[(&str, Cost)], channel_bytes: u64) {
+    let m = bench.n as f64 / 1e6;
+    println!(
+        "\n{} events of 100 bytes, {} partitions, one run, side by side",
+        bench.n, bench.partitions
+    );
+    println!(
+        "{:<22} {:>8} {:>11} {:>10} {:>14} {:>13}",
+        "path", "wall s", "events/s", "MB/s", "CPU s / M ev", "peak RSS MiB"
+    );
+    for (name, c) in rows {
+        println!(
+            "{:<22} {:>8.2} {:>11.0} {:>10.1} {:>14.2} {:>13}",
+            name,
+            c.wall_s,
+            bench.n as f64 / c.wall_s,
+            channel_bytes as f64 / 1e6 / c.wall_s,
+            c.cpu_s / m,
+            c.rss_mib
+        );
+    }
+    println!("(MB/s: the channel bytes of this data over the wall time, for every row alike;");
+    println!(" CPU s / M ev is also the cores needed per 1M ev/s at that rate)");
+}
+
+/// `raw MODE TOPIC PARTITIONS N CONFIG`: consumes N messages and prints the seconds from the
+/// first to the last.
+fn raw_child(args: &[String]) {
+    let [mode, topic, parts, n, config] = args else {
+        panic!("usage: e2e raw poll|batch TOPIC PARTITIONS N CONFIG");
+    };
+    let (parts, n): (i32, u64) = (parts.parse().unwrap(), n.parse().unwrap());
+    let settings = flumen::config::Settings::load(Path::new(config)).unwrap();
+    let mut cc = flumen::source::SourceOptions::from_settings(&settings).client_config();
+    cc.set("group.id", format!("bench-raw-{mode}"));
     let consumer: BaseConsumer = cc.create().unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let wall = match mode.as_str() {
+        "poll" => raw_poll(&consumer, n),
+        "batch" => raw_batch(&consumer, n),
+        other => panic!("unknown raw mode {other}"),
+    };
+    println!("{wall}");
+}
+
+fn raw_poll(consumer: &BaseConsumer, n: u64) -> f64 {
+    let mut first = None;
     let mut seen = 0u64;
     while seen < n {
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             m.unwrap();
+            first.get_or_insert_with(Instant::now);
             seen += 1;
         }
     }
-    let raw_wall = t.elapsed().as_secs_f64();
-    let (cpu1, raw_rss) = rusage(libc::RUSAGE_SELF);
-    drop(consumer);
-
-    // flumen to HDFS, until every partition's committed end reaches the log end.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_, ledger) = common::ledger(&hdfs, &config);
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let ends: Vec<i64> = (0..3)
-        .map(|p| {
-            probe
-                .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                .unwrap()
-                .1
-                - 1
-        })
-        .collect();
-    let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flumen"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    loop {
-        let done = rt.block_on(async {
-            for (p, end) in ends.iter().enumerate() {
-                let tp = TopicPartition::new(&topic, p as i32);
-                match ledger.committed_end(&tp).await {
-                    Ok(Some(last)) if last >= *end => {}
-                    _ => return false,
-                }
-            }
-            true
-        });
-        if done {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(1800),
-            "flumen did not finish in 30 min"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let flumen_wall = t.elapsed().as_secs_f64();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
-    let (child_cpu, child_rss) = rusage(libc::RUSAGE_CHILDREN);
-
-    // Backlog: the NameNode stops once flumen has reconciled, so every event piles up in the
-    // channel. Peak RSS must not follow the backlog (the sink reads from disk; the source holds
-    // one batch per partition and librdkafka's bounded prefetch).
-    let backlog_dir = work.path().join("backlog");
-    let backlog_cfg = work.path().join("backlog.toml");
-    std::fs::write(
-        &backlog_cfg,
-        config_text(
-            &bootstrap,
-            &hdfs,
-            &topic,
-            "bench-backlog",
-            &backlog_dir.join("channel"),
-        ),
-    )
-    .unwrap();
-    let testbed = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testbed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flumen"))
-        .args(["run", "--config"])
-        .arg(&backlog_cfg)
-        .env("RUST_LOG", "error")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // A fixed wait once stopped the NameNode before reconciliation, and the run measured an
-    // empty channel ("channel 0 MiB, peak RSS 10 MiB"): wait for the backlog to start.
-    wait_for_channel_data(&backlog_dir.join("channel"), &mut child);
-    assert!(
-        Command::new(testbed)
-            .arg("nn-stop")
-            .status()
-            .unwrap()
-            .success(),
-        "nn-stop"
-    );
-    let t = Instant::now();
-    let (mut backlog_bytes, mut stable_since) = (0, Instant::now());
-    while t.elapsed() < Duration::from_secs(900) {
-        let now = dir_bytes(&backlog_dir.join("channel"));
-        if now != backlog_bytes {
-            (backlog_bytes, stable_since) = (now, Instant::now());
-        } else if stable_since.elapsed() > Duration::from_secs(5) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        Command::new(testbed)
-            .arg("nn-start")
-            .status()
-            .unwrap()
-            .success(),
-        "nn-start"
-    );
-
-    let raw_cpu = cpu1 - cpu0;
-    let m = n as f64 / 1e6;
-    println!("\n{n} events of 100 bytes, 3 partitions, one run, side by side");
-    println!(
-        "{:<22} {:>10} {:>14} {:>16} {:>14}",
-        "path", "wall s", "events/s", "CPU s / M ev", "peak RSS MiB"
-    );
-    println!(
-        "{:<22} {:>10.2} {:>14.0} {:>16.2} {:>14}",
-        "raw consume (ceiling)",
-        raw_wall,
-        n as f64 / raw_wall,
-        raw_cpu / m,
-        raw_rss
-    );
-    println!(
-        "{:<22} {:>10.2} {:>14.0} {:>16.2} {:>14}",
-        "flumen -> HDFS",
-        flumen_wall,
-        n as f64 / flumen_wall,
-        child_cpu / m,
-        child_rss
-    );
-    println!(
-        "throughput ratio flumen/raw = {:.2}; CPU ratio = {:.2}",
-        raw_wall / flumen_wall,
-        child_cpu / raw_cpu.max(1e-9)
-    );
-    println!(
-        "(raw RSS is this bench process, which also preloaded; flumen RSS is the child's peak)"
-    );
-    println!(
-        "backlog (HDFS unreachable): channel {:.0} MiB, flumen peak RSS {} MiB",
-        backlog_bytes as f64 / 1048576.0,
-        hwm_kib / 1024
-    );
+    first.unwrap().elapsed().as_secs_f64()
 }
 
-/// Waits until the relay's channel holds data (it consumes only after reconciling with HDFS),
-/// or fails the bench after 120 s.
-fn wait_for_channel_data(channel: &std::path::Path, child: &mut std::process::Child) {
-    let t = Instant::now();
-    while dir_bytes(channel) < 1 << 20 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the backlog relay exited before consuming"
-        );
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the backlog relay consumed nothing in 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+fn raw_batch(consumer: &BaseConsumer, n: u64) -> f64 {
+    use rdkafka::bindings as rd;
+    let mut first = None;
+    let mut seen = 0u64;
+    let mut buf = vec![std::ptr::null_mut::<rd::rd_kafka_message_t>(); 1000];
+    // SAFETY: the queue and every message returned are destroyed exactly once; messages are
+    // only read before they are destroyed.
+    unsafe {
+        let q = rd::rd_kafka_queue_get_consumer(consumer.client().native_ptr());
+        while seen < n {
+            let got = rd::rd_kafka_consume_batch_queue(q, 100, buf.as_mut_ptr(), buf.len());
+            for m in &buf[..got.max(0) as usize] {
+                let err = (**m).err;
+                assert_eq!(
+                    err,
+                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+                    "fetch error"
+                );
+                first.get_or_insert_with(Instant::now);
+                seen += 1;
+                rd::rd_kafka_message_destroy(*m);
+            }
+        }
+        rd::rd_kafka_queue_destroy(q);
     }
+    first.unwrap().elapsed().as_secs_f64()
 }
