@@ -291,10 +291,14 @@ impl Bench {
     }
 
     /// `flumen run` until every event is committed to HDFS.
-    fn live(&self) -> (Cost, f64) {
+    /// Also returns flumen's pauses and its startup: spawn to the first channel append (the
+    /// group join and the reconciliation with HDFS).
+    fn live(&self) -> (Cost, f64, f64) {
         let f = Flumen::new(self, "live");
         let t = Instant::now();
         let mut child = f.spawn("run");
+        f.wait_for(&mut child, "flumen_channel_bytes_appended_total", 1);
+        let startup = t.elapsed().as_secs_f64();
         f.wait_for(&mut child, "flumen_records_committed_total", self.n);
         let wall_s = t.elapsed().as_secs_f64();
         let pauses = f.counter("flumen_pauses_total");
@@ -308,6 +312,7 @@ impl Bench {
                 rss_mib,
             },
             pauses,
+            startup,
         )
     }
 }
@@ -448,7 +453,7 @@ fn main() {
     let load_before = loadavg();
     let raw_poll = bench.raw("poll");
     let raw_batch = bench.raw("batch");
-    let (live, pauses) = bench.live();
+    let (live, pauses, startup) = bench.live();
     let (a, b) = (Flumen::new(&bench, "drain"), Flumen::new(&bench, "replay"));
     let filled = backlog(&bench, &a, &b);
     let drain = drain_by_restart(&bench, &a);
@@ -464,7 +469,7 @@ fn main() {
         ("drain: flumen replay", replay),
     ];
     report(&bench, &rows, channel_bytes);
-    println!("flumen pauses during the live run: {pauses:.0}");
+    println!("live: {startup:.1} s of startup (join, reconcile); {pauses:.0} pauses");
     println!(
         "live/raw poll throughput = {:.2}; live/raw poll CPU = {:.2}; live/drain = {:.2}",
         raw_poll.wall_s / live.wall_s,
