@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,11 +21,7 @@ use crate::kerberos;
 use crate::repair::ChannelRepair;
 use crate::sink::{self, Sink, SinkCommand, SinkOptions};
 use crate::source::{KafkaConsumer, Ownership, Source, SourceError, SourceOptions, Start};
-use crate::wal::{EncodedBatch, TopicPartition, Wal, WalError, WalIndex, WalOptions, WalWriter};
-
-/// Batches queued between the poll thread and the channel writer. Small on purpose: the
-/// channel on disk is the buffer, and a full queue pauses consumption.
-const WRITER_QUEUE_BATCHES: usize = 8;
+use crate::wal::{ChannelWriter, TopicPartition, Wal, WalError, WalIndex, WalOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -79,78 +74,6 @@ pub fn ledger(c: &Settings, health: Arc<Health>) -> Result<Arc<Ledger<NativeHdfs
         Arc::new(native_hdfs(c, health)?),
         &c.hdfs.state_dir,
     )))
-}
-
-/// The channel writer thread: group commit, disk-space checks, fatal on fsync errors.
-fn run_writer(
-    mut writer: WalWriter,
-    rx: Receiver<EncodedBatch>,
-    appended: Arc<Notify>,
-    disk_free_bytes_min: u64,
-    stop: Arc<AtomicBool>,
-) -> Result<(), WalError> {
-    let index = writer.index().clone();
-    let group_max = writer.options().group_commit_bytes_max;
-    // Runs until the source drops its sender (shutdown).
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        let mut bytes = group[0].frame.len();
-        while bytes < group_max {
-            match rx.try_recv() {
-                Ok(b) => {
-                    bytes += b.frame.len();
-                    group.push(b);
-                }
-                Err(_) => break,
-            }
-        }
-        // Retries while the disk is full; the source sees `disk_full` and pauses. On shutdown
-        // the unwritten group is dropped: it was never acknowledged, so its offsets were never
-        // committed anywhere and the next run fetches it from Kafka again.
-        loop {
-            if stop.load(Ordering::Acquire) && index.disk_full.load(Ordering::Acquire) {
-                tracing::warn!(batches = group.len(), "shutting down with the channel disk full; unwritten batches will be fetched again");
-                return Ok(());
-            }
-            // The reserve must hold after the write (a group is up to 4 MiB), not only before.
-            if !writer.room_for(bytes as u64, disk_free_bytes_min) {
-                mark_disk_full(&index, true, "free space below channel.disk_free_bytes_min");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-            let began = Instant::now();
-            // A slow disk, for tests: FAILPOINTS=channel-append-delay=sleep(300).
-            #[cfg(feature = "failpoints")]
-            fail::fail_point!("channel-append-delay");
-            match writer.append(&group) {
-                Ok(()) => {
-                    events::channel_appended(group.len(), bytes, began.elapsed());
-                    mark_disk_full(&index, false, "");
-                    appended.notify_one();
-                    break;
-                }
-                Err(WalError::NoSpace { .. }) => {
-                    mark_disk_full(&index, true, "write failed with ENOSPC");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
-}
-
-fn mark_disk_full(index: &WalIndex, full: bool, why: &str) {
-    let was = index.disk_full.swap(full, Ordering::AcqRel);
-    if full && !was {
-        tracing::warn!(
-            reason = why,
-            "channel disk full; consumption pauses until space returns"
-        );
-        events::error(events::ErrorCode::DiskFull);
-    } else if !full && was {
-        tracing::info!("channel disk has space again");
-    }
 }
 
 /// A reconciliation that has not answered this long offers a provisional start, so an HDFS
@@ -391,20 +314,21 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
     // thread ends the process (non-zero) instead of leaving it alive and idle.
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<&'static str>();
     let appended = Arc::new(Notify::new());
-    let (batch_tx, batch_rx) = sync_channel(WRITER_QUEUE_BATCHES);
+    let (channel, batch_tx) = ChannelWriter::new(
+        wal.writer,
+        appended.clone(),
+        config.channel.disk_free_bytes_min,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
-        let appended = appended.clone();
-        let min = config.channel.disk_free_bytes_min;
         let health = health.clone();
         let ended = EndGuard(ended_tx.clone(), "channel writer");
-        let w = wal.writer;
         std::thread::Builder::new()
             .name("flumen-channel".into())
             .spawn(move || {
                 let _ended = ended;
-                let r = run_writer(w, batch_rx, appended, min, stop);
+                let r = channel.run(|| stop.load(Ordering::Acquire));
                 if let Err(e) = &r {
                     health.set_down(format!("channel writer stopped: {e}"));
                 }
