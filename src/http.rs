@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::health::{Health, HealthReport};
+use crate::shutdown::Shutdown;
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -59,15 +60,26 @@ async fn health_handler(State(s): State<AppState>) -> (StatusCode, Json<HealthRe
     (code, Json(r))
 }
 
-/// Binds `addr` and serves until the process ends.
-pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
+/// Binds `addr` and serves until the shutdown notice; open requests finish first, and the
+/// listener counts as running until the port is closed.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /health");
     // Built here, not in the task: building installs the recorder, and whatever is counted
     // before that is lost (the first rebalance was, when the task started late).
     let app = router(health);
+    let running = shutdown.running();
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let _running = running;
+        let stop = async move { shutdown.recv().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "metrics server stopped");
         }
     });

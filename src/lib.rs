@@ -16,6 +16,7 @@ pub mod kerberos;
 pub mod poison;
 pub mod relay;
 pub mod repair;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod tools;

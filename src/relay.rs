@@ -1,32 +1,33 @@
 //! Wires source -> channel writer -> sink -> commit into the `flumen run` daemon, and the
 //! channel-only `replay`. Threads: the Kafka poll loop and the channel writer run on their own
-//! OS threads (both block); the sink and HDFS I/O run on tokio.
+//! OS threads (both block); the sink and HDFS I/O run on tokio. One shutdown notice
+//! (`crate::shutdown`) reaches every part; `ownership.rs` reconciles assigned partitions.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::commit::{CommitError, Ledger, Position};
+use crate::commit::{CommitError, Ledger};
 use crate::config::{OffsetReset, Settings};
 use crate::events;
 use crate::hdfs::{self, NativeHdfs};
 use crate::health::Health;
 use crate::kerberos;
 use crate::repair::ChannelRepair;
+use crate::shutdown::{Shutdown, Trigger};
 use crate::sink::{self, Sink, SinkCommand, SinkOptions};
-use crate::source::{KafkaConsumer, Ownership, Source, SourceError, SourceOptions, Start};
-use crate::wal::{EncodedBatch, TopicPartition, Wal, WalError, WalIndex, WalOptions, WalWriter};
+use crate::source::{KafkaConsumer, Source, SourceError, SourceOptions};
+use crate::wal::{ChannelWriter, TopicPartition, Wal, WalError, WalOptions};
 
-/// Batches queued between the poll thread and the channel writer. Small on purpose: the
-/// channel on disk is the buffer, and a full queue pauses consumption.
-const WRITER_QUEUE_BATCHES: usize = 8;
+mod ownership;
+
+use ownership::RelayOwnership;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -81,276 +82,33 @@ pub fn ledger(c: &Settings, health: Arc<Health>) -> Result<Arc<Ledger<NativeHdfs
     )))
 }
 
-/// The channel writer thread: group commit, disk-space checks, fatal on fsync errors.
-fn run_writer(
-    mut writer: WalWriter,
-    rx: Receiver<EncodedBatch>,
-    appended: Arc<Notify>,
-    disk_free_bytes_min: u64,
-    stop: Arc<AtomicBool>,
-) -> Result<(), WalError> {
-    let index = writer.index().clone();
-    let group_max = writer.options().group_commit_bytes_max;
-    // Runs until the source drops its sender (shutdown).
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        let mut bytes = group[0].frame.len();
-        while bytes < group_max {
-            match rx.try_recv() {
-                Ok(b) => {
-                    bytes += b.frame.len();
-                    group.push(b);
-                }
-                Err(_) => break,
-            }
-        }
-        // Retries while the disk is full; the source sees `disk_full` and pauses. On shutdown
-        // the unwritten group is dropped: it was never acknowledged, so its offsets were never
-        // committed anywhere and the next run fetches it from Kafka again.
-        loop {
-            if stop.load(Ordering::Acquire) && index.disk_full.load(Ordering::Acquire) {
-                tracing::warn!(batches = group.len(), "shutting down with the channel disk full; unwritten batches will be fetched again");
-                return Ok(());
-            }
-            // The reserve must hold after the write (a group is up to 4 MiB), not only before.
-            if !writer.room_for(bytes as u64, disk_free_bytes_min) {
-                mark_disk_full(&index, true, "free space below channel.disk_free_bytes_min");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-            let began = Instant::now();
-            // A slow disk, for tests: FAILPOINTS=channel-append-delay=sleep(300).
-            #[cfg(feature = "failpoints")]
-            fail::fail_point!("channel-append-delay");
-            match writer.append(&group) {
-                Ok(()) => {
-                    events::channel_appended(group.len(), bytes, began.elapsed());
-                    mark_disk_full(&index, false, "");
-                    appended.notify_one();
-                    break;
-                }
-                Err(WalError::NoSpace { .. }) => {
-                    mark_disk_full(&index, true, "write failed with ENOSPC");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
-}
-
-fn mark_disk_full(index: &WalIndex, full: bool, why: &str) {
-    let was = index.disk_full.swap(full, Ordering::AcqRel);
-    if full && !was {
-        tracing::warn!(
-            reason = why,
-            "channel disk full; consumption pauses until space returns"
-        );
-        events::error(events::ErrorCode::DiskFull);
-    } else if !full && was {
-        tracing::info!("channel disk has space again");
-    }
-}
-
-/// A reconciliation that has not answered this long offers a provisional start, so an HDFS
-/// outage (even one that began before flumen started) fills the channel instead of idling.
-const PROVISIONAL_AFTER: Duration = Duration::from_secs(2);
-
-/// One partition's reconciliation in flight.
-struct Reconciling {
-    task: tokio::task::JoinHandle<Result<Position, String>>,
-    since: Instant,
-    /// The group's committed offset, once Kafka answered: never ahead of HDFS, because it is
-    /// committed only after a file is renamed.
-    group_offset: Arc<Mutex<Option<i64>>>,
-}
-
-/// Reconciles assigned partitions with HDFS and the channel for the source's poll thread, on
-/// tokio tasks, so the poll loop keeps serving the group however long HDFS takes.
-struct RelayOwnership {
-    ledger: Arc<Ledger<NativeHdfs>>,
-    index: Arc<WalIndex>,
-    health: Arc<Health>,
-    sink: mpsc::Sender<SinkCommand>,
-    runtime: tokio::runtime::Handle,
-    consumer: OnceLock<Arc<KafkaConsumer>>,
-    earliest: bool,
-    /// One reconciliation task per assigned partition still working out its start.
-    tasks: Mutex<HashMap<TopicPartition, Reconciling>>,
-    /// Partitions whose staging area was cleaned since they were assigned: a halted
-    /// partition's later reconciliations must not delete this member's own in-use files.
-    cleaned: Mutex<std::collections::HashSet<TopicPartition>>,
-    /// Offsets the channel lost at open, on `/health` until HDFS holds them.
-    repair: Arc<ChannelRepair>,
-}
-
-impl RelayOwnership {
-    fn start_reconciling(&self, tp: &TopicPartition) -> Reconciling {
-        let group_offset = Arc::new(Mutex::new(None));
-        if let Some(consumer) = self.consumer.get().cloned() {
-            let (slot, tp) = (group_offset.clone(), tp.clone());
-            self.runtime.spawn_blocking(move || {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&tp.topic, tp.partition);
-                if let Ok(c) = consumer.committed_offsets(tpl, Duration::from_secs(10)) {
-                    if let Some(Offset::Offset(o)) = c
-                        .find_partition(&tp.topic, tp.partition)
-                        .map(|e| e.offset())
-                    {
-                        *slot.lock().expect("lock") = Some(o);
-                    }
-                }
-            });
-        }
-        Reconciling {
-            task: self.spawn_reconcile(tp),
-            since: Instant::now(),
-            group_offset,
-        }
-    }
-
-    /// Where to fetch before the ledger answers: after the channel's own chain for the
-    /// partition if it holds any, else the group's committed offset, else nowhere yet.
-    fn provisional_start(&self, tp: &TopicPartition, r: &Reconciling) -> Option<i64> {
-        if let Some(first) = self.index.next_start_after(tp, i64::MIN) {
-            return Some(self.index.chain_end(tp, first - 1) + 1);
-        }
-        *r.group_offset.lock().expect("lock")
-    }
-
-    /// Reads the partition's ledger (delivering its tip if it waits, deleting earlier owners'
-    /// in-use files) and, for a partition the ledger has never seen, fixes its genesis at the
-    /// log start or end as `auto_offset_reset` says. Returns the position, `next` always set.
-    /// HDFS calls
-    /// retry forever inside; revocation aborts the task, which is safe at any await.
-    fn spawn_reconcile(
-        &self,
-        tp: &TopicPartition,
-    ) -> tokio::task::JoinHandle<Result<Position, String>> {
-        let (ledger, tp) = (self.ledger.clone(), tp.clone());
-        let clean = self.cleaned.lock().expect("lock").insert(tp.clone());
-        let consumer = self.consumer.get().cloned();
-        let earliest = self.earliest;
-        let health = self.health.clone();
-        self.runtime.spawn(async move {
-            let refused = |e: CommitError| {
-                // Not transient: the partition cannot start until an operator acts.
-                if matches!(
-                    e,
-                    CommitError::Refused { .. } | CommitError::BadEntry { .. }
-                ) {
-                    health.set_halted(ledger_halt_key(&tp), Some(format!("partition {tp}: {e}")));
-                }
-                e.to_string()
-            };
-            ledger.refuse_version_1().await.map_err(refused)?;
-            let mut pos = ledger.reconcile(&tp, clean).await.map_err(refused)?;
-            let next = match pos.next {
-                Some(next) => next,
-                None => {
-                    let consumer = consumer.ok_or("consumer not ready")?;
-                    let t = tp.clone();
-                    let (low, high) = tokio::task::spawn_blocking(move || {
-                        consumer.fetch_watermarks(&t.topic, t.partition, Duration::from_secs(10))
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                    let start = if earliest { low } else { high };
-                    let start = ledger.genesis(&tp, start).await.map_err(refused)?;
-                    tracing::info!(partition = %tp, start, "genesis: the partition starts here");
-                    start
-                }
-            };
-            // A halt from an earlier attempt (a refused ledger) is over; a halt for data gone
-            // from Kafka is not, and ends only when the partition delivers again.
-            health.set_halted(ledger_halt_key(&tp), None);
-            pos.next = Some(next);
-            Ok(pos)
-        })
-    }
-}
-
-/// The /health key of a partition halted because its ledger refused it (the data-gone halt is
-/// keyed by the partition itself): the two end on different events.
-fn ledger_halt_key(tp: &TopicPartition) -> String {
-    format!("{tp} ledger")
-}
-
-impl Ownership for RelayOwnership {
-    fn assigned(&self, tp: &TopicPartition) -> Result<Option<Start>, String> {
-        let mut tasks = self.tasks.lock().expect("lock");
-        let r = tasks
-            .entry(tp.clone())
-            .or_insert_with(|| self.start_reconciling(tp));
-        if !r.task.is_finished() {
-            if r.since.elapsed() < PROVISIONAL_AFTER {
-                return Ok(None);
-            }
-            return Ok(self.provisional_start(tp, r).map(Start::Provisional));
-        }
-        let r = tasks.remove(tp).expect("present above");
-        let pos = self
-            .runtime
-            .block_on(r.task)
-            .map_err(|e| format!("reconcile task: {e}"))??;
-        let committed_end = pos.next.expect("the task sets next") - 1;
-        let chain_end = self.index.chain_end(tp, committed_end);
-        events::reconciled(tp, committed_end, chain_end, &pos);
-        self.repair.delivered(tp, committed_end);
-        self.sink
-            .blocking_send(SinkCommand::Activate {
-                tp: tp.clone(),
-                committed_end,
-            })
-            .map_err(|_| "sink stopped".to_string())?;
-        Ok(Some(Start::Confirmed(chain_end + 1)))
-    }
-
-    fn revoked(&self, tp: &TopicPartition) {
-        if let Some(r) = self.tasks.lock().expect("lock").remove(tp) {
-            r.task.abort();
-        }
-        self.cleaned.lock().expect("lock").remove(tp);
-        self.repair.released(tp);
-        self.health.set_halted(tp.to_string(), None);
-        self.health.set_halted(ledger_halt_key(tp), None);
-        let _ = self
-            .sink
-            .blocking_send(SinkCommand::Deactivate { tp: tp.clone() });
-    }
-
-    fn gone(&self, tp: &TopicPartition, from: i64, low: i64) {
-        // The channel may hold part of the range (after a damaged stretch): only what neither
-        // the channel nor Kafka holds is reported.
-        let through = self
-            .index
-            .next_start_after(tp, from - 1)
-            .map_or(low, |next| next.min(low))
-            - 1;
-        events::partition_halted(tp, from, through);
-        self.health.set_halted(
-            tp.to_string(),
-            Some(format!(
-                "partition {tp} halted: offsets {from}..={through} are gone from the channel and \
-                 from Kafka; once HDFS holds everything before {from}, record the loss with \
-                 `flumen ledger skip --topic {} --partition {} --from {from} --through {through}`",
-                tp.topic, tp.partition
-            )),
-        );
-    }
-
-    fn resumed(&self, tp: &TopicPartition) {
-        events::partition_resumed(tp);
-        self.health.set_halted(tp.to_string(), None);
-    }
-}
+/// How long `run` waits, after the core parts ended, for the other parts (the HTTP server
+/// finishing open requests, the lag reporter, the Kafka probe) to end.
+const PARTS_STOP_MAX: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until `shutdown` resolves, then stops consuming, delivers what the channel
-/// holds and returns. Errors are fatal for the process (the supervisor restarts it, and
-/// recovery starts from the last durable point).
+/// holds and returns once every part it started has ended. Errors are fatal for the process
+/// (the supervisor restarts it, and recovery starts from the last durable point).
 pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result<(), RelayError> {
+    let mut trigger = Trigger::default();
+    let result = run_until(config, shutdown, &mut trigger).await;
+    // On an early error too: the notice goes out here if it has not, so nothing this run
+    // started (a server on the metrics port, a lag query) outlives it.
+    if !trigger.finished(PARTS_STOP_MAX).await {
+        tracing::warn!(
+            limit_s = PARTS_STOP_MAX.as_secs(),
+            "some background tasks had not ended at shutdown"
+        );
+    }
+    result
+}
+
+/// Opens the channel, starts every part with a listener of `trigger`, and stops them in order.
+async fn run_until(
+    config: Settings,
+    shutdown: impl Future<Output = ()>,
+    trigger: &mut Trigger,
+) -> Result<(), RelayError> {
     let health = Arc::new(Health::default());
     // The channel lock first: a second daemon on the same config must be refused for that,
     // not for the metrics port the first one holds.
@@ -358,24 +116,14 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
     // Before /health is served, so it never says ready while lost offsets are outstanding.
     let repair = Arc::new(ChannelRepair::new(&wal.gaps, health.clone()));
     if let Some(addr) = config.metrics_listen {
-        crate::http::serve(addr, health.clone())
+        crate::http::serve(addr, health.clone(), trigger.listener())
             .await
             .map_err(|source| RelayError::Listen {
                 addr: addr.to_string(),
                 source,
             })?;
     }
-    for d in &wal.damage {
-        tracing::error!(segment = d.segment, path = %d.path.display(), byte_start = d.byte_start,
-            byte_end = d.byte_end, reason = %d.reason, after = ?d.after,
-            "damaged channel range; intact batches recovered, the rest is re-fetched from Kafka");
-    }
-    events::channel_recovered(&wal.damage, &wal.gaps);
-    tracing::info!(
-        batches = wal.batches_recovered,
-        bytes = wal.index.bytes_total(),
-        "channel opened"
-    );
+    report_recovery(&wal);
     let index = wal.index.clone();
     // Before the first HDFS call, so /health names a failing login rather than only the
     // failing calls it causes. It lives as long as the runtime.
@@ -389,43 +137,30 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
 
     // Each core thread reports here when it ends, whether it returned or panicked, so a dead
     // thread ends the process (non-zero) instead of leaving it alive and idle.
-    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<&'static str>();
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel::<&'static str>();
     let appended = Arc::new(Notify::new());
-    let (batch_tx, batch_rx) = sync_channel(WRITER_QUEUE_BATCHES);
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let appended = appended.clone();
-        let min = config.channel.disk_free_bytes_min;
-        let health = health.clone();
-        let ended = EndGuard(ended_tx.clone(), "channel writer");
-        let w = wal.writer;
-        std::thread::Builder::new()
-            .name("flumen-channel".into())
-            .spawn(move || {
-                let _ended = ended;
-                let r = run_writer(w, batch_rx, appended, min, stop);
-                if let Err(e) = &r {
-                    health.set_down(format!("channel writer stopped: {e}"));
-                }
-                r
-            })
-            .expect("spawn channel thread")
-    };
+    let (channel, batch_tx) = ChannelWriter::new(
+        wal.writer,
+        appended.clone(),
+        config.channel.disk_free_bytes_min,
+    );
+    let writer = spawn_core(
+        "flumen-channel",
+        EndGuard(ended_tx.clone(), "channel writer"),
+        health.clone(),
+        trigger.listener(),
+        move |stop| channel.run(stop),
+    );
 
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-    let ownership = Arc::new(RelayOwnership {
-        ledger: ledger.clone(),
-        index: index.clone(),
-        health: health.clone(),
-        sink: cmd_tx,
-        runtime: tokio::runtime::Handle::current(),
-        consumer: OnceLock::new(),
-        earliest: config.kafka.auto_offset_reset == OffsetReset::Earliest,
-        tasks: Mutex::default(),
-        cleaned: Mutex::default(),
-        repair: repair.clone(),
-    });
+    let ownership = Arc::new(RelayOwnership::new(
+        ledger.clone(),
+        index.clone(),
+        health.clone(),
+        cmd_tx,
+        config.kafka.auto_offset_reset == OffsetReset::Earliest,
+        repair.clone(),
+    ));
     let source = Source::new(
         SourceOptions::from_settings(&config),
         ownership.clone(),
@@ -434,7 +169,7 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
         batch_tx,
     )?;
     let consumer = source.consumer();
-    let _ = ownership.consumer.set(consumer.clone());
+    ownership.set_consumer(consumer.clone());
 
     let committed: Arc<Mutex<HashMap<TopicPartition, i64>>> = Arc::default();
     let on_commit = advisory_commit(consumer.clone(), committed.clone(), repair);
@@ -444,70 +179,138 @@ pub async fn run(config: Settings, shutdown: impl Future<Output = ()>) -> Result
         index.clone(),
         on_commit,
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut sink_task = tokio::spawn(sink::run(sink, cmd_rx, appended.clone(), stop_rx));
-    spawn_lag_reporter(consumer.clone(), committed.clone());
+    // The sink hears the notice only once the writer has ended (the relay drops
+    // `writer_ended` then), so it drains everything the source handed over.
+    let (writer_ended, gate) = oneshot::channel();
+    let sink_listener = trigger.listener().after(gate);
+    let sink_task = tokio::spawn(sink::run(sink, cmd_rx, appended.clone(), sink_listener));
+    spawn_lag_reporter(consumer.clone(), committed.clone(), trigger.listener());
     spawn_kafka_probe(
         consumer.clone(),
         health.clone(),
         config.kafka.topics[0].clone(),
+        trigger.listener(),
+    );
+    let source_thread = spawn_core(
+        "flumen-kafka",
+        EndGuard(ended_tx, "kafka source"),
+        health.clone(),
+        trigger.listener(),
+        move |stop| source.run(stop),
     );
 
-    let source_thread = {
-        let stop = stop.clone();
-        let health = health.clone();
-        let ended = EndGuard(ended_tx, "kafka source");
-        std::thread::Builder::new()
-            .name("flumen-kafka".into())
-            .spawn(move || {
-                let _ended = ended;
-                let r = source.run(|| stop.load(Ordering::Acquire));
-                if let Err(e) = &r {
-                    health.set_down(format!("kafka source stopped: {e}"));
-                }
-                r
-            })
-            .expect("spawn kafka thread")
+    let core = Core {
+        source_thread,
+        writer,
+        writer_ended,
+        sink_task,
+        ended_rx,
+        appended,
+        health,
     };
-
-    tokio::pin!(shutdown);
-    let (early, died) = tokio::select! {
-        _ = &mut shutdown => (None, None),
-        r = &mut sink_task => (Some(r), None),
-        name = ended_rx.recv() => (None, name),
-    };
-    stop.store(true, Ordering::Release);
-    let source_result = join(source_thread).await?;
-    let writer_result = join(writer).await?;
-    // The first thread to end is not always the one that failed: a dead Kafka thread drops
-    // the batch queue, and the writer then ends cleanly, sometimes first. Name the failure.
-    let died = died.map(|first| match (&source_result, &writer_result) {
-        (Err(e), _) => ("kafka source", e.to_string()),
-        (_, Err(e)) => ("channel writer", e.to_string()),
-        _ => (first, "it returned before shutdown".to_string()),
-    });
-    if let Some((name, why)) = &died {
-        tracing::error!(thread = name, error = %why, "a core thread stopped; shutting down");
-    }
-    let died = died.map(|(name, _)| name);
-    appended.notify_one();
-    let _ = stop_tx.send(true);
-    let sink_result = match early {
-        Some(r) => r,
-        None => sink_task.await,
-    }
-    .map_err(|_| RelayError::Panic)?;
-    writer_result?;
-    source_result?;
-    sink_result?;
-    if let Some(name) = died {
-        health.set_down(format!("the {name} thread stopped"));
-        return Err(RelayError::ThreadStopped(name));
-    }
+    core.stop_after(shutdown, trigger).await?;
     final_advisory_commit(consumer.clone(), &committed).await;
     // Leave the group cleanly now that every file is committed.
     consumer.unsubscribe();
     Ok(())
+}
+
+/// Logs what recovery found in the channel.
+fn report_recovery(wal: &Wal) {
+    for d in &wal.damage {
+        tracing::error!(segment = d.segment, path = %d.path.display(), byte_start = d.byte_start,
+            byte_end = d.byte_end, reason = %d.reason, after = ?d.after,
+            "damaged channel range; intact batches recovered, the rest is re-fetched from Kafka");
+    }
+    events::channel_recovered(&wal.damage, &wal.gaps);
+    tracing::info!(
+        batches = wal.batches_recovered,
+        bytes = wal.index.bytes_total(),
+        "channel opened"
+    );
+}
+
+/// Starts a core OS thread. It sees the shutdown notice through `stop`, reports its end
+/// (returned or panicked) through `ended`, and puts its error on `/health`.
+fn spawn_core<E: std::fmt::Display + Send + 'static>(
+    thread: &str,
+    ended: EndGuard,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+    body: impl FnOnce(&dyn Fn() -> bool) -> Result<(), E> + Send + 'static,
+) -> std::thread::JoinHandle<Result<(), E>> {
+    std::thread::Builder::new()
+        .name(thread.into())
+        .spawn(move || {
+            let name = ended.1;
+            let _ended = ended;
+            let shutdown = RefCell::new(shutdown);
+            let r = body(&|| shutdown.borrow_mut().check());
+            if let Err(e) = &r {
+                health.set_down(format!("{name} stopped: {e}"));
+            }
+            r
+        })
+        .unwrap_or_else(|e| panic!("spawn {thread} thread: {e}"))
+}
+
+/// The running pipeline's parts that stop in order.
+struct Core {
+    source_thread: std::thread::JoinHandle<Result<(), SourceError>>,
+    writer: std::thread::JoinHandle<Result<(), WalError>>,
+    /// Dropped once the writer has ended: opens the sink's gate.
+    writer_ended: oneshot::Sender<()>,
+    sink_task: tokio::task::JoinHandle<Result<(), sink::SinkError>>,
+    ended_rx: mpsc::UnboundedReceiver<&'static str>,
+    appended: Arc<Notify>,
+    health: Arc<Health>,
+}
+
+impl Core {
+    /// Waits for `shutdown` or for a core part to end early, then stops the parts in order:
+    /// the source stops polling and hands its pending batches to the writer, the writer drains
+    /// and ends, then the sink drains what the channel holds and commits.
+    async fn stop_after(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        trigger: &mut Trigger,
+    ) -> Result<(), RelayError> {
+        tokio::pin!(shutdown);
+        let (early, died) = tokio::select! {
+            _ = &mut shutdown => (None, None),
+            r = &mut self.sink_task => (Some(r), None),
+            name = self.ended_rx.recv() => (None, name),
+        };
+        trigger.fire();
+        let source_result = join(self.source_thread).await?;
+        let writer_result = join(self.writer).await?;
+        // The first thread to end is not always the one that failed: a dead Kafka thread drops
+        // the batch queue, and the writer then ends cleanly, sometimes first. Name the failure.
+        let died = died.map(|first| match (&source_result, &writer_result) {
+            (Err(e), _) => ("kafka source", e.to_string()),
+            (_, Err(e)) => ("channel writer", e.to_string()),
+            _ => (first, "it returned before shutdown".to_string()),
+        });
+        if let Some((name, why)) = &died {
+            tracing::error!(thread = name, error = %why, "a core thread stopped; shutting down");
+        }
+        let died = died.map(|(name, _)| name);
+        self.appended.notify_one();
+        drop(self.writer_ended);
+        let sink_result = match early {
+            Some(r) => r,
+            None => self.sink_task.await,
+        }
+        .map_err(|_| RelayError::Panic)?;
+        writer_result?;
+        source_result?;
+        sink_result?;
+        if let Some(name) = died {
+            self.health.set_down(format!("the {name} thread stopped"));
+            return Err(RelayError::ThreadStopped(name));
+        }
+        Ok(())
+    }
 }
 
 /// How long the last advisory commit may take at shutdown.
@@ -579,25 +382,34 @@ fn advisory_commit(
     })
 }
 
-/// Every 15 s, reads the brokers' high watermarks for the partitions we committed to and
-/// publishes end-to-end lag (records between the log end and the last offset in HDFS).
 /// While `/health` doubts Kafka, asks the brokers for a topic's metadata every 10 s; an answer
 /// clears the doubt. Without it, an idle topic stayed degraded after the brokers came back,
 /// since only an arriving record cleared it.
-fn spawn_kafka_probe(consumer: Arc<KafkaConsumer>, health: Arc<Health>, topic: String) {
+fn spawn_kafka_probe(
+    consumer: Arc<KafkaConsumer>,
+    health: Arc<Health>,
+    topic: String,
+    mut shutdown: Shutdown,
+) {
     tokio::spawn(async move {
-        // Runs for the life of the process.
+        // Runs until the shutdown notice.
         loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                _ = shutdown.recv() => return,
+            }
             if !health.kafka_in_doubt() {
                 continue;
             }
             let (c, t) = (consumer.clone(), topic.clone());
-            let answered = tokio::task::spawn_blocking(move || {
+            let probe = tokio::task::spawn_blocking(move || {
                 c.fetch_metadata(Some(&t), Duration::from_secs(5)).is_ok()
-            })
-            .await
-            .unwrap_or(false);
+            });
+            // Shutdown does not wait for the answer: it changes nothing once stopping.
+            let answered = tokio::select! {
+                r = probe => r.unwrap_or(false),
+                _ = shutdown.recv() => return,
+            };
             if answered {
                 health.set_kafka_ok();
             }
@@ -605,14 +417,20 @@ fn spawn_kafka_probe(consumer: Arc<KafkaConsumer>, health: Arc<Health>, topic: S
     });
 }
 
+/// Every 15 s, reads the brokers' high watermarks for the partitions we committed to and
+/// publishes end-to-end lag (records between the log end and the last offset in HDFS).
 fn spawn_lag_reporter(
     consumer: Arc<KafkaConsumer>,
     committed: Arc<Mutex<HashMap<TopicPartition, i64>>>,
+    mut shutdown: Shutdown,
 ) {
     tokio::spawn(async move {
-        // Runs for the life of the process.
+        // Runs until the shutdown notice.
         loop {
-            tokio::time::sleep(Duration::from_secs(15)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+                _ = shutdown.recv() => return,
+            }
             let snapshot: Vec<_> = committed
                 .lock()
                 .expect("lock")
@@ -620,7 +438,7 @@ fn spawn_lag_reporter(
                 .into_iter()
                 .collect();
             let consumer = consumer.clone();
-            let _ = tokio::task::spawn_blocking(move || {
+            let report = tokio::task::spawn_blocking(move || {
                 for (tp, end) in snapshot {
                     if let Ok((_, high)) =
                         consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5))
@@ -628,8 +446,12 @@ fn spawn_lag_reporter(
                         events::lag(&tp, high, end);
                     }
                 }
-            })
-            .await;
+            });
+            // Shutdown does not wait for the brokers (5 s per partition while they are away).
+            tokio::select! {
+                _ = report => {}
+                _ = shutdown.recv() => return,
+            }
         }
     });
 }

@@ -708,11 +708,7 @@ impl Source {
     /// writer is behind; resumes below the low-water mark.
     fn flow_control(&mut self) {
         let bytes = self.index.bytes_total();
-        let reason = if self
-            .index
-            .disk_full
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        let reason = if self.index.disk_full() {
             Some("channel disk full".to_string())
         } else if bytes >= self.opts.capacity_bytes_max
             || (self.paused.is_some() && bytes > self.opts.resume_bytes)
@@ -904,7 +900,7 @@ impl Source {
     fn wait_for_writer(&mut self) -> Result<(), SourceError> {
         let t = Instant::now();
         let limit = WRITER_WAIT_MAX.min(self.opts.max_poll_interval / 4);
-        let disk_full = |s: &Self| s.index.disk_full.load(std::sync::atomic::Ordering::Acquire);
+        let disk_full = |s: &Self| s.index.disk_full();
         while !self.outbox.is_empty() && t.elapsed() < limit && !disk_full(self) {
             std::thread::sleep(Duration::from_millis(1));
             self.drain_outbox(false)?;

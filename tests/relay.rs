@@ -330,3 +330,35 @@ fn a_taken_metrics_address_stops_the_relay_naming_the_key() {
     assert!(log.contains("metrics.listen"), "{log}");
     assert!(log.contains(&cfg.metrics_listen), "{log}");
 }
+
+/// Regression: `relay::run` returned with its HTTP server, lag reporter and Kafka probe still
+/// running on the caller's runtime (they never heard of shutdown). The metrics port stayed
+/// taken, so nothing could run a relay again in the same process. Runs the relay in this
+/// process, as `main` does. (Tasks are not counted: hdfs-native 0.14 leaves its lease renewer
+/// and connection tasks running after its client is dropped.)
+#[test]
+fn after_run_returns_the_metrics_port_is_free() {
+    let tb = testbed();
+    let mut c = case("parts");
+    let addr = c.with_metrics();
+    let p = common::producer(tb);
+    common::produce(&p, &c.cfg.topic, 0, 300);
+    let config = flumen::config::Settings::load(&c.config).unwrap();
+    let rt = common::runtime();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = rt.spawn(flumen::relay::run(config, async {
+        let _ = stopped.await;
+    }));
+    common::wait_health(&addr, "\"status\"", Duration::from_secs(30));
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 300, LANDING_LIMIT);
+    assert_exactly_once(&landed, 300);
+    stop.send(()).unwrap();
+    let result = rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), relay).await });
+    assert!(
+        matches!(result, Ok(Ok(Ok(())))),
+        "run ends cleanly: {result:?}"
+    );
+    let bound = std::net::TcpListener::bind(&addr);
+    assert!(bound.is_ok(), "metrics port {addr} still taken: {bound:?}");
+}

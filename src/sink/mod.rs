@@ -909,7 +909,7 @@ pub async fn run(
     mut sink: Sink,
     commands: mpsc::Receiver<SinkCommand>,
     appended: Arc<Notify>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: crate::shutdown::Shutdown,
 ) -> Result<(), SinkError> {
     sink.pending_commands = Some(commands);
     let watchdog = watchdog::spawn(
@@ -925,7 +925,7 @@ pub async fn run(
     loop {
         sink.drain_commands().await?;
         sink.timers().await?;
-        if *shutdown.borrow() {
+        if shutdown.check() {
             break;
         }
         if sink.pump().await? > 0 {
@@ -937,7 +937,7 @@ pub async fn run(
             c = rx.recv() => if let Some(cmd) = c { sink.handle(cmd).await? },
             d = sink.done_rx.recv() => if let Some(d) = d { sink.on_done(d).await? },
             _ = ticker.tick() => {}
-            _ = shutdown.changed() => {}
+            _ = shutdown.recv() => {}
         }
     }
     // Graceful: everything durable in the channel goes to HDFS before we exit.

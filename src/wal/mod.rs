@@ -3,20 +3,26 @@
 //!
 //! The byte layout, the durability assumptions and the crash analysis live in `wal-format.md`.
 //! `frame` is the codec, `segment` reads segment files back (header, recovery scan with
-//! resynchronisation), `gaps` finds missing segments and offset-chain holes, `log` owns the
-//! files (open, lazy segment creation, append with group commit, trim) and `reader` follows
-//! the log for the sink.
+//! resynchronisation), `gaps` finds missing segments and offset-chain holes, `recovery` opens
+//! a directory, `writer` creates and appends segments (the group-commit thread and the disk
+//! status), `index` maps offsets to segments and trims, `log` holds the shared types, and
+//! `reader` follows the log for the sink.
 
 pub mod frame;
 pub mod gaps;
+pub mod index;
 pub mod log;
 pub mod reader;
+pub mod recovery;
 pub mod segment;
+pub mod writer;
 
 pub use frame::{Batch, Header, Record};
 pub use gaps::{ChainHole, Gaps, HoleCause, MissingSegments};
-pub use log::{Damage, EncodedBatch, Wal, WalError, WalIndex, WalOptions, WalWriter};
+pub use index::WalIndex;
+pub use log::{Damage, EncodedBatch, Wal, WalError, WalOptions};
 pub use reader::WalReader;
+pub use writer::{ChannelWriter, DiskStatus, WalWriter};
 
 /// A Kafka topic and partition; the unit of ordering, ownership and commit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -1,0 +1,378 @@
+//! The channel writer: the only code that creates or appends to segment files. `WalWriter`
+//! appends a group of batches with one write and one fdatasync; `ChannelWriter` owns it on its
+//! own thread, with the bounded queue from the source, and runs the group commit: take what is
+//! queued up to `group_commit_bytes_max`, keep the free-space reserve, wait while the disk is
+//! full (`DiskStatus`, which the source reads to pause), wake the sink after each append.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::index::WalIndex;
+use super::log::{io_err, EncodedBatch, WalError, WalOptions};
+use super::recovery::FILE_MODE;
+use super::segment::{segment_header, segment_path, SegmentInfo, SEGMENT_HEADER_BYTES};
+use crate::events;
+
+/// Batches queued between the poll thread and the channel writer. Small on purpose: the
+/// channel on disk is the buffer, and a full queue pauses consumption.
+pub const QUEUE_BATCHES_MAX: usize = 8;
+
+/// How long the writer waits before it checks the disk again while it is full.
+const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether the channel's disk is full (or below `channel.disk_free_bytes_min`). Set by the
+/// channel writer only (`mark` is private to this module); anyone may read it.
+#[derive(Debug, Default)]
+pub struct DiskStatus {
+    full: AtomicBool,
+}
+
+impl DiskStatus {
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Acquire)
+    }
+
+    /// Records the state after a write attempt, logging and counting only the transitions.
+    fn mark(&self, full: bool, why: &str) {
+        let was = self.full.swap(full, Ordering::AcqRel);
+        if full && !was {
+            tracing::warn!(
+                reason = why,
+                "channel disk full; consumption pauses until space returns"
+            );
+            events::error(events::ErrorCode::DiskFull);
+        } else if !full && was {
+            tracing::info!("channel disk has space again");
+        }
+    }
+}
+
+/// The channel writer thread's state: the writer, the receiving end of the source's bounded
+/// queue, and the sink's wake-up. Fatal on fsync errors.
+pub struct ChannelWriter {
+    writer: WalWriter,
+    batches: Receiver<EncodedBatch>,
+    appended: Arc<Notify>,
+    disk_free_bytes_min: u64,
+}
+
+impl ChannelWriter {
+    /// The writer and the sending end of its queue (bounded at `QUEUE_BATCHES_MAX`), which the
+    /// source owns; dropping that sender is what ends [`ChannelWriter::run`].
+    pub fn new(
+        writer: WalWriter,
+        appended: Arc<Notify>,
+        disk_free_bytes_min: u64,
+    ) -> (Self, SyncSender<EncodedBatch>) {
+        let (tx, batches) = sync_channel(QUEUE_BATCHES_MAX);
+        let w = ChannelWriter {
+            writer,
+            batches,
+            appended,
+            disk_free_bytes_min,
+        };
+        (w, tx)
+    }
+
+    /// Group commit until the source drops its sender, having handed over its last batches.
+    /// `stop` (the shutdown notice) only cuts short a wait for disk space.
+    pub fn run(mut self, stop: impl Fn() -> bool) -> Result<(), WalError> {
+        // Runs until the source drops its sender (shutdown).
+        while let Some((group, bytes)) = self.next_group() {
+            if !self.append_group(&group, bytes, &stop)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocks for one batch, then takes whatever else is queued, up to
+    /// `group_commit_bytes_max`. `None` once the sender is gone and the queue is empty.
+    fn next_group(&self) -> Option<(Vec<EncodedBatch>, usize)> {
+        let group_max = self.writer.options().group_commit_bytes_max;
+        let first = self.batches.recv().ok()?;
+        let mut bytes = first.frame.len();
+        let mut group = vec![first];
+        while bytes < group_max {
+            match self.batches.try_recv() {
+                Ok(b) => {
+                    bytes += b.frame.len();
+                    group.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        Some((group, bytes))
+    }
+
+    /// Appends one group, retrying while the disk is full; the source sees `disk_full` and
+    /// pauses. False if shutdown came while the disk was full: the unwritten group is dropped.
+    /// It was never acknowledged, so its offsets were never committed anywhere and the next run
+    /// fetches it from Kafka again.
+    fn append_group(
+        &mut self,
+        group: &[EncodedBatch],
+        bytes: usize,
+        stop: &impl Fn() -> bool,
+    ) -> Result<bool, WalError> {
+        let index = self.writer.index().clone();
+        let disk = &index.disk;
+        loop {
+            if stop() && disk.is_full() {
+                tracing::warn!(batches = group.len(), "shutting down with the channel disk full; unwritten batches will be fetched again");
+                return Ok(false);
+            }
+            // The reserve must hold after the write (a group is up to 4 MiB), not only before.
+            if !self.writer.room_for(bytes as u64, self.disk_free_bytes_min) {
+                disk.mark(true, "free space below channel.disk_free_bytes_min");
+                std::thread::sleep(DISK_FULL_RETRY);
+                continue;
+            }
+            let began = Instant::now();
+            // A slow disk, for tests: FAILPOINTS=channel-append-delay=sleep(300).
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("channel-append-delay");
+            match self.writer.append(group) {
+                Ok(()) => {
+                    events::channel_appended(group.len(), bytes, began.elapsed());
+                    disk.mark(false, "");
+                    self.appended.notify_one();
+                    return Ok(true);
+                }
+                Err(WalError::NoSpace { .. }) => {
+                    disk.mark(true, "write failed with ENOSPC");
+                    std::thread::sleep(DISK_FULL_RETRY);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Owns the active segment. Exactly one writer exists per channel directory (enforced by the
+/// lock file taken in [`super::Wal::open`]).
+pub struct WalWriter {
+    opts: WalOptions,
+    index: Arc<WalIndex>,
+    /// The active segment's file; `None` from open until the first append creates it.
+    file: Option<File>,
+    path: PathBuf,
+    /// The active segment's id (the one the next append creates while `file` is `None`).
+    id: u64,
+    len: u64,
+    _lock: File,
+}
+
+impl WalWriter {
+    /// The writer for a channel just opened: segment `id` is the next to create.
+    pub(super) fn new(opts: WalOptions, index: Arc<WalIndex>, id: u64, lock: File) -> Self {
+        WalWriter {
+            path: segment_path(&opts.dir, id),
+            opts,
+            index,
+            file: None,
+            id,
+            len: SEGMENT_HEADER_BYTES,
+            _lock: lock,
+        }
+    }
+
+    /// Publishes the (new, empty) active segment in the index.
+    fn register_active(&self) {
+        let mut inner = self.index.lock();
+        inner.segments.insert(
+            self.id,
+            SegmentInfo {
+                path: self.path.clone(),
+                durable_len: SEGMENT_HEADER_BYTES,
+                file_len: SEGMENT_HEADER_BYTES,
+                ..Default::default()
+            },
+        );
+        inner.active = self.id;
+        drop(inner);
+        self.index
+            .bytes_total
+            .fetch_add(SEGMENT_HEADER_BYTES, Ordering::AcqRel);
+    }
+
+    pub fn index(&self) -> &Arc<WalIndex> {
+        &self.index
+    }
+
+    pub fn options(&self) -> &WalOptions {
+        &self.opts
+    }
+
+    /// Bytes an append of `group_bytes` of frames takes: the frames, plus a segment header
+    /// when the append must create the active segment first.
+    pub fn bytes_needed(&self, group_bytes: u64) -> u64 {
+        if self.needs_segment().is_some() {
+            group_bytes + SEGMENT_HEADER_BYTES
+        } else {
+            group_bytes
+        }
+    }
+
+    /// Whether appending `group_bytes` of frames leaves at least `disk_free_bytes_min` free:
+    /// the reserve holds after the write, not only before it. The need is rounded up to whole
+    /// filesystem blocks plus one (the block the segment's tail already half fills may not
+    /// take it), so block rounding cannot cross the reserve either. True if statvfs fails:
+    /// the write then finds out (ENOSPC).
+    pub fn room_for(&self, group_bytes: u64, disk_free_bytes_min: u64) -> bool {
+        let Some((free, block)) = disk_space(&self.opts.dir) else {
+            return true;
+        };
+        let block = block.max(1);
+        let need = self.bytes_needed(group_bytes).div_ceil(block) * block + block;
+        free >= disk_free_bytes_min.saturating_add(need)
+    }
+
+    /// The id of the segment the next append must create, if it must create one.
+    fn needs_segment(&self) -> Option<u64> {
+        match self.file {
+            None => Some(self.id),
+            Some(_) if self.len >= self.opts.segment_bytes_max => Some(self.id + 1),
+            Some(_) => None,
+        }
+    }
+
+    /// Appends `batches` with one write and one fdatasync, then publishes them in the index.
+    /// A batch counts as appended only when this returns `Ok`.
+    ///
+    /// On `NoSpace` the segment is cut back to its previous durable length (or a segment this
+    /// call was creating is removed) and the caller may retry the same batches later. Any
+    /// other error is fatal for this writer.
+    pub fn append(&mut self, batches: &[EncodedBatch]) -> Result<(), WalError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        if let Some(id) = self.needs_segment() {
+            self.start_segment(id)?;
+        }
+        let total: usize = batches.iter().map(|b| b.frame.len()).sum();
+        let mut buf = Vec::with_capacity(total);
+        for b in batches {
+            buf.extend_from_slice(&b.frame);
+        }
+        let file = self.file.as_mut().expect("segment started above");
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("wal-mid-append", |_| {
+            // A torn append: half the group reaches the file, no fsync, then death.
+            let _ = file.write_all(&buf[..buf.len() / 2]);
+            eprintln!("flumen: failpoint wal-mid-append hit: aborting");
+            std::process::abort()
+        });
+        if let Err(e) = file.write_all(&buf) {
+            // Nothing was synced, so cutting back to the durable length is safe and leaves the
+            // segment exactly as the index describes it.
+            let _ = file.set_len(self.len);
+            let _ = file.seek(SeekFrom::Start(self.len));
+            if is_no_space(&e) {
+                return Err(WalError::NoSpace {
+                    path: self.path.clone(),
+                });
+            }
+            return Err(io_err(&self.path)(e));
+        }
+        file.sync_data().map_err(|source| WalError::Sync {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.len += total as u64;
+        self.publish(batches, total as u64);
+        crate::crash_site!("wal-after-append");
+        Ok(())
+    }
+
+    fn publish(&self, batches: &[EncodedBatch], total: u64) {
+        let mut inner = self.index.lock();
+        let seg = inner.segments.get_mut(&self.id).expect("active segment");
+        for b in batches {
+            seg.add(&b.tp, b.start_offset, b.last_offset);
+        }
+        seg.durable_len = self.len;
+        seg.file_len = self.len;
+        drop(inner);
+        self.index.bytes_total.fetch_add(total, Ordering::AcqRel);
+    }
+
+    /// Creates segment `id` and makes it the active one. On failure the writer is unchanged
+    /// (still on the previous segment, or on none), so the append can be retried.
+    fn start_segment(&mut self, id: u64) -> Result<(), WalError> {
+        let file = create_segment_file(&self.opts.dir, id)?;
+        self.file = Some(file);
+        self.id = id;
+        self.path = segment_path(&self.opts.dir, id);
+        self.len = SEGMENT_HEADER_BYTES;
+        self.register_active();
+        Ok(())
+    }
+}
+
+/// Creates a segment and makes its header durable (file and directory). A failure removes the
+/// file again, so a full disk never leaves an empty segment behind; ENOSPC is `NoSpace`.
+fn create_segment_file(dir: &Path, id: u64) -> Result<File, WalError> {
+    let path = segment_path(dir, id);
+    let fail = |e: io::Error| {
+        if is_no_space(&e) {
+            WalError::NoSpace { path: path.clone() }
+        } else {
+            io_err(&path)(e)
+        }
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new()
+        .mode(FILE_MODE)
+        .create_new(true)
+        .write(true)
+        .read(true)
+        .open(&path)
+        .map_err(fail)?;
+    if let Err(e) = file.write_all(&segment_header(id)) {
+        let _ = fs::remove_file(&path);
+        return Err(fail(e));
+    }
+    if let Err(source) = file.sync_all() {
+        let _ = fs::remove_file(&path);
+        return Err(WalError::Sync { path, source });
+    }
+    fsync_dir(dir)?;
+    Ok(file)
+}
+
+/// Free bytes on the filesystem holding `dir`, from statvfs.
+pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
+    disk_space(dir).map(|(free, _)| free)
+}
+
+/// Free bytes (for an unprivileged writer) and the block size of the filesystem holding `dir`.
+fn disk_space(dir: &Path) -> Option<(u64, u64)> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| (st.f_bavail as u64 * st.f_frsize as u64, st.f_frsize as u64))
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| WalError::Sync {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+fn is_no_space(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
+}
