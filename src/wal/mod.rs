@@ -7,6 +7,7 @@
 //! files (open, lazy segment creation, append with group commit, trim) and `reader` follows
 //! the log for the sink.
 
+pub mod encoder;
 pub mod frame;
 pub mod gaps;
 pub mod log;
