@@ -9,7 +9,7 @@
 mod headers;
 pub mod reports;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,13 @@ use crate::config::IsolationLevel;
 use crate::events;
 use crate::health::Health;
 use crate::poison::{Poison, Rules};
-use crate::wal::{frame::FrameError, Batch, EncodedBatch, Record, TopicPartition, WalIndex};
+use crate::wal::encoder::{FrameBuilder, Pushed, RecordView};
+use crate::wal::{frame::FrameError, EncodedBatch, TopicPartition, WalIndex};
+
+/// The poll thread's maps, keyed by partition: looked up per message, so foldhash rather than
+/// SipHash (no untrusted keys: partitions come from the group's assignment).
+type HashMap<K, V> = foldhash::HashMap<K, V>;
+type HashSet<T> = foldhash::HashSet<T>;
 
 /// How the source learns where to start a partition and reports losing one. Every method is
 /// called from the poll thread and must not block on HDFS.
@@ -346,14 +352,21 @@ struct PartState {
     position: i64,
     /// The batch being built, if any.
     pending: Option<Pending>,
+    /// Capacity for the next frame buffer: the last frame's size, so a steady partition's
+    /// buffer is allocated once per batch at its final size instead of growing by doubling.
+    frame_capacity: usize,
 }
 
+/// A batch being built: encoded record by record straight into its channel frame.
 struct Pending {
-    start: i64,
-    records: Vec<Record>,
+    frame: FrameBuilder,
+    /// Key and value bytes, for `batch_bytes_max` and the consumed-bytes metric.
     bytes: usize,
     opened: Instant,
 }
+
+/// The first frame buffer of a partition; later ones take the previous frame's size.
+const FRAME_CAPACITY_FIRST: usize = 4096;
 
 /// The poll-thread state. `run` owns it on a dedicated OS thread.
 pub struct Source {
@@ -415,16 +428,16 @@ impl Source {
             index,
             health,
             writer,
-            parts: HashMap::new(),
+            parts: HashMap::default(),
             current: None,
             next_flush_check: Instant::now(),
-            unreconciled: HashSet::new(),
+            unreconciled: HashSet::default(),
             outbox: VecDeque::new(),
             paused: None,
-            halted: HashMap::new(),
-            recovering: HashSet::new(),
-            provisional: HashSet::new(),
-            stopped: HashSet::new(),
+            halted: HashMap::default(),
+            recovering: HashSet::default(),
+            provisional: HashSet::default(),
+            stopped: HashSet::default(),
         })
     }
 
@@ -669,6 +682,7 @@ impl Source {
             PartState {
                 position: at,
                 pending: None,
+                frame_capacity: FRAME_CAPACITY_FIRST,
             },
         );
         if self.paused.is_none() {
@@ -758,53 +772,99 @@ impl Source {
             .current
             .as_ref()
             .is_some_and(|t| t.partition == m.partition() && t.topic == m.topic());
-        if !same {
-            self.current = Some(TopicPartition::new(m.topic(), m.partition()));
-        }
-        let tp = self.current.as_ref().expect("set above");
-        let Some(st) = self.parts.get_mut(tp) else {
+        // Taken out of `self` while the message is handled, so it can be borrowed beside
+        // `self`; it only names the previous message's partition, so putting it back after a
+        // halt (which clears it) is harmless.
+        let tp = match self.current.take() {
+            Some(tp) if same => tp,
+            _ => TopicPartition::new(m.topic(), m.partition()),
+        };
+        let r = self.accept_from(&tp, m);
+        self.current = Some(tp);
+        r
+    }
+
+    fn accept_from(
+        &mut self,
+        tp: &TopicPartition,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<(), SourceError> {
+        let Some(st) = self.parts.get(tp) else {
             return Ok(()); // fetched before reconciliation or after revoke: refetched later
         };
         let offset = m.offset();
         if offset < st.position {
             return Ok(()); // a prefetched record from before our seek
         }
-        if let Some(poison) = self.opts.poison.halts(m.payload()) {
-            let tp = tp.clone();
-            return self.halt_poisoned(&tp, offset, poison);
+        let (key, value) = (m.key(), m.payload());
+        if let Some(poison) = self.opts.poison.halts(value) {
+            return self.halt_poisoned(tp, offset, poison);
         }
         if !self.recovering.is_empty() && self.recovering.remove(tp) {
             self.ownership.resumed(tp);
         }
-        let value = m.payload().map(<[u8]>::to_vec);
-        let size = value.as_ref().map_or(0, Vec::len);
-        let start = st.position;
-        st.position = offset + 1;
-        let headers = headers::read(m);
-        let key = m.key().map(<[u8]>::to_vec);
-        let bytes = size + key.as_ref().map_or(0, Vec::len);
-        let record = Record {
+        let record = RecordView {
             offset,
             timestamp_ms: m.timestamp().to_millis(),
             key,
             value,
-            headers,
         };
-        let buf = st.pending.get_or_insert_with(|| Pending {
-            start,
-            records: Vec::with_capacity(self.opts.batch_records_max.min(16_384)),
-            bytes: 0,
-            opened: Instant::now(),
-        });
-        buf.records.push(record);
-        buf.bytes += bytes;
-        if buf.records.len() >= self.opts.batch_records_max
-            || buf.bytes >= self.opts.batch_bytes_max
+        if self.encode(tp, &record, m)? == Pushed::Full {
+            // The frame would pass the payload limit: the batch so far goes first.
+            self.flush(tp)?;
+            if self.encode(tp, &record, m)? == Pushed::Full {
+                let frame = self.parts[tp].pending.as_ref().map(|p| &p.frame);
+                let source = frame.expect("opened by encode").too_large(&record);
+                return Err(SourceError::Encode {
+                    tp: tp.clone(),
+                    source,
+                });
+            }
+        }
+        let st = self.parts.get_mut(tp).expect("looked up above");
+        st.position = offset + 1;
+        let p = st.pending.as_ref().expect("encode opened it");
+        if p.frame.records() >= self.opts.batch_records_max as u64
+            || p.bytes >= self.opts.batch_bytes_max
         {
-            let tp = tp.clone();
-            self.flush(&tp)?;
+            self.flush(tp)?;
         }
         Ok(())
+    }
+
+    /// Encodes `record` (with `m`'s headers) into `tp`'s pending frame, opening one at the
+    /// partition's position if there is none. `Full` leaves the frame as it was.
+    fn encode(
+        &mut self,
+        tp: &TopicPartition,
+        record: &RecordView<'_>,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<Pushed, SourceError> {
+        let encode_err = |source| SourceError::Encode {
+            tp: tp.clone(),
+            source,
+        };
+        let st = self.parts.get_mut(tp).expect("owned partition");
+        if st.pending.is_none() {
+            let buf = Vec::with_capacity(st.frame_capacity);
+            let frame =
+                FrameBuilder::new(&tp.topic, tp.partition, st.position, buf).map_err(encode_err)?;
+            st.pending = Some(Pending {
+                frame,
+                bytes: 0,
+                opened: Instant::now(),
+            });
+        }
+        let p = st.pending.as_mut().expect("opened above");
+        let pushed = p
+            .frame
+            .push(record, headers::borrow(m))
+            .map_err(encode_err)?;
+        if pushed == Pushed::Kept {
+            let len = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
+            p.bytes += len(record.key) + len(record.value);
+        }
+        Ok(pushed)
     }
 
     /// A poison record under policy `fail` at `offset`: the batch before it goes to the
@@ -852,24 +912,27 @@ impl Source {
         tp: &TopicPartition,
         through: Option<i64>,
     ) -> Result<(), SourceError> {
-        let Some(p) = self.parts.get_mut(tp).and_then(|st| st.pending.take()) else {
+        let Some(st) = self.parts.get_mut(tp) else {
             return Ok(());
         };
-        let records = p.records.len() as u64;
-        let last = p.records.last().map_or(p.start, |r| r.offset);
-        let batch = Batch {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            start_offset: p.start,
-            last_offset: through.map_or(last, |t| t.max(last)),
-            records: p.records,
+        let Some(p) = st.pending.take() else {
+            return Ok(());
         };
-        let encoded = EncodedBatch::encode(&batch).map_err(|source| SourceError::Encode {
+        let frame = p
+            .frame
+            .finish(through)
+            .map_err(|source| SourceError::Encode {
+                tp: tp.clone(),
+                source,
+            })?;
+        st.frame_capacity = frame.bytes.len().max(FRAME_CAPACITY_FIRST);
+        events::records_consumed(tp, frame.records, p.bytes as u64);
+        self.outbox.push_back(EncodedBatch {
             tp: tp.clone(),
-            source,
-        })?;
-        events::records_consumed(tp, records, p.bytes as u64);
-        self.outbox.push_back(encoded);
+            start_offset: frame.start_offset,
+            last_offset: frame.last_offset,
+            frame: frame.bytes,
+        });
         Ok(())
     }
 
@@ -902,6 +965,9 @@ impl Source {
     /// Hands queued batches to the writer, waiting up to `WRITER_WAIT_MAX` while it is busy;
     /// not at all while the disk is full (that pauses at once).
     fn wait_for_writer(&mut self) -> Result<(), SourceError> {
+        if self.outbox.is_empty() {
+            return Ok(()); // the usual case: no clock read
+        }
         let t = Instant::now();
         let limit = WRITER_WAIT_MAX.min(self.opts.max_poll_interval / 4);
         let disk_full = |s: &Self| s.index.disk_full.load(std::sync::atomic::Ordering::Acquire);

@@ -8,39 +8,95 @@ use std::ffi::{c_char, c_void, CStr};
 use rdkafka::bindings as rd;
 use rdkafka::message::BorrowedMessage;
 
+#[cfg(test)]
 use crate::wal::Header;
 
-/// Every header of `m`, in order, duplicates included, names and values as bytes.
-pub fn read(m: &BorrowedMessage<'_>) -> Vec<Header> {
+/// Every header of `m`, in order, duplicates included, names and values as bytes borrowed
+/// from the message (librdkafka parses its headers once and keeps them with the message).
+pub fn borrow<'m>(m: &'m BorrowedMessage<'_>) -> Borrowed<'m> {
     let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `m.ptr()` is the live message `m` borrows; librdkafka parses its headers (once)
-    // and keeps them with the message, which outlives this call.
+    // and keeps them with the message, which outlives `'m`.
     let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
     if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
-        return Vec::new(); // `_NOENT`: the record has no headers
+        // `_NOENT`: the record has no headers
+        return Borrowed::empty();
     }
-    // SAFETY: `hdrs` is the message's live headers object.
-    unsafe { read_native(hdrs) }
+    // SAFETY: `hdrs` is the message's live headers object, alive as long as `m`.
+    unsafe { Borrowed::new(hdrs) }
+}
+
+#[cfg(test)]
+fn owned((key, value): (&[u8], Option<&[u8]>)) -> Header {
+    Header {
+        key: key.to_vec(),
+        value: value.map(<[u8]>::to_vec),
+    }
+}
+
+/// The headers of one message as (name, value) byte slices, in order.
+pub struct Borrowed<'m> {
+    hdrs: *const rd::rd_kafka_headers_t,
+    next: usize,
+    count: usize,
+    _message: std::marker::PhantomData<&'m ()>,
+}
+
+impl Borrowed<'_> {
+    fn empty() -> Self {
+        Self {
+            hdrs: std::ptr::null(),
+            next: 0,
+            count: 0,
+            _message: std::marker::PhantomData,
+        }
+    }
+
+    /// # Safety
+    /// `hdrs` must be a live librdkafka headers object for the lifetime of the result.
+    unsafe fn new(hdrs: *const rd::rd_kafka_headers_t) -> Self {
+        Self {
+            hdrs,
+            next: 0,
+            count: rd::rd_kafka_header_cnt(hdrs),
+            _message: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'m> Iterator for Borrowed<'m> {
+    type Item = (&'m [u8], Option<&'m [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        let idx = self.next;
+        self.next += 1;
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
+        // SAFETY: `hdrs` is live for `'m` (see `new`) and `idx` is below its count.
+        let err = unsafe {
+            rd::rd_kafka_header_get_all(self.hdrs, idx, &mut name, &mut value, &mut size)
+        };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            // Not reachable below the count; refuse loudly rather than lose a header.
+            panic!("librdkafka refused header {idx} of {}: {err:?}", self.count);
+        }
+        // SAFETY: what `rd_kafka_header_get_all` just returned, owned by `hdrs` for `'m`.
+        unsafe {
+            let name = name_bytes(name, value, size);
+            let value =
+                (!value.is_null()).then(|| std::slice::from_raw_parts(value as *const u8, size));
+            Some((name, value))
+        }
+    }
 }
 
 /// # Safety
 /// `hdrs` must be a live librdkafka headers object for the duration of the call.
+#[cfg(test)]
 pub(crate) unsafe fn read_native(hdrs: *const rd::rd_kafka_headers_t) -> Vec<Header> {
-    let count = rd::rd_kafka_header_cnt(hdrs);
-    let mut out = Vec::with_capacity(count);
-    for idx in 0..count {
-        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
-        let err = rd::rd_kafka_header_get_all(hdrs, idx, &mut name, &mut value, &mut size);
-        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
-            break;
-        }
-        out.push(Header {
-            key: name_bytes(name, value, size).to_vec(),
-            value: (!value.is_null())
-                .then(|| std::slice::from_raw_parts(value as *const u8, size).to_vec()),
-        });
-    }
-    out
+    Borrowed::new(hdrs).map(owned).collect()
 }
 
 /// A header name's bytes, NULs included.
