@@ -14,6 +14,10 @@ use crate::wal::Header;
 /// Every header of `m`, in order, duplicates included, names and values as bytes borrowed
 /// from the message (librdkafka parses its headers once and keeps them with the message).
 pub fn borrow<'m>(m: &'m BorrowedMessage<'_>) -> Borrowed<'m> {
+    // SAFETY: `m.ptr()` is the live message `m` borrows.
+    if unsafe { surely_none(m.ptr()) } {
+        return Borrowed::empty();
+    }
     let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `m.ptr()` is the live message `m` borrows; librdkafka parses its headers (once)
     // and keeps them with the message, which outlives `'m`.
@@ -32,6 +36,67 @@ fn owned((key, value): (&[u8], Option<&[u8]>)) -> Header {
         key: key.to_vec(),
         value: value.map(<[u8]>::to_vec),
     }
+}
+
+/// The start of librdkafka's private `rd_kafka_msg_t` (rdkafka_msg.h, 2.12.1) as a fetched
+/// message has it, up to the unparsed header block: `rd_kafka_message_t` first, then
+/// `rkm_link` (two pointers), `rkm_flags`, `rkm_tstype`, `rkm_timestamp`, `rkm_headers`,
+/// `rkm_status`, `rkm_broker_id`, and the union whose consumer side is `binhdrs`
+/// (`rd_kafkap_bytes_t`: i32 length, data pointer, one inline byte) and `leader_epoch`.
+#[repr(C)]
+struct MsgPrefix {
+    message: rd::rd_kafka_message_t,
+    link: [*mut c_void; 2],
+    flags: i32,
+    tstype: i32,
+    timestamp: i64,
+    headers: *mut c_void,
+    status: i32,
+    broker_id: i32,
+    binhdrs_len: i32,
+    binhdrs_data: *const u8,
+    binhdrs_inline: u8,
+    leader_epoch: i32,
+}
+
+/// librdkafka's `RD_KAFKA_MSG_F_PRODUCER`.
+const MSG_F_PRODUCER: i32 = 0x40000;
+
+/// True only when `m` certainly holds no headers, so the caller may skip
+/// `rd_kafka_message_headers`: it allocates twice per message (a shadow buffer to parse the
+/// header count) even when the count is 0, because a v2 record always carries the count.
+///
+/// A fetched v2 record's unparsed header block (`binhdrs`) starts right after its value
+/// (`rdkafka_msgset_reader.c`: key, value, then the rest of the record is the headers), and
+/// a block of exactly one byte 0 is a header count of 0 (zigzag varint). The private fields
+/// are believed only when every field around them matches what the public API answers for
+/// this message (headers not parsed yet, a consumer message, the broker id, the timestamp and
+/// its type, the leader epoch) and the block starts exactly where the value ends. Anything
+/// else, a null value (tombstone) included, answers false and the headers are parsed as
+/// before: a wrong layout can only cost the two allocations, never a header.
+/// `Borrowed` is checked against the real thing by the `records` integration suite.
+///
+/// # Safety
+/// `m` must be a live message fetched by a consumer.
+unsafe fn surely_none(m: *const rd::rd_kafka_message_t) -> bool {
+    let value = (*m).payload as *const u8;
+    let ok = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+    if value.is_null() || (*m).rkt.is_null() || (*m).err != ok {
+        return false;
+    }
+    let rkm = &*(m as *const MsgPrefix);
+    let mut tstype = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    let timestamp = rd::rd_kafka_message_timestamp(m, &mut tstype);
+    let fields_match = rkm.headers.is_null()
+        && rkm.flags & MSG_F_PRODUCER == 0
+        && rkm.broker_id == rd::rd_kafka_message_broker_id(m)
+        && rkm.leader_epoch == rd::rd_kafka_message_leader_epoch(m)
+        && rkm.tstype == tstype as i32
+        && rkm.timestamp == timestamp;
+    fields_match
+        && rkm.binhdrs_len == 1
+        && rkm.binhdrs_data == value.add((*m).len)
+        && *rkm.binhdrs_data == 0
 }
 
 /// The headers of one message as (name, value) byte slices, in order.
