@@ -6,6 +6,7 @@
 //! partition is set by `Ownership::assigned` (HDFS and channel state), never by the group's
 //! committed offset, which is advisory.
 
+mod batch;
 mod headers;
 pub mod reports;
 
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::secret::Redactor;
@@ -27,6 +27,7 @@ use crate::health::Health;
 use crate::poison::{Poison, Rules};
 use crate::wal::encoder::{FrameBuilder, Pushed, RecordView};
 use crate::wal::{frame::FrameError, EncodedBatch, TopicPartition, WalIndex};
+use batch::{Msg, PartitionQueue};
 
 /// The poll thread's maps, keyed by partition: looked up per message, so foldhash rather than
 /// SipHash (no untrusted keys: partitions come from the group's assignment).
@@ -260,7 +261,20 @@ impl ClientContext for SourceContext {
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        reports::log_librdkafka(level, fac, &self.redactor.apply(message));
+        let message = self.redactor.apply(message);
+        if fac == "ERROR" {
+            // A partition's error op (e.g. "topic does not exist") met while a partition queue
+            // is drained in a batch (`batch.rs`): with no error callback set, librdkafka logs
+            // it under this facility, its only use (`rd_kafka_poll_cb`), where `poll` would
+            // have raised it as an error event. Reported as `error` reports those.
+            self.errored
+                .store(true, std::sync::atomic::Ordering::Release);
+            events::error(events::ErrorCode::KafkaFetch);
+            tracing::warn!(reason = message, "kafka client error");
+            self.health.set_kafka_error(message);
+            return;
+        }
+        reports::log_librdkafka(level, fac, &message);
     }
 }
 
@@ -396,7 +410,17 @@ pub struct Source {
     /// Partitions whose fetcher stopped on an out-of-range offset: only a new assignment
     /// restarts them.
     stopped: HashSet<TopicPartition>,
+    /// Each assigned partition's own fetch queue, drained in batches (`batch.rs`).
+    queues: Vec<(TopicPartition, PartitionQueue)>,
+    /// Messages taken from one queue; `None` only while they are being handled.
+    batch: Option<batch::Batch>,
 }
+
+/// Messages taken from one partition queue per call.
+const BATCH_MESSAGES_MAX: usize = 1000;
+/// How long a poll waits for an event when no partition queue had a message: the upper
+/// bound on how late a message arriving at an idle partition is taken.
+const IDLE_WAIT: Duration = Duration::from_millis(10);
 
 impl Source {
     pub fn new(
@@ -438,6 +462,8 @@ impl Source {
             recovering: HashSet::default(),
             provisional: HashSet::default(),
             stopped: HashSet::default(),
+            queues: Vec::new(),
+            batch: Some(batch::Batch::new(BATCH_MESSAGES_MAX)),
         })
     }
 
@@ -471,37 +497,19 @@ impl Source {
             }
             self.wait_for_writer()?;
             self.flow_control();
+            let taken = self.consume_batches()?;
+            // Events (rebalances, errors, stats) and any message still on the consumer queue.
+            let wait = match (taken, self.queues.is_empty()) {
+                (0, true) => Duration::from_millis(100),
+                (0, false) => IDLE_WAIT,
+                _ => Duration::ZERO,
+            };
             let consumer = self.consumer.clone();
-            if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
+            if let Some(msg) = consumer.poll(wait) {
                 match msg {
-                    Ok(m) => self.accept(&m)?,
-                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
-                        self.check_out_of_range()?;
-                    }
-                    // The client stops for good (e.g. fenced by another member with the same
-                    // group.instance.id): end the thread so the process exits non-zero and
-                    // says why, instead of idling with its partitions.
-                    Err(KafkaError::MessageConsumptionFatal(_)) => return Err(self.fatal_error()),
-                    // A refused login or TLS handshake: the error callback, which has
-                    // librdkafka's reason, already reported it naming the key.
-                    Err(e) if reports::is_refusal(e.rdkafka_error_code()) => {}
-                    Err(e) => {
-                        if e.rdkafka_error_code()
-                            == Some(RDKafkaErrorCode::InconsistentGroupProtocol)
-                        {
-                            // Joining a group whose members use the other kind of assignor
-                            // (eager vs cooperative): retried until they have all left.
-                            tracing::warn!(
-                                group = %self.opts.group_id,
-                                "the group's members use another kind of \
-                                 partition.assignment.strategy; this member joins when they \
-                                 have all left (see config.example.toml)"
-                            );
-                        }
-                        tracing::warn!(error = %e, "kafka poll error");
-                        self.health.set_kafka_error(e.to_string());
-                        events::error(events::ErrorCode::KafkaFetch);
-                    }
+                    // SAFETY: `m` is live for this call.
+                    Ok(m) => self.accept(&unsafe { Msg::from_raw(m.ptr()) })?,
+                    Err(e) => self.consume_error(e)?,
                 }
             }
             self.flush_due(false)?;
@@ -539,6 +547,80 @@ impl Source {
         }
     }
 
+    /// A consume error, from `poll` or carried by a message of a partition queue.
+    fn consume_error(&mut self, e: KafkaError) -> Result<(), SourceError> {
+        match e {
+            KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) => {
+                self.check_out_of_range()?;
+            }
+            // The client stops for good (e.g. fenced by another member with the same
+            // group.instance.id): end the thread so the process exits non-zero and
+            // says why, instead of idling with its partitions.
+            KafkaError::MessageConsumptionFatal(_) => return Err(self.fatal_error()),
+            // A refused login or TLS handshake: the error callback, which has
+            // librdkafka's reason, already reported it naming the key.
+            e if reports::is_refusal(e.rdkafka_error_code()) => {}
+            e => {
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::InconsistentGroupProtocol) {
+                    // Joining a group whose members use the other kind of assignor
+                    // (eager vs cooperative): retried until they have all left.
+                    tracing::warn!(
+                        group = %self.opts.group_id,
+                        "the group's members use another kind of \
+                         partition.assignment.strategy; this member joins when they \
+                         have all left (see config.example.toml)"
+                    );
+                }
+                tracing::warn!(error = %e, "kafka poll error");
+                self.health.set_kafka_error(e.to_string());
+                events::error(events::ErrorCode::KafkaFetch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a batch from every partition queue and handles each message; returns how many
+    /// it took. No clock is read here.
+    fn consume_batches(&mut self) -> Result<usize, SourceError> {
+        let mut batch = self.batch.take().expect("put back after every use");
+        let mut taken = 0;
+        let mut r = Ok(());
+        for i in 0..self.queues.len() {
+            let n = batch.take(&self.queues[i].1);
+            if n == 0 {
+                continue;
+            }
+            taken += n;
+            let tp = self.queues[i].0.clone();
+            r = batch.iter().try_for_each(|m| self.accept_queued(&tp, &m));
+            if r.is_err() {
+                break;
+            }
+        }
+        batch.clear();
+        self.batch = Some(batch);
+        r.map(|()| taken)
+    }
+
+    /// A message from `tp`'s own queue: a record, or an error such as out of range, mapped
+    /// as rdkafka maps the errors `poll` returns.
+    fn accept_queued(&mut self, tp: &TopicPartition, m: &Msg<'_>) -> Result<(), SourceError> {
+        if let Some(err) = m.error() {
+            // As rdkafka's `BorrowedMessage::from_client` maps it for `poll`.
+            return self.consume_error(match err {
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
+                    KafkaError::PartitionEOF(m.partition())
+                }
+                e => KafkaError::MessageConsumption(e.into()),
+            });
+        }
+        if m.partition() != tp.partition {
+            return self.accept(m); // not expected from a partition's queue; named by the message
+        }
+        self.health.set_kafka_ok();
+        self.accept_from(tp, m)
+    }
+
     fn apply_rebalances(&mut self) {
         let changed = &self.consumer.context().changed;
         if !changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
@@ -555,9 +637,18 @@ impl Source {
             self.provisional.remove(&tp);
             self.stopped.remove(&tp);
             self.outbox.retain(|b| b.tp != tp);
+            self.queues.retain(|(q, _)| *q != tp);
             self.ownership.revoked(&tp);
         }
         let assigned: Vec<_> = std::mem::take(&mut *ctx.pending.lock().expect("lock"));
+        for tp in &assigned {
+            // Before the partition is sought and resumed (see `batch.rs`).
+            self.queues.retain(|(q, _)| q != tp);
+            match PartitionQueue::split(&self.consumer, tp) {
+                Some(q) => self.queues.push((tp.clone(), q)),
+                None => tracing::warn!(partition = %tp, "no queue of its own; polled one by one"),
+            }
+        }
         self.unreconciled.extend(assigned);
     }
 
@@ -766,7 +857,7 @@ impl Source {
         tpl
     }
 
-    fn accept(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<(), SourceError> {
+    fn accept(&mut self, m: &Msg<'_>) -> Result<(), SourceError> {
         self.health.set_kafka_ok();
         let same = self
             .current
@@ -784,11 +875,7 @@ impl Source {
         r
     }
 
-    fn accept_from(
-        &mut self,
-        tp: &TopicPartition,
-        m: &rdkafka::message::BorrowedMessage<'_>,
-    ) -> Result<(), SourceError> {
+    fn accept_from(&mut self, tp: &TopicPartition, m: &Msg<'_>) -> Result<(), SourceError> {
         let Some(st) = self.parts.get(tp) else {
             return Ok(()); // fetched before reconciliation or after revoke: refetched later
         };
@@ -805,7 +892,7 @@ impl Source {
         }
         let record = RecordView {
             offset,
-            timestamp_ms: m.timestamp().to_millis(),
+            timestamp_ms: m.timestamp_ms(),
             key,
             value,
         };
@@ -838,7 +925,7 @@ impl Source {
         &mut self,
         tp: &TopicPartition,
         record: &RecordView<'_>,
-        m: &rdkafka::message::BorrowedMessage<'_>,
+        m: &Msg<'_>,
     ) -> Result<Pushed, SourceError> {
         let encode_err = |source| SourceError::Encode {
             tp: tp.clone(),

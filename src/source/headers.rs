@@ -6,21 +6,22 @@
 use std::ffi::{c_char, c_void, CStr};
 
 use rdkafka::bindings as rd;
-use rdkafka::message::BorrowedMessage;
+
+use super::batch::Msg;
 
 #[cfg(test)]
 use crate::wal::Header;
 
 /// Every header of `m`, in order, duplicates included, names and values as bytes borrowed
 /// from the message (librdkafka parses its headers once and keeps them with the message).
-pub fn borrow<'m>(m: &'m BorrowedMessage<'_>) -> Borrowed<'m> {
+pub fn borrow<'m>(m: &Msg<'m>) -> Borrowed<'m> {
     // SAFETY: `m.ptr()` is the live message `m` borrows.
     if unsafe { surely_none(m.ptr()) } {
         return Borrowed::empty();
     }
     let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `m.ptr()` is the live message `m` borrows; librdkafka parses its headers (once)
-    // and keeps them with the message, which outlives `'m`.
+    // and keeps them with the message, which lives for `'m`.
     let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
     if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
         // `_NOENT`: the record has no headers
