@@ -27,7 +27,7 @@ use crate::health::Health;
 use crate::poison::{Poison, Rules};
 use crate::wal::encoder::{FrameBuilder, Pushed, RecordView};
 use crate::wal::{frame::FrameError, EncodedBatch, TopicPartition, WalIndex};
-use batch::{Msg, PartitionQueue};
+use batch::{MessageQueue, Msg, PartitionQueue};
 
 /// The poll thread's maps, keyed by partition: looked up per message, so foldhash rather than
 /// SipHash (no untrusted keys: partitions come from the group's assignment).
@@ -410,16 +410,20 @@ pub struct Source {
     /// Partitions whose fetcher stopped on an out-of-range offset: only a new assignment
     /// restarts them.
     stopped: HashSet<TopicPartition>,
-    /// Each assigned partition's own fetch queue, drained in batches (`batch.rs`).
+    /// Where every assigned partition's fetch queue forwards to; drained in batches
+    /// (`batch.rs`).
+    messages: MessageQueue,
+    /// The assigned partitions' fetch queues, forwarded again once a second.
     queues: Vec<(TopicPartition, PartitionQueue)>,
-    /// Messages taken from one queue; `None` only while they are being handled.
+    next_forward: Instant,
+    /// Messages taken from the queue; `None` only while they are being handled.
     batch: Option<batch::Batch>,
 }
 
-/// Messages taken from one partition queue per call.
+/// Messages taken from the message queue per call.
 const BATCH_MESSAGES_MAX: usize = 1000;
-/// How long a poll waits for an event when no partition queue had a message: the upper
-/// bound on how late a message arriving at an idle partition is taken.
+/// How long a poll waits for an event when the message queue was empty: the upper bound on
+/// how late a message arriving at an idle partition is taken.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
 
 impl Source {
@@ -445,9 +449,12 @@ impl Source {
             .map_err(|e| SourceError::Client(opts.redact(&e.to_string())))?;
         let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
         Ok(Self {
+            messages: MessageQueue::new(&consumer),
+            next_forward: Instant::now(),
             opts,
-            consumer: Arc::new(consumer),
+            consumer,
             ownership,
             index,
             health,
@@ -497,6 +504,7 @@ impl Source {
             }
             self.wait_for_writer()?;
             self.flow_control();
+            self.forward_due(Instant::now());
             let taken = self.consume_batches()?;
             // Events (rebalances, errors, stats) and any message still on the consumer queue.
             let wait = match (taken, self.queues.is_empty()) {
@@ -579,46 +587,55 @@ impl Source {
         Ok(())
     }
 
-    /// Takes a batch from every partition queue and handles each message; returns how many
-    /// it took. No clock is read here.
+    /// Takes a batch from the message queue and handles each message; returns how many it
+    /// took. No clock is read here.
     fn consume_batches(&mut self) -> Result<usize, SourceError> {
         let mut batch = self.batch.take().expect("put back after every use");
-        let mut taken = 0;
-        let mut r = Ok(());
-        for i in 0..self.queues.len() {
-            let n = batch.take(&self.queues[i].1);
-            if n == 0 {
-                continue;
-            }
-            taken += n;
-            let tp = self.queues[i].0.clone();
-            r = batch.iter().try_for_each(|m| self.accept_queued(&tp, &m));
-            if r.is_err() {
-                break;
-            }
-        }
+        let taken = batch.take(&self.messages);
+        let r = self.accept_batch(&batch);
         batch.clear();
         self.batch = Some(batch);
         r.map(|()| taken)
     }
 
-    /// A message from `tp`'s own queue: a record, or an error such as out of range, mapped
+    /// Each message of `batch`, in order: a record, or an error such as out of range, mapped
     /// as rdkafka maps the errors `poll` returns.
-    fn accept_queued(&mut self, tp: &TopicPartition, m: &Msg<'_>) -> Result<(), SourceError> {
-        if let Some(err) = m.error() {
-            // As rdkafka's `BorrowedMessage::from_client` maps it for `poll`.
-            return self.consume_error(match err {
-                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
-                    KafkaError::PartitionEOF(m.partition())
-                }
-                e => KafkaError::MessageConsumption(e.into()),
-            });
+    fn accept_batch(&mut self, batch: &batch::Batch) -> Result<(), SourceError> {
+        // The partition of the previous message, named by its topic handle: two live messages
+        // (the batch holds them all) with the same handle have the same topic.
+        let mut current: Option<((usize, i32), TopicPartition)> = None;
+        for m in batch.iter() {
+            if let Some(err) = m.error() {
+                // As rdkafka's `BorrowedMessage::from_client` maps it for `poll`.
+                self.consume_error(match err {
+                    rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
+                        KafkaError::PartitionEOF(m.partition())
+                    }
+                    e => KafkaError::MessageConsumption(e.into()),
+                })?;
+                continue;
+            }
+            let id = (m.topic_handle(), m.partition());
+            if current.as_ref().is_none_or(|(c, _)| *c != id) {
+                current = Some((id, TopicPartition::new(m.topic(), m.partition())));
+            }
+            let (_, tp) = current.as_ref().expect("set above");
+            self.health.set_kafka_ok();
+            self.accept_from(tp, &m)?;
         }
-        if m.partition() != tp.partition {
-            return self.accept(m); // not expected from a partition's queue; named by the message
+        Ok(())
+    }
+
+    /// Forwards every assigned partition's fetch queue to the message queue again: a fetch
+    /// stop clears a forward (see `batch.rs`). Once a second.
+    fn forward_due(&mut self, now: Instant) {
+        if now < self.next_forward {
+            return;
         }
-        self.health.set_kafka_ok();
-        self.accept_from(tp, m)
+        self.next_forward = now + Duration::from_secs(1);
+        for (_, q) in &self.queues {
+            q.forward_to(&self.messages);
+        }
     }
 
     fn apply_rebalances(&mut self) {
@@ -644,9 +661,12 @@ impl Source {
         for tp in &assigned {
             // Before the partition is sought and resumed (see `batch.rs`).
             self.queues.retain(|(q, _)| q != tp);
-            match PartitionQueue::split(&self.consumer, tp) {
-                Some(q) => self.queues.push((tp.clone(), q)),
-                None => tracing::warn!(partition = %tp, "no queue of its own; polled one by one"),
+            match PartitionQueue::of(&self.consumer, tp) {
+                Some(q) => {
+                    q.forward_to(&self.messages);
+                    self.queues.push((tp.clone(), q));
+                }
+                None => tracing::warn!(partition = %tp, "no fetch queue; polled one by one"),
             }
         }
         self.unreconciled.extend(assigned);
@@ -751,6 +771,8 @@ impl Source {
         // Seek then resume; librdkafka applies the seek to the paused fetcher. A partition
         // whose fetch stopped on an out-of-range offset refuses seeks: assign it afresh.
         let moved = if self.stopped.contains(tp) {
+            // The stop cleared the partition's forward (see `batch.rs`): renew it soon.
+            self.next_forward = Instant::now();
             self.reassign(tp, at)
         } else {
             self.consumer

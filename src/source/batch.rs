@@ -8,19 +8,24 @@
 //!   callback, so a rebalance op met there would take the "Forcing unassign" branch
 //!   (rdkafka.c, `RD_KAFKA_OP_REBALANCE`) and drop the assignment; stats and error ops would
 //!   not reach `SourceContext` either.
-//! - So each assigned partition's fetch queue is split off the consumer queue
-//!   (`rd_kafka_queue_get_partition`, then `rd_kafka_queue_forward(q, NULL)`, as rdkafka-rs's
-//!   `split_partition_queue` does) right when the assignment is applied, before the partition
-//!   is sought or resumed. Its messages and its consumer errors (out of range included: every
-//!   `rd_kafka_consumer_err` of a partition targets `rktp_fetchq`) then stay in that queue,
-//!   which this module drains in batches; the consumer queue keeps the events, which
-//!   `BaseConsumer::poll` still serves exactly as before.
-//! - The split lasts: `rd_kafka_queue_forward` sets `RD_KAFKA_Q_F_FWD_APP` on the fetch queue,
-//!   nothing clears it, and `rd_kafka_toppar_op_fetch_start` does not forward a queue that has
-//!   it (rdkafka_partition.c), so a seek, a re-assign or a revoke and re-assign cannot send the
-//!   partition's messages back to the consumer queue. (rdkafka-rs's note that `assign`
-//!   deactivates split queues predates that flag.) `fetch_stop` clears the forward, which is
-//!   already none.
+//! - So each assigned partition's fetch queue is forwarded (`rd_kafka_queue_get_partition`,
+//!   `rd_kafka_queue_forward`) to one queue of the source's own ([`MessageQueue`]) right when
+//!   the assignment is applied, before the partition is sought or resumed. Its messages and
+//!   its consumer errors (out of range included: every `rd_kafka_consumer_err` of a partition
+//!   targets `rktp_fetchq`) then land there and are drained in batches; the consumer queue
+//!   keeps the events, which `BaseConsumer::poll` still serves exactly as before.
+//! - One queue, not one per partition: librdkafka bounds the prefetch
+//!   (`queued.max.messages.kbytes`) by the size of the queue a fetch queue forwards to, so one
+//!   shared queue keeps today's single consumer-wide bound. Split per partition (forwarded to
+//!   nothing), the bound became per partition: 3 partitions peaked at 252-259 MiB against
+//!   191 MiB on the same data.
+//! - The forward must be renewed. It sets `RD_KAFKA_Q_F_FWD_APP` on the fetch queue, nothing
+//!   clears that flag, and `rd_kafka_toppar_op_fetch_start` does not forward a queue that has
+//!   it (rdkafka_partition.c): a seek or a re-assign can never send the partition's messages
+//!   back to the consumer queue. But a fetch stop (revoke, re-assign) clears the forward
+//!   itself, asynchronously, and the next start leaves it cleared: messages then wait in the
+//!   partition's fetch queue, in order, until the next forward moves them over. So the
+//!   source forwards every owned partition again after a re-assign and once a second.
 //! - Outdated messages are still dropped: `rd_kafka_q_serve_rkmessages` discards ops whose
 //!   version a pause, seek or stop bumped, purges on barriers, skips control records, and moves
 //!   the partition's app position past what it returns, exactly as a poll does.
@@ -41,43 +46,74 @@ use rdkafka::consumer::Consumer;
 use super::KafkaConsumer;
 use crate::wal::TopicPartition;
 
-/// One partition's own fetch queue.
-pub struct PartitionQueue {
+/// The source's message queue: every assigned partition's fetch queue forwards to it.
+pub struct MessageQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
     /// The handle must not outlive the client it belongs to.
     _client: Arc<KafkaConsumer>,
 }
 
 // SAFETY: librdkafka queue handles may be used and destroyed from any thread.
+unsafe impl Send for MessageQueue {}
+
+impl MessageQueue {
+    pub fn new(consumer: &Arc<KafkaConsumer>) -> Self {
+        // SAFETY: the client is live; the call returns a new queue we own.
+        let raw = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
+        Self {
+            queue: NonNull::new(raw).expect("rd_kafka_queue_new returned null"),
+            _client: consumer.clone(),
+        }
+    }
+}
+
+impl Drop for MessageQueue {
+    fn drop(&mut self) {
+        // SAFETY: our handle, destroyed once; partitions still forwarding to it keep the
+        // queue itself alive (forwarding holds a reference).
+        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}
+
+/// A handle on one partition's fetch queue, to forward it to the [`MessageQueue`].
+pub struct PartitionQueue {
+    queue: NonNull<rd::rd_kafka_queue_t>,
+    _client: Arc<KafkaConsumer>,
+}
+
+// SAFETY: as for `MessageQueue`.
 unsafe impl Send for PartitionQueue {}
 
 impl PartitionQueue {
-    /// Splits `tp`'s fetch queue off the consumer queue; `None` if librdkafka does not know
-    /// the partition (its messages then keep coming through `poll`).
-    pub fn split(consumer: &Arc<KafkaConsumer>, tp: &TopicPartition) -> Option<Self> {
+    /// `tp`'s fetch queue; `None` if librdkafka does not know the partition (its messages
+    /// then keep coming through `poll`).
+    pub fn of(consumer: &Arc<KafkaConsumer>, tp: &TopicPartition) -> Option<Self> {
         let topic = CString::new(tp.topic.as_str()).ok()?;
         let rk = consumer.client().native_ptr();
         // SAFETY: `rk` is the live client; the call returns a new handle we own, or null.
         let raw = unsafe { rd::rd_kafka_queue_get_partition(rk, topic.as_ptr(), tp.partition) };
-        let queue = NonNull::new(raw)?;
-        // SAFETY: `queue` is our live handle; forwarding to null detaches it for good.
-        unsafe { rd::rd_kafka_queue_forward(queue.as_ptr(), std::ptr::null_mut()) };
         Some(Self {
-            queue,
+            queue: NonNull::new(raw)?,
             _client: consumer.clone(),
         })
+    }
+
+    /// Forwards the partition's fetch queue to `to` (again: a fetch stop clears the forward).
+    /// Ops already waiting in it move over, in order.
+    pub fn forward_to(&self, to: &MessageQueue) {
+        // SAFETY: both handles are live.
+        unsafe { rd::rd_kafka_queue_forward(self.queue.as_ptr(), to.queue.as_ptr()) };
     }
 }
 
 impl Drop for PartitionQueue {
     fn drop(&mut self) {
-        // SAFETY: the handle is ours and dropped once; librdkafka keeps the queue itself alive
-        // as long as the partition needs it.
+        // SAFETY: the handle is ours and dropped once.
         unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
     }
 }
 
-/// Messages taken from a partition queue, owned until the next `take` or `clear`.
+/// Messages taken from the message queue, owned until the next `take` or `clear`.
 pub struct Batch {
     messages: Vec<*mut rd::rd_kafka_message_t>,
 }
@@ -94,7 +130,7 @@ impl Batch {
 
     /// Destroys the messages held, then takes up to the batch's capacity from `q` without
     /// waiting. Returns how many it took.
-    pub fn take(&mut self, q: &PartitionQueue) -> usize {
+    pub fn take(&mut self, q: &MessageQueue) -> usize {
         self.clear();
         let cap = self.messages.capacity();
         // SAFETY: the array has room for `cap` pointers; librdkafka writes `n <= cap` of them
@@ -151,6 +187,12 @@ impl<'a> Msg<'a> {
 
     pub fn partition(&self) -> i32 {
         self.m.partition
+    }
+
+    /// The address of the message's topic handle: equal for two live messages only if they
+    /// share the topic.
+    pub fn topic_handle(&self) -> usize {
+        self.m.rkt as usize
     }
 
     /// The topic's name; empty if librdkafka gave none or it is not UTF-8 (topic names are
