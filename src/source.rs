@@ -6,10 +6,11 @@
 //! partition is set by `Ownership::assigned` (HDFS and channel state), never by the group's
 //! committed offset, which is advisory.
 
+mod batch;
 mod headers;
 pub mod reports;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::secret::Redactor;
@@ -25,7 +25,14 @@ use crate::config::IsolationLevel;
 use crate::events;
 use crate::health::Health;
 use crate::poison::{Poison, Rules};
-use crate::wal::{frame::FrameError, Batch, EncodedBatch, Record, TopicPartition, WalIndex};
+use crate::wal::encoder::{FrameBuilder, Pushed, RecordView};
+use crate::wal::{frame::FrameError, EncodedBatch, TopicPartition, WalIndex};
+use batch::{MessageQueue, Msg, PartitionQueue};
+
+/// The poll thread's maps, keyed by partition: looked up per message, so foldhash rather than
+/// SipHash (no untrusted keys: partitions come from the group's assignment).
+type HashMap<K, V> = foldhash::HashMap<K, V>;
+type HashSet<T> = foldhash::HashSet<T>;
 
 /// How the source learns where to start a partition and reports losing one. Every method is
 /// called from the poll thread and must not block on HDFS.
@@ -254,7 +261,20 @@ impl ClientContext for SourceContext {
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        reports::log_librdkafka(level, fac, &self.redactor.apply(message));
+        let message = self.redactor.apply(message);
+        if fac == "ERROR" {
+            // A partition's error op (e.g. "topic does not exist") met while a partition queue
+            // is drained in a batch (`batch.rs`): with no error callback set, librdkafka logs
+            // it under this facility, its only use (`rd_kafka_poll_cb`), where `poll` would
+            // have raised it as an error event. Reported as `error` reports those.
+            self.errored
+                .store(true, std::sync::atomic::Ordering::Release);
+            events::error(events::ErrorCode::KafkaFetch);
+            tracing::warn!(reason = message, "kafka client error");
+            self.health.set_kafka_error(message);
+            return;
+        }
+        reports::log_librdkafka(level, fac, &message);
     }
 }
 
@@ -346,14 +366,21 @@ struct PartState {
     position: i64,
     /// The batch being built, if any.
     pending: Option<Pending>,
+    /// Capacity for the next frame buffer: the last frame's size, so a steady partition's
+    /// buffer is allocated once per batch at its final size instead of growing by doubling.
+    frame_capacity: usize,
 }
 
+/// A batch being built: encoded record by record straight into its channel frame.
 struct Pending {
-    start: i64,
-    records: Vec<Record>,
+    frame: FrameBuilder,
+    /// Key and value bytes, for `batch_bytes_max` and the consumed-bytes metric.
     bytes: usize,
     opened: Instant,
 }
+
+/// The first frame buffer of a partition; later ones take the previous frame's size.
+const FRAME_CAPACITY_FIRST: usize = 4096;
 
 /// The poll-thread state. `run` owns it on a dedicated OS thread.
 pub struct Source {
@@ -383,7 +410,21 @@ pub struct Source {
     /// Partitions whose fetcher stopped on an out-of-range offset: only a new assignment
     /// restarts them.
     stopped: HashSet<TopicPartition>,
+    /// Where every assigned partition's fetch queue forwards to; drained in batches
+    /// (`batch.rs`).
+    messages: MessageQueue,
+    /// The assigned partitions' fetch queues, forwarded again once a second.
+    queues: Vec<(TopicPartition, PartitionQueue)>,
+    next_forward: Instant,
+    /// Messages taken from the queue; `None` only while they are being handled.
+    batch: Option<batch::Batch>,
 }
+
+/// Messages taken from the message queue per call.
+const BATCH_MESSAGES_MAX: usize = 1000;
+/// How long a poll waits for an event when the message queue was empty: the upper bound on
+/// how late a message arriving at an idle partition is taken.
+const IDLE_WAIT: Duration = Duration::from_millis(10);
 
 impl Source {
     pub fn new(
@@ -408,23 +449,28 @@ impl Source {
             .map_err(|e| SourceError::Client(opts.redact(&e.to_string())))?;
         let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
         Ok(Self {
+            messages: MessageQueue::new(&consumer),
+            next_forward: Instant::now(),
             opts,
-            consumer: Arc::new(consumer),
+            consumer,
             ownership,
             index,
             health,
             writer,
-            parts: HashMap::new(),
+            parts: HashMap::default(),
             current: None,
             next_flush_check: Instant::now(),
-            unreconciled: HashSet::new(),
+            unreconciled: HashSet::default(),
             outbox: VecDeque::new(),
             paused: None,
-            halted: HashMap::new(),
-            recovering: HashSet::new(),
-            provisional: HashSet::new(),
-            stopped: HashSet::new(),
+            halted: HashMap::default(),
+            recovering: HashSet::default(),
+            provisional: HashSet::default(),
+            stopped: HashSet::default(),
+            queues: Vec::new(),
+            batch: Some(batch::Batch::new(BATCH_MESSAGES_MAX)),
         })
     }
 
@@ -458,37 +504,20 @@ impl Source {
             }
             self.wait_for_writer()?;
             self.flow_control();
+            self.forward_due(Instant::now());
+            let taken = self.consume_batches()?;
+            // Events (rebalances, errors, stats) and any message still on the consumer queue.
+            let wait = match (taken, self.queues.is_empty()) {
+                (0, true) => Duration::from_millis(100),
+                (0, false) => IDLE_WAIT,
+                _ => Duration::ZERO,
+            };
             let consumer = self.consumer.clone();
-            if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
+            if let Some(msg) = consumer.poll(wait) {
                 match msg {
-                    Ok(m) => self.accept(&m)?,
-                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
-                        self.check_out_of_range()?;
-                    }
-                    // The client stops for good (e.g. fenced by another member with the same
-                    // group.instance.id): end the thread so the process exits non-zero and
-                    // says why, instead of idling with its partitions.
-                    Err(KafkaError::MessageConsumptionFatal(_)) => return Err(self.fatal_error()),
-                    // A refused login or TLS handshake: the error callback, which has
-                    // librdkafka's reason, already reported it naming the key.
-                    Err(e) if reports::is_refusal(e.rdkafka_error_code()) => {}
-                    Err(e) => {
-                        if e.rdkafka_error_code()
-                            == Some(RDKafkaErrorCode::InconsistentGroupProtocol)
-                        {
-                            // Joining a group whose members use the other kind of assignor
-                            // (eager vs cooperative): retried until they have all left.
-                            tracing::warn!(
-                                group = %self.opts.group_id,
-                                "the group's members use another kind of \
-                                 partition.assignment.strategy; this member joins when they \
-                                 have all left (see config.example.toml)"
-                            );
-                        }
-                        tracing::warn!(error = %e, "kafka poll error");
-                        self.health.set_kafka_error(e.to_string());
-                        events::error(events::ErrorCode::KafkaFetch);
-                    }
+                    // SAFETY: `m` is live for this call.
+                    Ok(m) => self.accept(&unsafe { Msg::from_raw(m.ptr()) })?,
+                    Err(e) => self.consume_error(e)?,
                 }
             }
             self.flush_due(false)?;
@@ -526,6 +555,89 @@ impl Source {
         }
     }
 
+    /// A consume error, from `poll` or carried by a message of a partition queue.
+    fn consume_error(&mut self, e: KafkaError) -> Result<(), SourceError> {
+        match e {
+            KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) => {
+                self.check_out_of_range()?;
+            }
+            // The client stops for good (e.g. fenced by another member with the same
+            // group.instance.id): end the thread so the process exits non-zero and
+            // says why, instead of idling with its partitions.
+            KafkaError::MessageConsumptionFatal(_) => return Err(self.fatal_error()),
+            // A refused login or TLS handshake: the error callback, which has
+            // librdkafka's reason, already reported it naming the key.
+            e if reports::is_refusal(e.rdkafka_error_code()) => {}
+            e => {
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::InconsistentGroupProtocol) {
+                    // Joining a group whose members use the other kind of assignor
+                    // (eager vs cooperative): retried until they have all left.
+                    tracing::warn!(
+                        group = %self.opts.group_id,
+                        "the group's members use another kind of \
+                         partition.assignment.strategy; this member joins when they \
+                         have all left (see config.example.toml)"
+                    );
+                }
+                tracing::warn!(error = %e, "kafka poll error");
+                self.health.set_kafka_error(e.to_string());
+                events::error(events::ErrorCode::KafkaFetch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a batch from the message queue and handles each message; returns how many it
+    /// took. No clock is read here.
+    fn consume_batches(&mut self) -> Result<usize, SourceError> {
+        let mut batch = self.batch.take().expect("put back after every use");
+        let taken = batch.take(&self.messages);
+        let r = self.accept_batch(&batch);
+        batch.clear();
+        self.batch = Some(batch);
+        r.map(|()| taken)
+    }
+
+    /// Each message of `batch`, in order: a record, or an error such as out of range, mapped
+    /// as rdkafka maps the errors `poll` returns.
+    fn accept_batch(&mut self, batch: &batch::Batch) -> Result<(), SourceError> {
+        // The partition of the previous message, named by its topic handle: two live messages
+        // (the batch holds them all) with the same handle have the same topic.
+        let mut current: Option<((usize, i32), TopicPartition)> = None;
+        for m in batch.iter() {
+            if let Some(err) = m.error() {
+                // As rdkafka's `BorrowedMessage::from_client` maps it for `poll`.
+                self.consume_error(match err {
+                    rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
+                        KafkaError::PartitionEOF(m.partition())
+                    }
+                    e => KafkaError::MessageConsumption(e.into()),
+                })?;
+                continue;
+            }
+            let id = (m.topic_handle(), m.partition());
+            if current.as_ref().is_none_or(|(c, _)| *c != id) {
+                current = Some((id, TopicPartition::new(m.topic(), m.partition())));
+            }
+            let (_, tp) = current.as_ref().expect("set above");
+            self.health.set_kafka_ok();
+            self.accept_from(tp, &m)?;
+        }
+        Ok(())
+    }
+
+    /// Forwards every assigned partition's fetch queue to the message queue again: a fetch
+    /// stop clears a forward (see `batch.rs`). Once a second.
+    fn forward_due(&mut self, now: Instant) {
+        if now < self.next_forward {
+            return;
+        }
+        self.next_forward = now + Duration::from_secs(1);
+        for (_, q) in &self.queues {
+            q.forward_to(&self.messages);
+        }
+    }
+
     fn apply_rebalances(&mut self) {
         let changed = &self.consumer.context().changed;
         if !changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
@@ -542,9 +654,21 @@ impl Source {
             self.provisional.remove(&tp);
             self.stopped.remove(&tp);
             self.outbox.retain(|b| b.tp != tp);
+            self.queues.retain(|(q, _)| *q != tp);
             self.ownership.revoked(&tp);
         }
         let assigned: Vec<_> = std::mem::take(&mut *ctx.pending.lock().expect("lock"));
+        for tp in &assigned {
+            // Before the partition is sought and resumed (see `batch.rs`).
+            self.queues.retain(|(q, _)| q != tp);
+            match PartitionQueue::of(&self.consumer, tp) {
+                Some(q) => {
+                    q.forward_to(&self.messages);
+                    self.queues.push((tp.clone(), q));
+                }
+                None => tracing::warn!(partition = %tp, "no fetch queue; polled one by one"),
+            }
+        }
         self.unreconciled.extend(assigned);
     }
 
@@ -647,6 +771,8 @@ impl Source {
         // Seek then resume; librdkafka applies the seek to the paused fetcher. A partition
         // whose fetch stopped on an out-of-range offset refuses seeks: assign it afresh.
         let moved = if self.stopped.contains(tp) {
+            // The stop cleared the partition's forward (see `batch.rs`): renew it soon.
+            self.next_forward = Instant::now();
             self.reassign(tp, at)
         } else {
             self.consumer
@@ -669,6 +795,7 @@ impl Source {
             PartState {
                 position: at,
                 pending: None,
+                frame_capacity: FRAME_CAPACITY_FIRST,
             },
         );
         if self.paused.is_none() {
@@ -748,59 +875,101 @@ impl Source {
         tpl
     }
 
-    fn accept(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<(), SourceError> {
+    fn accept(&mut self, m: &Msg<'_>) -> Result<(), SourceError> {
         self.health.set_kafka_ok();
         let same = self
             .current
             .as_ref()
             .is_some_and(|t| t.partition == m.partition() && t.topic == m.topic());
-        if !same {
-            self.current = Some(TopicPartition::new(m.topic(), m.partition()));
-        }
-        let tp = self.current.as_ref().expect("set above");
-        let Some(st) = self.parts.get_mut(tp) else {
+        // Taken out of `self` while the message is handled, so it can be borrowed beside
+        // `self`; it only names the previous message's partition, so putting it back after a
+        // halt (which clears it) is harmless.
+        let tp = match self.current.take() {
+            Some(tp) if same => tp,
+            _ => TopicPartition::new(m.topic(), m.partition()),
+        };
+        let r = self.accept_from(&tp, m);
+        self.current = Some(tp);
+        r
+    }
+
+    fn accept_from(&mut self, tp: &TopicPartition, m: &Msg<'_>) -> Result<(), SourceError> {
+        let Some(st) = self.parts.get(tp) else {
             return Ok(()); // fetched before reconciliation or after revoke: refetched later
         };
         let offset = m.offset();
         if offset < st.position {
             return Ok(()); // a prefetched record from before our seek
         }
-        if let Some(poison) = self.opts.poison.halts(m.payload()) {
-            let tp = tp.clone();
-            return self.halt_poisoned(&tp, offset, poison);
+        let (key, value) = (m.key(), m.payload());
+        if let Some(poison) = self.opts.poison.halts(value) {
+            return self.halt_poisoned(tp, offset, poison);
         }
         if !self.recovering.is_empty() && self.recovering.remove(tp) {
             self.ownership.resumed(tp);
         }
-        let value = m.payload().map(<[u8]>::to_vec);
-        let size = value.as_ref().map_or(0, Vec::len);
-        let start = st.position;
-        st.position = offset + 1;
-        let headers = headers::read(m);
-        let key = m.key().map(<[u8]>::to_vec);
-        let bytes = size + key.as_ref().map_or(0, Vec::len);
-        let record = Record {
+        let record = RecordView {
             offset,
-            timestamp_ms: m.timestamp().to_millis(),
+            timestamp_ms: m.timestamp_ms(),
             key,
             value,
-            headers,
         };
-        let buf = st.pending.get_or_insert_with(|| Pending {
-            start,
-            records: Vec::with_capacity(self.opts.batch_records_max.min(16_384)),
-            bytes: 0,
-            opened: Instant::now(),
-        });
-        buf.records.push(record);
-        buf.bytes += bytes;
-        if buf.records.len() >= self.opts.batch_records_max
-            || buf.bytes >= self.opts.batch_bytes_max
+        if self.encode(tp, &record, m)? == Pushed::Full {
+            // The frame would pass the payload limit: the batch so far goes first.
+            self.flush(tp)?;
+            if self.encode(tp, &record, m)? == Pushed::Full {
+                let frame = self.parts[tp].pending.as_ref().map(|p| &p.frame);
+                let source = frame.expect("opened by encode").too_large(&record);
+                return Err(SourceError::Encode {
+                    tp: tp.clone(),
+                    source,
+                });
+            }
+        }
+        let st = self.parts.get_mut(tp).expect("looked up above");
+        st.position = offset + 1;
+        let p = st.pending.as_ref().expect("encode opened it");
+        if p.frame.records() >= self.opts.batch_records_max as u64
+            || p.bytes >= self.opts.batch_bytes_max
         {
-            let tp = tp.clone();
-            self.flush(&tp)?;
+            self.flush(tp)?;
         }
         Ok(())
+    }
+
+    /// Encodes `record` (with `m`'s headers) into `tp`'s pending frame, opening one at the
+    /// partition's position if there is none. `Full` leaves the frame as it was.
+    fn encode(
+        &mut self,
+        tp: &TopicPartition,
+        record: &RecordView<'_>,
+        m: &Msg<'_>,
+    ) -> Result<Pushed, SourceError> {
+        let encode_err = |source| SourceError::Encode {
+            tp: tp.clone(),
+            source,
+        };
+        let st = self.parts.get_mut(tp).expect("owned partition");
+        if st.pending.is_none() {
+            let buf = Vec::with_capacity(st.frame_capacity);
+            let frame =
+                FrameBuilder::new(&tp.topic, tp.partition, st.position, buf).map_err(encode_err)?;
+            st.pending = Some(Pending {
+                frame,
+                bytes: 0,
+                opened: Instant::now(),
+            });
+        }
+        let p = st.pending.as_mut().expect("opened above");
+        let pushed = p
+            .frame
+            .push(record, headers::borrow(m))
+            .map_err(encode_err)?;
+        if pushed == Pushed::Kept {
+            let len = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
+            p.bytes += len(record.key) + len(record.value);
+        }
+        Ok(pushed)
     }
 
     /// A poison record under policy `fail` at `offset`: the batch before it goes to the
@@ -848,24 +1017,27 @@ impl Source {
         tp: &TopicPartition,
         through: Option<i64>,
     ) -> Result<(), SourceError> {
-        let Some(p) = self.parts.get_mut(tp).and_then(|st| st.pending.take()) else {
+        let Some(st) = self.parts.get_mut(tp) else {
             return Ok(());
         };
-        let records = p.records.len() as u64;
-        let last = p.records.last().map_or(p.start, |r| r.offset);
-        let batch = Batch {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            start_offset: p.start,
-            last_offset: through.map_or(last, |t| t.max(last)),
-            records: p.records,
+        let Some(p) = st.pending.take() else {
+            return Ok(());
         };
-        let encoded = EncodedBatch::encode(&batch).map_err(|source| SourceError::Encode {
+        let frame = p
+            .frame
+            .finish(through)
+            .map_err(|source| SourceError::Encode {
+                tp: tp.clone(),
+                source,
+            })?;
+        st.frame_capacity = frame.bytes.len().max(FRAME_CAPACITY_FIRST);
+        events::records_consumed(tp, frame.records, p.bytes as u64);
+        self.outbox.push_back(EncodedBatch {
             tp: tp.clone(),
-            source,
-        })?;
-        events::records_consumed(tp, records, p.bytes as u64);
-        self.outbox.push_back(encoded);
+            start_offset: frame.start_offset,
+            last_offset: frame.last_offset,
+            frame: frame.bytes,
+        });
         Ok(())
     }
 
@@ -898,6 +1070,9 @@ impl Source {
     /// Hands queued batches to the writer, waiting up to `WRITER_WAIT_MAX` while it is busy;
     /// not at all while the disk is full (that pauses at once).
     fn wait_for_writer(&mut self) -> Result<(), SourceError> {
+        if self.outbox.is_empty() {
+            return Ok(()); // the usual case: no clock read
+        }
         let t = Instant::now();
         let limit = WRITER_WAIT_MAX.min(self.opts.max_poll_interval / 4);
         let disk_full = |s: &Self| s.index.disk_full();

@@ -6,41 +6,163 @@
 use std::ffi::{c_char, c_void, CStr};
 
 use rdkafka::bindings as rd;
-use rdkafka::message::BorrowedMessage;
 
+use super::batch::Msg;
+
+#[cfg(test)]
 use crate::wal::Header;
 
-/// Every header of `m`, in order, duplicates included, names and values as bytes.
-pub fn read(m: &BorrowedMessage<'_>) -> Vec<Header> {
+/// Every header of `m`, in order, duplicates included, names and values as bytes borrowed
+/// from the message (librdkafka parses its headers once and keeps them with the message).
+pub fn borrow<'m>(m: &Msg<'m>) -> Borrowed<'m> {
+    // SAFETY: `m.ptr()` is the live message `m` borrows.
+    if unsafe { surely_none(m.ptr()) } {
+        return Borrowed::empty();
+    }
     let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `m.ptr()` is the live message `m` borrows; librdkafka parses its headers (once)
-    // and keeps them with the message, which outlives this call.
+    // and keeps them with the message, which lives for `'m`.
     let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
     if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
-        return Vec::new(); // `_NOENT`: the record has no headers
+        // `_NOENT`: the record has no headers
+        return Borrowed::empty();
     }
-    // SAFETY: `hdrs` is the message's live headers object.
-    unsafe { read_native(hdrs) }
+    // SAFETY: `hdrs` is the message's live headers object, alive as long as `m`.
+    unsafe { Borrowed::new(hdrs) }
+}
+
+#[cfg(test)]
+fn owned((key, value): (&[u8], Option<&[u8]>)) -> Header {
+    Header {
+        key: key.to_vec(),
+        value: value.map(<[u8]>::to_vec),
+    }
+}
+
+/// The start of librdkafka's private `rd_kafka_msg_t` (rdkafka_msg.h, 2.12.1) as a fetched
+/// message has it, up to the unparsed header block: `rd_kafka_message_t` first, then
+/// `rkm_link` (two pointers), `rkm_flags`, `rkm_tstype`, `rkm_timestamp`, `rkm_headers`,
+/// `rkm_status`, `rkm_broker_id`, and the union whose consumer side is `binhdrs`
+/// (`rd_kafkap_bytes_t`: i32 length, data pointer, one inline byte) and `leader_epoch`.
+#[repr(C)]
+struct MsgPrefix {
+    message: rd::rd_kafka_message_t,
+    link: [*mut c_void; 2],
+    flags: i32,
+    tstype: i32,
+    timestamp: i64,
+    headers: *mut c_void,
+    status: i32,
+    broker_id: i32,
+    binhdrs_len: i32,
+    binhdrs_data: *const u8,
+    binhdrs_inline: u8,
+    leader_epoch: i32,
+}
+
+/// librdkafka's `RD_KAFKA_MSG_F_PRODUCER`.
+const MSG_F_PRODUCER: i32 = 0x40000;
+
+/// True only when `m` certainly holds no headers, so the caller may skip
+/// `rd_kafka_message_headers`: it allocates twice per message (a shadow buffer to parse the
+/// header count) even when the count is 0, because a v2 record always carries the count.
+///
+/// A fetched v2 record's unparsed header block (`binhdrs`) starts right after its value
+/// (`rdkafka_msgset_reader.c`: key, value, then the rest of the record is the headers), and
+/// a block of exactly one byte 0 is a header count of 0 (zigzag varint). The private fields
+/// are believed only when every field around them matches what the public API answers for
+/// this message (headers not parsed yet, a consumer message, the broker id, the timestamp and
+/// its type, the leader epoch) and the block starts exactly where the value ends. Anything
+/// else, a null value (tombstone) included, answers false and the headers are parsed as
+/// before: a wrong layout can only cost the two allocations, never a header.
+/// `Borrowed` is checked against the real thing by the `records` integration suite.
+///
+/// # Safety
+/// `m` must be a live message fetched by a consumer.
+unsafe fn surely_none(m: *const rd::rd_kafka_message_t) -> bool {
+    let value = (*m).payload as *const u8;
+    let ok = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+    if value.is_null() || (*m).rkt.is_null() || (*m).err != ok {
+        return false;
+    }
+    let rkm = &*(m as *const MsgPrefix);
+    let mut tstype = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    let timestamp = rd::rd_kafka_message_timestamp(m, &mut tstype);
+    let fields_match = rkm.headers.is_null()
+        && rkm.flags & MSG_F_PRODUCER == 0
+        && rkm.broker_id == rd::rd_kafka_message_broker_id(m)
+        && rkm.leader_epoch == rd::rd_kafka_message_leader_epoch(m)
+        && rkm.tstype == tstype as i32
+        && rkm.timestamp == timestamp;
+    fields_match
+        && rkm.binhdrs_len == 1
+        && rkm.binhdrs_data == value.add((*m).len)
+        && *rkm.binhdrs_data == 0
+}
+
+/// The headers of one message as (name, value) byte slices, in order.
+pub struct Borrowed<'m> {
+    hdrs: *const rd::rd_kafka_headers_t,
+    next: usize,
+    count: usize,
+    _message: std::marker::PhantomData<&'m ()>,
+}
+
+impl Borrowed<'_> {
+    fn empty() -> Self {
+        Self {
+            hdrs: std::ptr::null(),
+            next: 0,
+            count: 0,
+            _message: std::marker::PhantomData,
+        }
+    }
+
+    /// # Safety
+    /// `hdrs` must be a live librdkafka headers object for the lifetime of the result.
+    unsafe fn new(hdrs: *const rd::rd_kafka_headers_t) -> Self {
+        Self {
+            hdrs,
+            next: 0,
+            count: rd::rd_kafka_header_cnt(hdrs),
+            _message: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'m> Iterator for Borrowed<'m> {
+    type Item = (&'m [u8], Option<&'m [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        let idx = self.next;
+        self.next += 1;
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
+        // SAFETY: `hdrs` is live for `'m` (see `new`) and `idx` is below its count.
+        let err = unsafe {
+            rd::rd_kafka_header_get_all(self.hdrs, idx, &mut name, &mut value, &mut size)
+        };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            // Not reachable below the count; refuse loudly rather than lose a header.
+            panic!("librdkafka refused header {idx} of {}: {err:?}", self.count);
+        }
+        // SAFETY: what `rd_kafka_header_get_all` just returned, owned by `hdrs` for `'m`.
+        unsafe {
+            let name = name_bytes(name, value, size);
+            let value =
+                (!value.is_null()).then(|| std::slice::from_raw_parts(value as *const u8, size));
+            Some((name, value))
+        }
+    }
 }
 
 /// # Safety
 /// `hdrs` must be a live librdkafka headers object for the duration of the call.
+#[cfg(test)]
 pub(crate) unsafe fn read_native(hdrs: *const rd::rd_kafka_headers_t) -> Vec<Header> {
-    let count = rd::rd_kafka_header_cnt(hdrs);
-    let mut out = Vec::with_capacity(count);
-    for idx in 0..count {
-        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
-        let err = rd::rd_kafka_header_get_all(hdrs, idx, &mut name, &mut value, &mut size);
-        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
-            break;
-        }
-        out.push(Header {
-            key: name_bytes(name, value, size).to_vec(),
-            value: (!value.is_null())
-                .then(|| std::slice::from_raw_parts(value as *const u8, size).to_vec()),
-        });
-    }
-    out
+    Borrowed::new(hdrs).map(owned).collect()
 }
 
 /// A header name's bytes, NULs included.

@@ -8,6 +8,7 @@
 //! status), `index` maps offsets to segments and trims, `log` holds the shared types, and
 //! `reader` follows the log for the sink.
 
+pub mod encoder;
 pub mod frame;
 pub mod gaps;
 pub mod index;
