@@ -161,6 +161,9 @@ fn read_checked(
             limit - pos
         ));
     }
+    // Exactly the frame: `resize` alone would double the buffer, which lives as long as the
+    // reader.
+    buf.reserve_exact((total as usize).saturating_sub(buf.len()));
     buf.resize(total as usize, 0);
     file.read_exact(&mut buf[FRAME_HEADER_BYTES..])
         .map_err(|e| e.to_string())?;
