@@ -7,6 +7,7 @@
 //! committed offset, which is advisory.
 
 mod batch;
+mod budget;
 mod headers;
 pub mod reports;
 
@@ -133,6 +134,8 @@ pub struct SourceOptions {
     pub poison: Rules,
     pub capacity_bytes_max: u64,
     pub resume_bytes: u64,
+    /// librdkafka's prefetch memory (`kafka.prefetch_memory_bytes_max`, see `budget`).
+    pub prefetch_memory_bytes_max: u64,
 }
 
 impl SourceOptions {
@@ -153,6 +156,7 @@ impl SourceOptions {
             poison: Rules::from_settings(c),
             capacity_bytes_max: c.channel.capacity_bytes_max,
             resume_bytes: c.channel.resume_bytes,
+            prefetch_memory_bytes_max: k.prefetch_memory_bytes_max,
         }
     }
 
@@ -196,17 +200,14 @@ impl SourceOptions {
         if let Some(id) = &self.group_instance_id {
             cc.set("group.instance.id", id);
         }
-        let user_set = |key: &str| self.properties.iter().any(|(k, _)| k == key);
-        if !user_set("queued.max.messages.kbytes") {
-            // Bounds librdkafka's prefetch queue (KiB of values, one limit for the consumer;
-            // a compressed fetch response overshoots it: see ARCHITECTURE.md).
-            cc.set("queued.max.messages.kbytes", "8192");
-        }
-        if !user_set("fetch.queue.backoff.ms") {
-            // How long the fetcher idles once that queue is full. librdkafka's 1000 ms capped
-            // consumption of uncompressed 100-byte records at about 8 MiB/s (84,000 ev/s): the
-            // queue filled, the fetcher slept a second, the poll loop emptied it in far less.
-            cc.set("fetch.queue.backoff.ms", "10");
+        let user = |key: &str| {
+            let found = self.properties.iter().find(|(k, _)| k == key);
+            found.map(|(_, v)| v.clone())
+        };
+        let user_set = |key: &str| user(key).is_some();
+        // The prefetch's properties from its memory budget, each unless set by the user.
+        for (k, v) in budget::derive(self.prefetch_memory_bytes_max, user).properties {
+            cc.set(k, v);
         }
         if !user_set("partition.assignment.strategy") {
             // Incremental rebalances: a member joining or leaving moves only the partitions
@@ -1142,12 +1143,17 @@ mod tests {
             },
             capacity_bytes_max: 1 << 30,
             resume_bytes: 1 << 29,
+            prefetch_memory_bytes_max: 16 << 20,
         }
     }
 
     /// Defaults that `[kafka.properties]` may override on purpose.
-    const OVERRIDABLE: [&str; 3] = [
+    const OVERRIDABLE: [&str; 7] = [
         "queued.max.messages.kbytes",
+        "queued.min.messages",
+        "fetch.max.bytes",
+        "message.max.bytes",
+        "max.partition.fetch.bytes",
         "fetch.queue.backoff.ms",
         "partition.assignment.strategy",
     ];
@@ -1210,6 +1216,30 @@ mod tests {
         );
         let cc = opts(&[], Some("c-1")).client_config();
         assert_eq!(cc.get("group.instance.id"), Some("c-1"));
+    }
+
+    /// The prefetch budget's properties reach the client, librdkafka accepts them (it refuses
+    /// `fetch.max.bytes` below `message.max.bytes` at creation), and a property the user set
+    /// keeps the user's value while the others adapt to it.
+    #[test]
+    fn the_prefetch_budget_sets_its_properties_unless_the_user_did() {
+        let cc = opts(&[], None).client_config();
+        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("1638"));
+        assert_eq!(cc.get("fetch.max.bytes"), Some("209715"));
+        assert_eq!(cc.get("message.max.bytes"), Some("209715"));
+        assert_eq!(cc.get("fetch.queue.backoff.ms"), Some("4"));
+        let created: Result<BaseConsumer, _> = cc.create();
+        assert!(created.is_ok(), "{:?}", created.err());
+        let props = [
+            ("message.max.bytes", "1000000"),
+            ("queued.max.messages.kbytes", "8192"),
+        ];
+        let cc = opts(&props, None).client_config();
+        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("8192"));
+        assert_eq!(cc.get("message.max.bytes"), Some("1000000"));
+        assert_eq!(cc.get("fetch.max.bytes"), Some("1000000"));
+        let created: Result<BaseConsumer, _> = cc.create();
+        assert!(created.is_ok(), "{:?}", created.err());
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct KafkaSettings {
     /// Records larger than this follow `oversized_record_policy`.
     pub record_bytes_max: usize,
     pub oversized_record_policy: OversizedRecordPolicy,
+    /// Memory librdkafka's prefetch may hold (queued records and one fetch response, with
+    /// librdkafka's per-record overhead); `source::budget` derives its properties from it.
+    pub prefetch_memory_bytes_max: u64,
     /// librdkafka properties passed through verbatim, each accepted by librdkafka itself;
     /// secret values are hidden from `Debug`.
     pub properties: secret::Properties,
@@ -410,6 +413,19 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("`hdfs.format`"), "{err}");
         assert!(err.contains("test.toml:11"), "{err}");
+    }
+
+    /// The prefetch budget defaults to 16 MiB; a value out of range names its key and line.
+    #[test]
+    fn prefetch_memory_budget_defaults_and_is_range_checked() {
+        assert_eq!(
+            parse(MINIMAL).unwrap().kafka.prefetch_memory_bytes_max,
+            16 << 20
+        );
+        let text = MINIMAL.replace("topics = [", "prefetch_memory_bytes_max = 1000\ntopics = [");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("`kafka.prefetch_memory_bytes_max`"), "{err}");
+        assert!(err.contains("test.toml:4"), "{err}");
     }
 
     /// Regression: with no directory, an oversized record was dropped while the file's range

@@ -60,6 +60,9 @@ pub struct KafkaConfig {
     pub record_bytes_max: Option<usize>,
     #[serde(default)]
     pub oversized_record_policy: OversizedRecordPolicy,
+    /// Memory librdkafka's prefetch may hold, bytes (`source::budget`).
+    #[serde(default = "default_prefetch_memory_bytes_max")]
+    pub prefetch_memory_bytes_max: u64,
     /// librdkafka properties passed through verbatim (TLS, SASL, fetch tuning); a value may
     /// come from a file or an environment variable instead (`super::secret`).
     #[serde(default)]
@@ -185,6 +188,9 @@ fn default_batch_duration_ms() -> u64 {
 }
 fn default_batch_bytes_max() -> usize {
     8 << 20
+}
+fn default_prefetch_memory_bytes_max() -> u64 {
+    16 << 20
 }
 fn default_segment_bytes_max() -> u64 {
     64 << 20

@@ -31,6 +31,9 @@ const RETRY_BACKOFF_MAX_MS: RangeInclusive<u64> = 100..=600_000;
 /// Zero would cut every graceful shutdown (and its final commits) short.
 const SHUTDOWN_TIMEOUT_MS: RangeInclusive<u64> = 1_000..=3_600_000;
 const FILES_CLOSING: RangeInclusive<usize> = 1..=4096;
+/// Below 1 MiB a fetch response holds a handful of records; above 16 GiB the derived queue
+/// exceeds librdkafka's `queued.max.messages.kbytes` limit.
+const PREFETCH_MEMORY_BYTES: RangeInclusive<u64> = 1 << 20..=16 << 30;
 
 /// Where errors point: the text (for line numbers) and the file's path.
 struct At<'a> {
@@ -174,6 +177,12 @@ fn kafka(at: &At, k: raw::KafkaConfig) -> Result<KafkaSettings, ConfigError> {
         batch_bytes_max,
         record_bytes_max,
         oversized_record_policy: k.oversized_record_policy,
+        prefetch_memory_bytes_max: at.range(
+            S,
+            "prefetch_memory_bytes_max",
+            k.prefetch_memory_bytes_max,
+            PREFETCH_MEMORY_BYTES,
+        )?,
         properties: super::secret::Properties(properties),
     })
 }

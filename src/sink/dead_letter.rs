@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::format::jsonl_object;
 use crate::hdfs::{Hdfs, HdfsWriter};
 use crate::poison::Poison;
-use crate::wal::{Record, TopicPartition};
+use crate::wal::{RecordRef, TopicPartition};
 
 /// Whether this call put the dead letter in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub fn dead_letter_path(dir: &str, tp: &TopicPartition, offset: i64) -> String {
 
 /// The dead letter's content: the record as its `jsonl` object, so no byte of it is lost,
 /// plus `reason`.
-pub fn dead_letter_body(tp: &TopicPartition, record: &Record, poison: Poison) -> Vec<u8> {
+pub fn dead_letter_body(tp: &TopicPartition, record: &impl RecordRef, poison: Poison) -> Vec<u8> {
     let mut m = jsonl_object(&tp.topic, tp.partition, record);
     m.insert("reason".into(), format!("the record {poison}").into());
     let mut out = serde_json::to_vec(&Value::Object(m)).expect("JSON into a Vec cannot fail");
@@ -70,7 +70,7 @@ pub async fn write_dead_letter<H: Hdfs>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::Header;
+    use crate::wal::{Header, Record};
 
     /// Regression: a dead letter kept only the value; it must hold the whole record.
     #[test]

@@ -11,16 +11,18 @@ use std::io::Write;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use crate::wal::RecordRef;
+#[cfg(test)]
 use crate::wal::{Header, Record};
 
 pub use crate::config::{Compression, Format};
 
 impl Format {
     /// Appends one record's line to `out`.
-    pub fn encode(self, topic: &str, partition: i32, record: &Record, out: &mut Vec<u8>) {
+    pub fn encode(self, topic: &str, partition: i32, record: &impl RecordRef, out: &mut Vec<u8>) {
         match self {
             Format::Text => {
-                out.extend_from_slice(record.value.as_deref().unwrap_or_default());
+                out.extend_from_slice(record.value().unwrap_or_default());
                 out.push(b'\n');
             }
             Format::JsonLines => {
@@ -34,28 +36,28 @@ impl Format {
 }
 
 /// One record as a `jsonl` object: topic, partition, offset, timestamp, key, headers, value.
-pub fn jsonl_object(topic: &str, partition: i32, record: &Record) -> Map<String, Value> {
+pub fn jsonl_object(topic: &str, partition: i32, record: &impl RecordRef) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("topic".into(), topic.into());
     m.insert("partition".into(), partition.into());
-    m.insert("offset".into(), record.offset.into());
-    m.insert("timestamp".into(), record.timestamp_ms.into());
-    put_bytes(&mut m, "key", record.key.as_deref());
-    m.insert("headers".into(), headers_list(&record.headers));
-    put_bytes(&mut m, "value", record.value.as_deref());
+    m.insert("offset".into(), record.offset().into());
+    m.insert("timestamp".into(), record.timestamp_ms().into());
+    put_bytes(&mut m, "key", record.key());
+    m.insert("headers".into(), headers_list(record));
+    put_bytes(&mut m, "value", record.value());
     m
 }
 
 /// Headers as Kafka holds them: an ordered list of `{"key", "value"}` objects, duplicates
 /// included, each side as text or `*_base64` bytes (`put_bytes`). A JSON object kept only the
 /// last of duplicate keys.
-fn headers_list(headers: &[Header]) -> Value {
-    let list = headers
-        .iter()
-        .map(|h| {
+fn headers_list(record: &impl RecordRef) -> Value {
+    let list = record
+        .headers()
+        .map(|(key, value)| {
             let mut m = Map::new();
-            put_bytes(&mut m, "key", Some(&h.key));
-            put_bytes(&mut m, "value", h.value.as_deref());
+            put_bytes(&mut m, "key", Some(key));
+            put_bytes(&mut m, "value", value);
             Value::Object(m)
         })
         .collect();
@@ -113,12 +115,15 @@ impl Encoder {
         }
     }
 
-    /// Bytes ready to be written to HDFS now.
-    pub fn take_output(&mut self) -> Vec<u8> {
+    /// Bytes ready to be written to HDFS now. The next output goes into a buffer of `capacity`
+    /// bytes, allocated once (growing by doubling from empty leaves up to twice the bytes
+    /// allocated, and a shipped chunk stays allocated until HDFS acknowledges it).
+    pub fn take_output(&mut self, capacity: usize) -> Vec<u8> {
+        let next = Vec::with_capacity(capacity);
         match self {
-            Encoder::Plain(v) => std::mem::take(v),
-            Encoder::Gzip(e) => std::mem::take(e.get_mut()),
-            Encoder::Zstd(e) => std::mem::take(e.get_mut()),
+            Encoder::Plain(v) => std::mem::replace(v, next),
+            Encoder::Gzip(e) => std::mem::replace(e.get_mut(), next),
+            Encoder::Zstd(e) => std::mem::replace(e.get_mut(), next),
         }
     }
 
@@ -242,7 +247,7 @@ mod tests {
             let mut shipped = Vec::new();
             for i in 0..1000 {
                 e.write(format!("line {i}\n").as_bytes()).unwrap();
-                shipped.extend(e.take_output());
+                shipped.extend(e.take_output(0));
             }
             shipped.extend(e.finish().unwrap());
             let mut plain = String::new();

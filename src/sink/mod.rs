@@ -21,18 +21,25 @@ use crate::commit::{CommitError, Ledger};
 use crate::events;
 use crate::hdfs::{HdfsWriter, NativeHdfs, NativeWriter};
 use crate::poison::{Poison, Policy, Rules};
-use crate::wal::{Batch, Record, TopicPartition, WalIndex, WalReader};
+use crate::wal::{BatchView, RecordView, TopicPartition, WalIndex, WalReader};
 use dead_letter::{dead_letter_body, dead_letter_path, write_dead_letter, Written};
 use format::{Compression, Encoder, Format};
 use path::PathTemplate;
 use roll::{Done, Link, Outcome, Roll};
 
 /// Encoded bytes buffered per open file before a write to HDFS, at most and at least; between
-/// the two, `WRITE_BUFFERS_BYTES` shared by the open files. Bounds the sink's buffers to
-/// max(`WRITE_BUFFERS_BYTES`, open files x `WRITE_CHUNK_MIN`).
-const WRITE_CHUNK_MAX: usize = 1 << 20;
+/// the two, `WRITE_BUFFERS_BYTES` shared by the open files. Bounds the chunks being filled to
+/// max(`WRITE_BUFFERS_BYTES`, open files x `WRITE_CHUNK_MIN`). A chunk handed to HDFS stays
+/// alive until the DataNodes acknowledge its last packet (hdfs-native keeps slices of it, up
+/// to 100 queued and 100 unacknowledged 64 KiB packets per writer), so what is in flight is
+/// hdfs-native's window, not ours: smaller chunks only round it up less. 256 KiB is 4 packets
+/// per write call (issue 12: no measurable throughput loss against 1 MiB, see the note).
+const WRITE_CHUNK_MAX: usize = 256 << 10;
 const WRITE_CHUNK_MIN: usize = 64 << 10;
-const WRITE_BUFFERS_BYTES: usize = 64 << 20;
+const WRITE_BUFFERS_BYTES: usize = 8 << 20;
+/// Room past a chunk's size for the line that crosses it, so the chunk's buffer does not
+/// double (a doubled buffer stays pinned, half empty, until HDFS acknowledges it).
+const WRITE_CHUNK_SLACK: usize = 16 << 10;
 /// How long an abandoned file may take to close before we delete it regardless.
 const ABANDON_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Batches processed between checks of commands and timers.
@@ -202,6 +209,8 @@ pub struct Sink {
     ledger: Arc<Ledger<NativeHdfs>>,
     index: Arc<WalIndex>,
     reader: WalReader,
+    /// The frame being written: it leaves `self` while its records are (see `pump`).
+    frame: Vec<u8>,
     parts: HashMap<TopicPartition, PartState>,
     /// The last ledger end seen for partitions this member does not write (revoked, or never
     /// assigned): their channel data is kept until HDFS holds it.
@@ -239,6 +248,7 @@ impl Sink {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
             reader: WalReader::new(index.clone()),
+            frame: Vec::new(),
             opts,
             ledger,
             index,
@@ -362,19 +372,27 @@ impl Sink {
     /// Processes up to `BATCHES_PER_TURN` durable batches; returns how many were read.
     pub async fn pump(&mut self) -> Result<usize, SinkError> {
         self.unblock_ready().await?;
+        // The records borrow the frame while `write_batch` needs `&mut self`.
+        let mut frame = std::mem::take(&mut self.frame);
+        let read = self.pump_frames(&mut frame).await;
+        self.frame = frame;
+        read
+    }
+
+    async fn pump_frames(&mut self, frame: &mut Vec<u8>) -> Result<usize, SinkError> {
         let mut n = 0;
         while n < BATCHES_PER_TURN {
-            let Some((_, batch)) = self.reader.next_batch()? else {
+            let Some((_, shape)) = self.reader.next_frame(frame)? else {
                 break;
             };
             n += 1;
-            self.write_batch(batch).await?;
+            self.write_batch(shape.view(frame)).await?;
         }
         Ok(n)
     }
 
-    async fn write_batch(&mut self, batch: Batch) -> Result<(), SinkError> {
-        let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
+    async fn write_batch(&mut self, batch: BatchView<'_>) -> Result<(), SinkError> {
+        let tp = TopicPartition::new(batch.topic, batch.partition);
         let Some(st) = self.parts.get(&tp) else {
             return Ok(()); // not ours (yet); kept in the channel until ownership is known
         };
@@ -396,8 +414,26 @@ impl Sink {
         // The partition was restarted (a failed write, a fence) or revoked: its position was
         // re-derived and the channel rewound, so the rest of this batch is stale.
         let stale = |sink: &Self| sink.parts.get(&tp).is_none_or(|s| s.epoch != epoch);
-        for record in batch.records.iter().filter(|r| r.offset >= from) {
-            let written = !self.parts[&tp].blocked && self.write_record(&tp, record).await?;
+        // Offsets increase within a batch (checked when the frame was read).
+        let mut records = batch.records().skip_while(|r| r.offset < from);
+        loop {
+            let record = match self.write_run(&tp, &mut records) {
+                Run::End => break,
+                Run::Failed(e) => return Err(SinkError::Channel(e)),
+                Run::Due => {
+                    self.flush_chunk(&tp).await?;
+                    if stale(self) {
+                        return Ok(());
+                    }
+                    self.maybe_roll(&tp, false).await?;
+                    if stale(self) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Run::Slow(record) => record,
+            };
+            let written = !self.parts[&tp].blocked && self.write_record(&tp, &record).await?;
             if stale(self) {
                 return Ok(());
             }
@@ -422,20 +458,69 @@ impl Sink {
         self.maybe_roll(&tp, false).await
     }
 
+    /// The common case with one map look-up for many records: writes records into the
+    /// partition's open file while that needs nothing but encoding. Stops at the end of
+    /// `records`, after a record that makes a chunk or a count or size roll due (`Due`), or
+    /// before a record that needs `write_record` (`Slow`: no open file, another directory,
+    /// poison, the partition blocked). Each record written here is exactly what
+    /// `write_record` would write.
+    fn write_run<'a>(
+        &mut self,
+        tp: &TopicPartition,
+        records: &mut impl Iterator<Item = RecordView<'a>>,
+    ) -> Run<'a> {
+        let Self {
+            parts,
+            opts,
+            line,
+            write_chunk,
+            ..
+        } = self;
+        let st = parts.get_mut(tp).expect("the caller checked it is active");
+        for record in records {
+            let Some(f) = st.open.as_mut().filter(|_| !st.blocked) else {
+                return Run::Slow(record);
+            };
+            if opts.poison.judge(record.value).is_some() {
+                return Run::Slow(record);
+            }
+            let second = record_time_ms(opts, &record).div_euclid(1000);
+            if !st
+                .dir_cache
+                .as_ref()
+                .is_some_and(|(s, dir)| *s == second && *dir == f.dir)
+            {
+                return Run::Slow(record);
+            }
+            if opts.format == Format::Text && record.value.is_none() {
+                events::text_tombstone();
+            }
+            line.clear();
+            opts.format.encode(&tp.topic, tp.partition, &record, line);
+            if let Err(e) = f.encoder.write(line) {
+                return Run::Failed(e);
+            }
+            f.records += 1;
+            f.bytes_raw += line.len() as u64;
+            f.last = record.offset;
+            if f.encoder.pending_output_bytes() >= *write_chunk || roll_full(opts, f) {
+                return Run::Due;
+            }
+        }
+        Run::End
+    }
+
     /// Writes one record into the partition's open file (opening one first if needed). Returns
     /// false if the record was not written because the file it needs cannot roll yet.
     async fn write_record(
         &mut self,
         tp: &TopicPartition,
-        record: &Record,
+        record: &RecordView<'_>,
     ) -> Result<bool, SinkError> {
         if let Some(poison) = self.divert(tp, record) {
             return self.dead_letter(tp, record, poison).await.map(|()| true);
         }
-        let time_ms = match (self.opts.use_local_timestamp, record.timestamp_ms) {
-            (false, Some(ts)) => ts,
-            _ => chrono::Utc::now().timestamp_millis(),
-        };
+        let time_ms = record_time_ms(&self.opts, record);
         // Paths resolve to the second at most, so render once per partition per second.
         let second = time_ms.div_euclid(1000);
         let st = self.parts.get_mut(tp).expect("active");
@@ -477,18 +562,30 @@ impl Sink {
         f.records += 1;
         f.bytes_raw += self.line.len() as u64;
         f.last = record.offset;
-        if f.encoder.pending_output_bytes() >= self.write_chunk {
-            f.last_write = Instant::now();
-            let chunk = Bytes::from(f.encoder.take_output());
-            if let Err(e) = f.writer.write(chunk).await {
-                // Debug: the writer reported the failure to /health and logged it, rate-limited.
-                let error = crate::hdfs_fault::Brief(&e);
-                tracing::debug!(partition = %tp, %error, "HDFS write failed; rewriting the file from the channel");
-                events::error(events::ErrorCode::HdfsIo);
-                self.restart_partition(tp, true).await?;
-            }
-        }
+        self.flush_chunk(tp).await?;
         Ok(true)
+    }
+
+    /// Hands the open file's encoded bytes to HDFS once they fill a chunk. A failed write
+    /// restarts the partition (the caller sees it as stale).
+    async fn flush_chunk(&mut self, tp: &TopicPartition) -> Result<(), SinkError> {
+        let chunk = self.write_chunk;
+        let Some(f) = self.parts.get_mut(tp).and_then(|s| s.open.as_mut()) else {
+            return Ok(());
+        };
+        if f.encoder.pending_output_bytes() < chunk {
+            return Ok(());
+        }
+        f.last_write = Instant::now();
+        let chunk = Bytes::from(f.encoder.take_output(chunk + WRITE_CHUNK_SLACK));
+        if let Err(e) = f.writer.write(chunk).await {
+            // Debug: the writer reported the failure to /health and logged it, rate-limited.
+            let error = crate::hdfs_fault::Brief(&e);
+            tracing::debug!(partition = %tp, %error, "HDFS write failed; rewriting the file from the channel");
+            events::error(events::ErrorCode::HdfsIo);
+            self.restart_partition(tp, true).await?;
+        }
+        Ok(())
     }
 
     async fn open_file(&mut self, tp: &TopicPartition, dir: String) -> Result<(), SinkError> {
@@ -519,8 +616,7 @@ impl Sink {
             return Ok(());
         };
         let o = &self.opts;
-        let due = (o.roll_records_max > 0 && f.records >= o.roll_records_max)
-            || (o.roll_bytes_max > 0 && f.bytes_raw >= o.roll_bytes_max)
+        let due = roll_full(o, f)
             || (timers && !o.roll_interval.is_zero() && f.opened.elapsed() >= o.roll_interval)
             || (timers && !o.idle_timeout.is_zero() && f.last_write.elapsed() >= o.idle_timeout);
         if due {
@@ -814,11 +910,11 @@ impl Sink {
     /// a `fail` poison here reached the channel under an earlier configuration (a lowered
     /// limit, another policy): it is diverted if there is a directory, else written as is,
     /// since dropping it would leave it inside the file's range.
-    fn divert(&self, tp: &TopicPartition, record: &Record) -> Option<Poison> {
+    fn divert(&self, tp: &TopicPartition, record: &RecordView<'_>) -> Option<Poison> {
         if self.opts.format == Format::Text && record.value.is_none() {
             events::text_tombstone();
         }
-        let (poison, policy) = self.opts.poison.judge(record.value.as_deref())?;
+        let (poison, policy) = self.opts.poison.judge(record.value)?;
         let divert = match policy {
             Policy::DeadLetter => true,
             Policy::Fail => self.opts.dead_letter_dir.is_some(),
@@ -834,7 +930,7 @@ impl Sink {
     async fn dead_letter(
         &mut self,
         tp: &TopicPartition,
-        record: &Record,
+        record: &RecordView<'_>,
         poison: Poison,
     ) -> Result<(), SinkError> {
         let Some(dir) = &self.opts.dead_letter_dir else {
@@ -900,6 +996,31 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// What `Sink::write_run` stopped at.
+enum Run<'a> {
+    /// Every record was written.
+    End,
+    /// The last record written filled a chunk or made a count or size roll due.
+    Due,
+    /// This record (not written) needs `write_record`.
+    Slow(RecordView<'a>),
+    Failed(std::io::Error),
+}
+
+/// The time a record's path is rendered for: its Kafka timestamp, or now.
+fn record_time_ms(opts: &SinkOptions, record: &RecordView<'_>) -> i64 {
+    match (opts.use_local_timestamp, record.timestamp_ms) {
+        (false, Some(ts)) => ts,
+        _ => chrono::Utc::now().timestamp_millis(),
+    }
+}
+
+/// The file holds `hdfs.roll_records_max` records or `hdfs.roll_bytes_max` bytes.
+fn roll_full(o: &SinkOptions, f: &OpenFile) -> bool {
+    (o.roll_records_max > 0 && f.records >= o.roll_records_max)
+        || (o.roll_bytes_max > 0 && f.bytes_raw >= o.roll_bytes_max)
 }
 
 /// Drives a sink until `shutdown` fires: reads whenever the writer publishes, applies commands

@@ -139,7 +139,7 @@ pub fn encode_frame(batch: &Batch, out: &mut Vec<u8>) -> Result<usize, FrameErro
 }
 
 /// CRC32 (IEEE, as crc32fast computes it) over header bytes 4..12 and the payload.
-fn frame_crc(header_first_12: &[u8], payload: &[u8]) -> u32 {
+pub(crate) fn frame_crc(header_first_12: &[u8], payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&header_first_12[4..12]);
     hasher.update(payload);

@@ -5,8 +5,9 @@
 //! `frame` is the codec, `segment` reads segment files back (header, recovery scan with
 //! resynchronisation), `gaps` finds missing segments and offset-chain holes, `recovery` opens
 //! a directory, `writer` creates and appends segments (the group-commit thread and the disk
-//! status), `index` maps offsets to segments and trims, `log` holds the shared types, and
-//! `reader` follows the log for the sink.
+//! status), `index` maps offsets to segments and trims, `log` holds the shared types,
+//! `reader` follows the log for the sink, and `view` reads a frame's records without copying
+//! them; `encoder` writes a frame record by record from borrowed bytes.
 
 pub mod encoder;
 pub mod frame;
@@ -16,6 +17,7 @@ pub mod log;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
+pub mod view;
 pub mod writer;
 
 pub use frame::{Batch, Header, Record};
@@ -23,6 +25,7 @@ pub use gaps::{ChainHole, Gaps, HoleCause, MissingSegments};
 pub use index::WalIndex;
 pub use log::{Damage, EncodedBatch, Wal, WalError, WalOptions};
 pub use reader::WalReader;
+pub use view::{BatchView, FrameShape, RecordRef, RecordView};
 pub use writer::{ChannelWriter, DiskStatus, WalWriter};
 
 /// A Kafka topic and partition; the unit of ordering, ownership and commit.

@@ -1,9 +1,12 @@
 //! Follows the channel from a cursor up to the durable end, for the sink and the tools.
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use super::log::{read_frame_at, WalIndex, SEGMENT_HEADER_BYTES};
+use super::frame::{decode_header, FRAME_HEADER_BYTES};
+use super::log::{WalIndex, SEGMENT_HEADER_BYTES};
+use super::view::FrameShape;
 use super::Batch;
 
 /// Position of a frame: segment id and byte offset inside it.
@@ -57,6 +60,20 @@ impl WalReader {
 
     /// Returns the next durable batch, or `None` when the cursor is at the durable end.
     pub fn next_batch(&mut self) -> Result<Option<(WalPos, Batch)>, std::io::Error> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let next = self.next_frame(&mut buf);
+        let batch = next.map(|n| n.map(|(at, shape)| (at, shape.view(&buf).to_batch())));
+        self.buf = buf;
+        batch
+    }
+
+    /// Reads the next durable frame into `frame` (which then holds exactly that frame) and
+    /// checks it as `decode_frame` would; `shape.view(frame)` reads its records without
+    /// copying them. `None` when the cursor is at the durable end.
+    pub fn next_frame(
+        &mut self,
+        frame: &mut Vec<u8>,
+    ) -> Result<Option<(WalPos, FrameShape)>, std::io::Error> {
         loop {
             let Some((path, durable)) = self.index.segment(self.pos.segment) else {
                 // Trimmed (or never existed): continue at the next live segment.
@@ -95,10 +112,10 @@ impl WalReader {
                 }
             };
             let at = self.pos;
-            match read_frame_at(file, at.offset, durable, &mut self.buf) {
-                Ok(batch) => {
-                    self.pos.offset += self.buf.len() as u64;
-                    return Ok(Some((at, batch)));
+            match read_checked(file, at.offset, durable, frame) {
+                Ok(shape) => {
+                    self.pos.offset += frame.len() as u64;
+                    return Ok(Some((at, shape)));
                 }
                 Err(reason) => {
                     let resume = self.index.damage_end(at.segment, at.offset);
@@ -117,6 +134,42 @@ impl WalReader {
         };
         self.file = None;
     }
+}
+
+/// Reads the frame at `pos` into `buf` (which ends up holding exactly the frame) and checks
+/// it; the same checks and messages as `segment::read_frame_at`, without decoding a `Batch`.
+fn read_checked(
+    file: &mut File,
+    pos: u64,
+    limit: u64,
+    buf: &mut Vec<u8>,
+) -> Result<FrameShape, String> {
+    if pos + FRAME_HEADER_BYTES as u64 > limit {
+        return Err(format!(
+            "torn frame header: {} bytes before end",
+            limit - pos
+        ));
+    }
+    buf.resize(FRAME_HEADER_BYTES, 0);
+    file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+    file.read_exact(buf).map_err(|e| e.to_string())?;
+    let payload = decode_header(buf).map_err(|e| e.to_string())?;
+    let total = (FRAME_HEADER_BYTES + payload) as u64;
+    if pos + total > limit {
+        return Err(format!(
+            "torn frame: {total} bytes declared, {} present",
+            limit - pos
+        ));
+    }
+    // Exactly the frame: `resize` alone would double the buffer, which lives as long as the
+    // reader.
+    buf.reserve_exact((total as usize).saturating_sub(buf.len()));
+    buf.resize(total as usize, 0);
+    file.read_exact(&mut buf[FRAME_HEADER_BYTES..])
+        .map_err(|e| e.to_string())?;
+    FrameShape::check(buf)
+        .map(|(shape, _)| shape)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
