@@ -60,6 +60,17 @@ struct MsgPrefix {
     leader_epoch: i32,
 }
 
+/// The librdkafka release `MsgPrefix` was read from (2.12.1, bundled by rdkafka-sys 4.10.0).
+const LAYOUT_VERSION: i32 = 0x020c_01ff;
+
+/// True only when the linked librdkafka is the release whose private layout `MsgPrefix`
+/// mirrors; any other release (a dependency update, a dynamically linked build) always parses.
+fn layout_known() -> bool {
+    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: rd_kafka_version takes no arguments and reads a constant.
+    *KNOWN.get_or_init(|| unsafe { rd::rd_kafka_version() } == LAYOUT_VERSION)
+}
+
 /// librdkafka's `RD_KAFKA_MSG_F_PRODUCER`.
 const MSG_F_PRODUCER: i32 = 0x40000;
 
@@ -82,7 +93,7 @@ const MSG_F_PRODUCER: i32 = 0x40000;
 unsafe fn surely_none(m: *const rd::rd_kafka_message_t) -> bool {
     let value = (*m).payload as *const u8;
     let ok = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
-    if value.is_null() || (*m).rkt.is_null() || (*m).err != ok {
+    if !layout_known() || value.is_null() || (*m).rkt.is_null() || (*m).err != ok {
         return false;
     }
     let rkm = &*(m as *const MsgPrefix);
@@ -209,6 +220,18 @@ fn serialized_size(name_size: usize, value_size: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new librdkafka turns the header skip off (always correct, two allocations more per
+    /// message): this fails so that `MsgPrefix` is checked against the new `rdkafka_msg.h`
+    /// and `LAYOUT_VERSION` moved with it.
+    #[test]
+    fn the_header_skip_knows_the_linked_librdkafka() {
+        let v = unsafe { rd::rd_kafka_version() };
+        assert!(
+            layout_known(),
+            "librdkafka {v:#010x}: review MsgPrefix, then LAYOUT_VERSION"
+        );
+    }
     use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
 
     /// Headers made by the linked librdkafka's own `rd_kafka_header_add`, as the consumer
