@@ -4,6 +4,7 @@
 //! eval "$(scripts/testbed up)"
 //! FLUMEN_BENCH_EVENTS=2000000 cargo bench --bench e2e
 //! FLUMEN_BENCH_EVENTS=2000000 FLUMEN_BENCH_PARTITIONS=1000 cargo bench --bench e2e
+//! FLUMEN_BENCH_EVENTS=70000000 FLUMEN_BENCH_BACKLOG_ONLY=1 cargo bench --bench e2e  # ~10 GiB
 //! ```
 //!
 //! It preloads N 100-byte events (key `cell-N`, lz4) into a fresh topic of P partitions
@@ -324,15 +325,15 @@ fn stop(child: &Child) {
 
 /// Fills two channels with every event while the NameNode is down; returns their peak RSS
 /// (MiB) and channel bytes. Both instances are killed with SIGKILL, as a crash would.
-fn backlog(bench: &Bench, a: &Flumen, b: &Flumen) -> Vec<(u64, u64)> {
-    let mut children = [a.spawn("run"), b.spawn("run")];
+fn backlog(bench: &Bench, relays: &[&Flumen]) -> Vec<(u64, u64)> {
+    let mut children: Vec<Child> = relays.iter().map(|f| f.spawn("run")).collect();
     // They consume only after reconciling with HDFS: wait for both to start before nn-stop.
-    for (f, c) in [a, b].into_iter().zip(children.iter_mut()) {
+    for (f, c) in relays.iter().zip(children.iter_mut()) {
         f.wait_for(c, "flumen_channel_bytes_appended_total", 1);
     }
     testbed("nn-stop");
     let mut out = Vec::new();
-    for (f, c) in [a, b].into_iter().zip(children.iter_mut()) {
+    for (f, c) in relays.iter().zip(children.iter_mut()) {
         f.wait_for(c, "flumen_records_consumed_total", bench.n);
         let mut last = -1.0;
         while f.counter("flumen_channel_bytes_appended_total") != last {
@@ -340,7 +341,7 @@ fn backlog(bench: &Bench, a: &Flumen, b: &Flumen) -> Vec<(u64, u64)> {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
-    for (f, c) in [a, b].into_iter().zip(children.iter_mut()) {
+    for (f, c) in relays.iter().zip(children.iter_mut()) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap();
         let hwm_kib: u64 = status
             .lines()
@@ -450,12 +451,15 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    if std::env::var_os("FLUMEN_BENCH_BACKLOG_ONLY").is_some() {
+        return backlog_only(&bench);
+    }
     let load_before = loadavg();
     let raw_poll = bench.raw("poll");
     let raw_batch = bench.raw("batch");
     let (live, pauses, startup) = bench.live();
     let (a, b) = (Flumen::new(&bench, "drain"), Flumen::new(&bench, "replay"));
-    let filled = backlog(&bench, &a, &b);
+    let filled = backlog(&bench, &[&a, &b]);
     let drain = drain_by_restart(&bench, &a);
     let replay = drain_by_replay(&b);
     let load_after = loadavg();
@@ -483,6 +487,24 @@ fn main() {
         );
     }
     println!("load average before {load_before}, after {load_after}");
+}
+
+/// `FLUMEN_BENCH_BACKLOG_ONLY=1`: one relay fills its channel with every event while the
+/// NameNode is down (a large N gives the multi-GB backlog); peak RSS against the backlog.
+fn backlog_only(bench: &Bench) {
+    let load_before = loadavg();
+    let t = Instant::now();
+    let filled = backlog(bench, &[&Flumen::new(bench, "backlog")]);
+    let (rss, bytes) = filled[0];
+    println!(
+        "\n{} events of 100 bytes, {} partitions, NameNode down: channel {:.2} GiB in {:.0} s, \
+         flumen peak RSS {rss} MiB; load average before {load_before}, after {}",
+        bench.n,
+        bench.partitions,
+        bytes as f64 / (1u64 << 30) as f64,
+        t.elapsed().as_secs_f64(),
+        loadavg()
+    );
 }
 
 fn report(bench: &Bench, rows: &[(&str, Cost)], channel_bytes: u64) {
