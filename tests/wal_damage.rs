@@ -547,7 +547,15 @@ fn a_lost_segment_is_fetched_again_and_health_says_so_until_hdfs_holds_it() {
         case.config.to_str().unwrap(),
         "--json",
     ]);
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // Once (under load, cause not kept) this was not JSON: say what `offsets` said.
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "flumen offsets --json ({}): {e}; stdout {:?}; stderr {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     for p in 0..3 {
         let row = rows.iter().find(|r| r["partition"] == p).unwrap();
         assert_eq!(row["hdfs_last_committed"], 299, "{row}");

@@ -187,13 +187,9 @@ impl FrameBuilder {
     }
 }
 
-/// CRC32 (IEEE) over header bytes 4..12 and the payload, as `frame::encode_frame` computes it
-/// (the equality tests below would catch a difference).
+/// The frame's CRC, computed as `frame::encode_frame` computes it.
 fn frame_crc(frame: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&frame[4..12]);
-    hasher.update(&frame[FRAME_HEADER_BYTES..]);
-    hasher.finalize()
+    super::frame::frame_crc(&frame[..12], &frame[FRAME_HEADER_BYTES..])
 }
 
 fn put_bytes(b: &mut Vec<u8>, bytes: &[u8]) {

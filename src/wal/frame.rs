@@ -174,8 +174,9 @@ pub fn decode_header(header: &[u8]) -> Result<usize, FrameError> {
     Ok(len)
 }
 
-/// Decodes one frame from the front of `bytes`; returns the batch and the frame length.
-pub fn decode_frame(bytes: &[u8]) -> Result<(Batch, usize), FrameError> {
+/// The payload of the frame at the front of `bytes` and the frame length, once its header and
+/// CRC hold; the one check both `decode_frame` and the borrowed `view` start from.
+pub(crate) fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), FrameError> {
     let payload_len = decode_header(bytes)?;
     let total = FRAME_HEADER_BYTES + payload_len;
     if bytes.len() < total {
@@ -190,6 +191,12 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(Batch, usize), FrameError> {
     if stored != computed {
         return Err(FrameError::Checksum { stored, computed });
     }
+    Ok((payload, total))
+}
+
+/// Decodes one frame from the front of `bytes`; returns the batch and the frame length.
+pub fn decode_frame(bytes: &[u8]) -> Result<(Batch, usize), FrameError> {
+    let (payload, total) = checked_payload(bytes)?;
     let batch: Batch = codec()
         .deserialize(payload)
         .map_err(|e| FrameError::Decode(e.to_string()))?;

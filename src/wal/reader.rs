@@ -1,11 +1,10 @@
 //! Follows the channel from a cursor up to the durable end, for the sink and the tools.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use super::frame::{decode_header, FRAME_HEADER_BYTES};
 use super::log::{WalIndex, SEGMENT_HEADER_BYTES};
+use super::segment::read_frame_bytes_at;
 use super::view::FrameShape;
 use super::Batch;
 
@@ -144,29 +143,7 @@ fn read_checked(
     limit: u64,
     buf: &mut Vec<u8>,
 ) -> Result<FrameShape, String> {
-    if pos + FRAME_HEADER_BYTES as u64 > limit {
-        return Err(format!(
-            "torn frame header: {} bytes before end",
-            limit - pos
-        ));
-    }
-    buf.resize(FRAME_HEADER_BYTES, 0);
-    file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
-    file.read_exact(buf).map_err(|e| e.to_string())?;
-    let payload = decode_header(buf).map_err(|e| e.to_string())?;
-    let total = (FRAME_HEADER_BYTES + payload) as u64;
-    if pos + total > limit {
-        return Err(format!(
-            "torn frame: {total} bytes declared, {} present",
-            limit - pos
-        ));
-    }
-    // Exactly the frame: `resize` alone would double the buffer, which lives as long as the
-    // reader.
-    buf.reserve_exact((total as usize).saturating_sub(buf.len()));
-    buf.resize(total as usize, 0);
-    file.read_exact(&mut buf[FRAME_HEADER_BYTES..])
-        .map_err(|e| e.to_string())?;
+    read_frame_bytes_at(file, pos, limit, buf)?;
     FrameShape::check(buf)
         .map(|(shape, _)| shape)
         .map_err(|e| e.to_string())

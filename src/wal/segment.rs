@@ -278,6 +278,20 @@ pub fn read_frame_at(
     limit: u64,
     buf: &mut Vec<u8>,
 ) -> Result<Batch, String> {
+    read_frame_bytes_at(file, pos, limit, buf)?;
+    frame::decode_frame(buf)
+        .map(|(batch, _)| batch)
+        .map_err(|e| e.to_string())
+}
+
+/// Reads the frame at `pos` into `buf`, which ends up holding exactly the frame, torn or
+/// oversized headers refused; the caller checks the CRC and decodes.
+pub fn read_frame_bytes_at(
+    file: &mut File,
+    pos: u64,
+    limit: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
     if pos + FRAME_HEADER_BYTES as u64 > limit {
         return Err(format!(
             "torn frame header: {} bytes before end",
@@ -295,11 +309,11 @@ pub fn read_frame_at(
             limit - pos
         ));
     }
+    // Exactly the frame: `resize` alone would double the buffer, which lives as long as the
+    // reader or the scan.
+    buf.reserve_exact((total as usize).saturating_sub(buf.len()));
     buf.resize(total as usize, 0);
     file.read_exact(&mut buf[FRAME_HEADER_BYTES..])
-        .map_err(|e| e.to_string())?;
-    frame::decode_frame(buf)
-        .map(|(batch, _)| batch)
         .map_err(|e| e.to_string())
 }
 

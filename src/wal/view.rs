@@ -7,9 +7,7 @@
 //! UTF-8 topic, no trailing bytes), then `Batch::validate`'s offset rules, in that order.
 //! The tests below hold the two to that on random batches and corruptions.
 
-use super::frame::{
-    decode_header, frame_crc, Batch, FrameError, Header, Record, FRAME_HEADER_BYTES,
-};
+use super::frame::{checked_payload, Batch, FrameError, Header, Record, FRAME_HEADER_BYTES};
 
 /// A frame that passed every check, by position only, so a reader can check it into its own
 /// buffer and hand it out without borrowing ([`FrameShape::view`] borrows it again).
@@ -28,19 +26,7 @@ impl FrameShape {
     /// Checks the frame at the front of `bytes` as `decode_frame` does; returns its shape and
     /// its length.
     pub fn check(bytes: &[u8]) -> Result<(Self, usize), FrameError> {
-        let payload_len = decode_header(bytes)?;
-        let total = FRAME_HEADER_BYTES + payload_len;
-        if bytes.len() < total {
-            return Err(FrameError::Truncated {
-                needed: total,
-                available: bytes.len(),
-            });
-        }
-        let stored = u32::from_le_bytes(bytes[12..16].try_into().expect("slice of 4"));
-        let computed = frame_crc(&bytes[..12], &bytes[FRAME_HEADER_BYTES..total]);
-        if stored != computed {
-            return Err(FrameError::Checksum { stored, computed });
-        }
+        let (_, total) = checked_payload(bytes)?;
         Ok((Self::check_payload(&bytes[..total])?, total))
     }
 
@@ -350,7 +336,7 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::frame::{decode_frame, encode_frame, FRAME_KIND_BATCH, FRAME_MAGIC};
+    use crate::wal::frame::{decode_frame, encode_frame, frame_crc, FRAME_KIND_BATCH, FRAME_MAGIC};
     use proptest::prelude::*;
 
     fn bytes() -> impl Strategy<Value = Option<Vec<u8>>> {
