@@ -130,6 +130,7 @@ batch_duration_ms = 200
 batch_bytes_max = 8388608
 [kafka.properties]
 "fetch.wait.max.ms" = "100"
+"statistics.interval.ms" = "1000"
 [channel]
 dir = "{channel}"
 segment_bytes_max = 67108864
@@ -307,9 +308,9 @@ impl Bench {
     }
 
     /// `flumen run` until every event is committed to HDFS.
-    /// Also returns flumen's pauses and its startup: spawn to the first channel append (the
-    /// group join and the reconciliation with HDFS).
-    fn live(&self) -> (Cost, f64, f64) {
+    /// Also returns flumen's pauses, its startup (spawn to the first channel append: the
+    /// group join and the reconciliation with HDFS) and librdkafka's fetched/N and dropped.
+    fn live(&self) -> (Cost, f64, f64, (f64, f64)) {
         let f = Flumen::new(self, "live");
         let t = Instant::now();
         let mut child = f.spawn("run");
@@ -318,6 +319,11 @@ impl Bench {
         f.wait_for(&mut child, "flumen_records_committed_total", self.n);
         let wall_s = t.elapsed().as_secs_f64();
         let pauses = f.counter("flumen_pauses_total");
+        std::thread::sleep(Duration::from_millis(1200)); // one more librdkafka statistics report
+        let refetch = (
+            f.counter("flumen_kafka_fetched_records_total") / self.n as f64,
+            f.counter("flumen_kafka_outdated_records_dropped_total"),
+        );
         stop(&child);
         let (ok, cpu_s, rss_mib) = reap(&mut child);
         assert!(ok, "flumen run (live) failed");
@@ -329,6 +335,7 @@ impl Bench {
             },
             pauses,
             startup,
+            refetch,
         )
     }
 }
@@ -467,7 +474,7 @@ fn main() {
     let load_before = loadavg();
     let raw_poll = bench.raw("poll");
     let raw_batch = bench.raw("batch");
-    let (live, pauses, startup) = bench.live();
+    let (live, pauses, startup, (fetched, dropped)) = bench.live();
     let (a, b) = (Flumen::new(&bench, "drain"), Flumen::new(&bench, "replay"));
     let filled = backlog(&bench, &[&a, &b]);
     let drain = drain_by_restart(&bench, &a);
@@ -484,6 +491,10 @@ fn main() {
     ];
     report(&bench, &rows, channel_bytes);
     println!("live: {startup:.1} s of startup (join, reconcile); {pauses:.0} pauses");
+    println!(
+        "live: librdkafka fetched {fetched:.2}x the events (1.00 = no refetch), \
+         {dropped:.0} dropped as outdated"
+    );
     println!(
         "live/raw poll throughput = {:.2}; live/raw poll CPU = {:.2}; live/drain = {:.2}",
         raw_poll.wall_s / live.wall_s,

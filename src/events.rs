@@ -107,6 +107,12 @@ pub fn hdfs_retry(what: &str, path: &str, e: &hdfs_native::HdfsError, backoff: D
     error(ErrorCode::HdfsIo);
 }
 
+/// librdkafka's running totals: records fetched, and fetched records dropped as outdated.
+pub fn kafka_fetched(fetched: u64, outdated_dropped: u64) {
+    counter!("flumen_kafka_fetched_records_total").absolute(fetched);
+    counter!("flumen_kafka_outdated_records_dropped_total").absolute(outdated_dropped);
+}
+
 pub fn paused(reason: &str) {
     tracing::warn!(reason, "pausing consumption");
     counter!("flumen_pauses_total").increment(1);

@@ -217,9 +217,18 @@ impl SourceOptions {
             // member on each rebalance.
             cc.set("partition.assignment.strategy", "cooperative-sticky");
         }
+        if !user_set("statistics.interval.ms") {
+            // For `flumen_kafka_fetched_records_total` and `..._outdated_records_dropped_total`
+            // (`SourceContext::stats`): what librdkafka fetched against what flumen took.
+            cc.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        }
         cc
     }
 }
+
+/// How often librdkafka reports its statistics; parsing them costs about a millisecond per
+/// hundred partitions.
+const STATISTICS_INTERVAL_MS: &str = "10000";
 
 /// rdkafka context: applies assignments paused, so no record is fetched before `Ownership`
 /// has decided the start offset.
@@ -244,6 +253,10 @@ pub struct SourceContext {
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        reports::fetch_statistics(&statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.errored
             .store(true, std::sync::atomic::Ordering::Release);
@@ -1148,7 +1161,7 @@ mod tests {
     }
 
     /// Defaults that `[kafka.properties]` may override on purpose.
-    const OVERRIDABLE: [&str; 7] = [
+    const OVERRIDABLE: [&str; 8] = [
         "queued.max.messages.kbytes",
         "queued.min.messages",
         "fetch.max.bytes",
@@ -1156,6 +1169,7 @@ mod tests {
         "max.partition.fetch.bytes",
         "fetch.queue.backoff.ms",
         "partition.assignment.strategy",
+        "statistics.interval.ms",
     ];
 
     /// Regression: `session.timeout.ms` in `[kafka.properties]` (as `import-flume` wrote it

@@ -148,6 +148,25 @@ impl ClientContext for LoginWatch {
 /// The tools join no group: the default rebalance and commit handling is all they need.
 impl rdkafka::consumer::ConsumerContext for LoginWatch {}
 
+/// librdkafka's fetch counters as metrics: records fetched (`rxmsgs`) and fetched records
+/// dropped as outdated (`rx_ver_drops`: a pause, seek or reassignment made them stale, so they
+/// are fetched again). Fetched over `flumen_records_consumed_total` is the refetch factor.
+pub fn fetch_statistics(statistics: &rdkafka::Statistics) {
+    let (fetched, dropped) = fetch_counts(statistics);
+    crate::events::kafka_fetched(fetched, dropped);
+}
+
+/// Sums over real partitions (librdkafka lists an internal partition -1 per topic).
+fn fetch_counts(statistics: &rdkafka::Statistics) -> (u64, u64) {
+    let parts = statistics
+        .topics
+        .values()
+        .flat_map(|t| t.partitions.values());
+    parts
+        .filter(|p| p.partition >= 0)
+        .fold((0, 0), |(f, d), p| (f + p.rxmsgs, d + p.rx_ver_drops))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
