@@ -126,13 +126,23 @@ fn crash_during_recovery() {
 #[test]
 fn a_slow_channel_writer_is_waited_for_not_paused() {
     let tb = testbed();
-    let c = common::Case::new("fp-slow-writer");
+    let mut c = common::Case::new("fp-slow-writer");
+    let metrics = c.with_metrics();
+    c.cfg.extra_properties = r#""statistics.interval.ms" = "1000""#.into();
+    c.rewrite();
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 20_000);
     let relay = spawn_relay(&c.config, Some("channel-append-delay=sleep(300)"));
     let client = common::hdfs(tb);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 20_000, Duration::from_secs(240));
     assert_exactly_once(&landed, 20_000);
+    // librdkafka fetched each record once: a pause would have dropped its prefetched queue
+    // as outdated and fetched it again (2.28x in the issue 12 research).
+    std::thread::sleep(Duration::from_millis(1500)); // one more statistics report
+    let body = common::http_get(&metrics, "/metrics").expect("metrics endpoint");
+    let value = |name| common::metric_value(&body, name).unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!(value("flumen_kafka_outdated_records_dropped_total"), 0.0);
+    assert_eq!(value("flumen_kafka_fetched_records_total"), 20_000.0);
     let log = relay.log_text();
     let pauses: Vec<&str> = log.lines().filter(|l| l.contains("writer busy")).collect();
     assert!(
