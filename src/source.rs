@@ -26,7 +26,7 @@ use crate::config::IsolationLevel;
 use crate::events;
 use crate::health::Health;
 use crate::poison::{Poison, Rules};
-use crate::wal::encoder::{FrameBuilder, Pushed, RecordView};
+use crate::wal::encoder::{FrameBuilder, Pushed, RecordFields};
 use crate::wal::{frame::FrameError, EncodedBatch, TopicPartition, WalIndex};
 use batch::{MessageQueue, Msg, PartitionQueue};
 
@@ -907,8 +907,10 @@ impl Source {
         r
     }
 
+    /// One map look-up per message: the partition's state is borrowed once and handed to
+    /// `encode`; only a full frame (once per batch) looks it up again.
     fn accept_from(&mut self, tp: &TopicPartition, m: &Msg<'_>) -> Result<(), SourceError> {
-        let Some(st) = self.parts.get(tp) else {
+        let Some(mut st) = self.parts.get_mut(tp) else {
             return Ok(()); // fetched before reconciliation or after revoke: refetched later
         };
         let offset = m.offset();
@@ -922,17 +924,18 @@ impl Source {
         if !self.recovering.is_empty() && self.recovering.remove(tp) {
             self.ownership.resumed(tp);
         }
-        let record = RecordView {
+        let record = RecordFields {
             offset,
             timestamp_ms: m.timestamp_ms(),
             key,
             value,
         };
-        if self.encode(tp, &record, m)? == Pushed::Full {
+        if encode(st, tp, &record, m)? == Pushed::Full {
             // The frame would pass the payload limit: the batch so far goes first.
             self.flush(tp)?;
-            if self.encode(tp, &record, m)? == Pushed::Full {
-                let frame = self.parts[tp].pending.as_ref().map(|p| &p.frame);
+            st = self.parts.get_mut(tp).expect("flush keeps the partition");
+            if encode(st, tp, &record, m)? == Pushed::Full {
+                let frame = st.pending.as_ref().map(|p| &p.frame);
                 let source = frame.expect("opened by encode").too_large(&record);
                 return Err(SourceError::Encode {
                     tp: tp.clone(),
@@ -940,7 +943,6 @@ impl Source {
                 });
             }
         }
-        let st = self.parts.get_mut(tp).expect("looked up above");
         st.position = offset + 1;
         let p = st.pending.as_ref().expect("encode opened it");
         if p.frame.records() >= self.opts.batch_records_max as u64
@@ -949,41 +951,6 @@ impl Source {
             self.flush(tp)?;
         }
         Ok(())
-    }
-
-    /// Encodes `record` (with `m`'s headers) into `tp`'s pending frame, opening one at the
-    /// partition's position if there is none. `Full` leaves the frame as it was.
-    fn encode(
-        &mut self,
-        tp: &TopicPartition,
-        record: &RecordView<'_>,
-        m: &Msg<'_>,
-    ) -> Result<Pushed, SourceError> {
-        let encode_err = |source| SourceError::Encode {
-            tp: tp.clone(),
-            source,
-        };
-        let st = self.parts.get_mut(tp).expect("owned partition");
-        if st.pending.is_none() {
-            let buf = Vec::with_capacity(st.frame_capacity);
-            let frame =
-                FrameBuilder::new(&tp.topic, tp.partition, st.position, buf).map_err(encode_err)?;
-            st.pending = Some(Pending {
-                frame,
-                bytes: 0,
-                opened: Instant::now(),
-            });
-        }
-        let p = st.pending.as_mut().expect("opened above");
-        let pushed = p
-            .frame
-            .push(record, headers::borrow(m))
-            .map_err(encode_err)?;
-        if pushed == Pushed::Kept {
-            let len = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
-            p.bytes += len(record.key) + len(record.value);
-        }
-        Ok(pushed)
     }
 
     /// A poison record under policy `fail` at `offset`: the batch before it goes to the
@@ -1116,6 +1083,40 @@ impl Source {
     }
 }
 
+/// Encodes `record` (with `m`'s headers) into `tp`'s pending frame, opening one at the
+/// partition's position if there is none. `Full` leaves the frame as it was.
+fn encode(
+    st: &mut PartState,
+    tp: &TopicPartition,
+    record: &RecordFields<'_>,
+    m: &Msg<'_>,
+) -> Result<Pushed, SourceError> {
+    let encode_err = |source| SourceError::Encode {
+        tp: tp.clone(),
+        source,
+    };
+    if st.pending.is_none() {
+        let buf = Vec::with_capacity(st.frame_capacity);
+        let frame =
+            FrameBuilder::new(&tp.topic, tp.partition, st.position, buf).map_err(encode_err)?;
+        st.pending = Some(Pending {
+            frame,
+            bytes: 0,
+            opened: Instant::now(),
+        });
+    }
+    let p = st.pending.as_mut().expect("opened above");
+    let pushed = p
+        .frame
+        .push(record, headers::borrow(m))
+        .map_err(encode_err)?;
+    if pushed == Pushed::Kept {
+        let len = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
+        p.bytes += len(record.key) + len(record.value);
+    }
+    Ok(pushed)
+}
+
 fn single(tp: &TopicPartition, offset: Option<i64>) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     match offset {
@@ -1160,17 +1161,9 @@ mod tests {
         }
     }
 
-    /// Defaults that `[kafka.properties]` may override on purpose.
-    const OVERRIDABLE: [&str; 8] = [
-        "queued.max.messages.kbytes",
-        "queued.min.messages",
-        "fetch.max.bytes",
-        "message.max.bytes",
-        "max.partition.fetch.bytes",
-        "fetch.queue.backoff.ms",
-        "partition.assignment.strategy",
-        "statistics.interval.ms",
-    ];
+    /// Defaults that `[kafka.properties]` may override on purpose, besides every property the
+    /// prefetch budget derives (`budget::PROPERTIES`).
+    const OVERRIDABLE: [&str; 2] = ["partition.assignment.strategy", "statistics.interval.ms"];
 
     /// Regression: `session.timeout.ms` in `[kafka.properties]` (as `import-flume` wrote it
     /// from a Flume agent) was silently replaced by `kafka.session_timeout_ms`, and so were
@@ -1184,7 +1177,7 @@ mod tests {
                 .iter()
                 .any(|(k, _)| k == key);
             assert!(
-                reserved || OVERRIDABLE.contains(key),
+                reserved || OVERRIDABLE.contains(key) || budget::PROPERTIES.contains(key),
                 "{key} is set by flumen but neither reserved nor overridable"
             );
         }

@@ -25,7 +25,7 @@ use super::frame::{
 
 /// One record's fields, borrowed from wherever they live (a librdkafka message).
 #[derive(Debug, Clone, Copy)]
-pub struct RecordView<'a> {
+pub struct RecordFields<'a> {
     pub offset: i64,
     pub timestamp_ms: Option<i64>,
     pub key: Option<&'a [u8]>,
@@ -102,7 +102,7 @@ impl FrameBuilder {
     /// not increase; answers `Full`, changing nothing, if the record does not fit.
     pub fn push<'h>(
         &mut self,
-        r: &RecordView<'_>,
+        r: &RecordFields<'_>,
         headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
     ) -> Result<Pushed, FrameError> {
         if r.offset <= self.previous {
@@ -139,7 +139,7 @@ impl FrameBuilder {
     }
 
     /// The error for a record refused by an empty frame: it alone exceeds the payload limit.
-    pub fn too_large(&self, r: &RecordView<'_>) -> FrameError {
+    pub fn too_large(&self, r: &RecordFields<'_>) -> FrameError {
         let len = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
         FrameError::TooLarge(self.payload_len() + len(r.key) + len(r.value))
     }
@@ -213,8 +213,8 @@ mod tests {
     use crate::wal::frame::{decode_frame, encode_frame, Batch, Header, Record};
     use proptest::prelude::*;
 
-    fn view(r: &Record) -> RecordView<'_> {
-        RecordView {
+    fn view(r: &Record) -> RecordFields<'_> {
+        RecordFields {
             offset: r.offset,
             timestamp_ms: r.timestamp_ms,
             key: r.key.as_deref(),
@@ -316,7 +316,7 @@ mod tests {
     fn offsets_must_increase_and_start_must_not_be_negative() {
         assert!(FrameBuilder::new("t", 0, -1, Vec::new()).is_err());
         let mut b = FrameBuilder::new("t", 0, 10, Vec::new()).unwrap();
-        let r = |offset| RecordView {
+        let r = |offset| RecordFields {
             offset,
             timestamp_ms: None,
             key: None,
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn a_record_past_the_payload_limit_is_refused_without_changing_the_frame() {
         let big = vec![7u8; FRAME_PAYLOAD_BYTES_MAX / 2];
-        let r = |offset, value| RecordView {
+        let r = |offset, value| RecordFields {
             offset,
             timestamp_ms: Some(1),
             key: None,
