@@ -440,6 +440,18 @@ const BATCH_MESSAGES_MAX: usize = 1000;
 /// how late a message arriving at an idle partition is taken.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
 
+/// How soon the poll loop asks again for the starts of partitions being reconciled: often
+/// while the tasks run (a check costs a lock and a look-up per partition, and every ms here
+/// delays a rebalanced partition's first record), once a second after a failure, since each
+/// check restarts a failed reconciliation and logs it.
+fn reconcile_check_after(failed: bool) -> Duration {
+    if failed {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(10)
+    }
+}
+
 impl Source {
     pub fn new(
         opts: SourceOptions,
@@ -495,7 +507,7 @@ impl Source {
 
     /// Polls until `stop` returns true, then flushes buffered batches to the writer.
     pub fn run(mut self, stop: impl Fn() -> bool) -> Result<(), SourceError> {
-        let mut last_reconcile_try = Instant::now() - Duration::from_secs(60);
+        let mut next_reconcile_check = Instant::now();
         while !stop() {
             let errored = &self.consumer.context().errored;
             if errored.swap(false, std::sync::atomic::Ordering::AcqRel)
@@ -510,11 +522,9 @@ impl Source {
             }));
             self.apply_rebalances();
             self.retry_halted();
-            if !self.unreconciled.is_empty()
-                && last_reconcile_try.elapsed() >= Duration::from_secs(1)
-            {
-                last_reconcile_try = Instant::now();
-                self.reconcile_pending()?;
+            if !self.unreconciled.is_empty() && Instant::now() >= next_reconcile_check {
+                let failed = self.reconcile_pending()?;
+                next_reconcile_check = Instant::now() + reconcile_check_after(failed);
             }
             self.wait_for_writer()?;
             self.flow_control();
@@ -746,8 +756,11 @@ impl Source {
         }
     }
 
-    fn reconcile_pending(&mut self) -> Result<(), SourceError> {
+    /// Asks for the start of every partition still unreconciled; returns whether a
+    /// reconciliation failed (and is started again on the next check).
+    fn reconcile_pending(&mut self) -> Result<bool, SourceError> {
         let tps: Vec<_> = self.unreconciled.iter().cloned().collect();
+        let mut failed = false;
         for tp in tps {
             match self.ownership.assigned(&tp) {
                 Ok(None) => {}
@@ -772,11 +785,12 @@ impl Source {
                     self.unreconciled.remove(&tp);
                 }
                 Err(e) => {
+                    failed = true;
                     tracing::warn!(partition = %tp, error = %e, "reconciling failed; retrying")
                 }
             }
         }
-        Ok(())
+        Ok(failed)
     }
 
     /// Seeks `tp` to `at` and resumes it (unless consumption is paused); false if the seek
