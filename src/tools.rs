@@ -128,10 +128,7 @@ pub fn wal_check(dir: &Path) -> Result<CheckReport, ToolError> {
     let mut spans: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
     let found = survey(dir, |_, f| {
         let e = spans
-            .entry(TopicPartition::new(
-                f.batch.topic.clone(),
-                f.batch.partition,
-            ))
+            .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
             .or_insert((f.batch.start_offset, f.batch.last_offset));
         e.0 = e.0.min(f.batch.start_offset);
         e.1 = e.1.max(f.batch.last_offset);
@@ -254,14 +251,14 @@ pub fn dump(dir: &Path, f: &DumpFilter, out: &mut impl Write) -> Result<(), Tool
             {
                 return;
             }
-            for r in &b.records {
+            for r in b.records() {
                 if f.from_offset.is_some_and(|o| r.offset < o)
                     || f.to_offset.is_some_and(|o| r.offset > o)
                 {
                     continue;
                 }
                 line.clear();
-                Format::JsonLines.encode(&b.topic, b.partition, r, &mut line);
+                Format::JsonLines.encode(b.topic, b.partition, &r, &mut line);
                 if result.is_ok() {
                     result = out.write_all(&line);
                 }
@@ -321,10 +318,7 @@ pub async fn offsets(config: &Settings) -> Result<(Vec<OffsetsRow>, Vec<String>)
     if config.channel.dir.exists() {
         let found = survey(&config.channel.dir, |_, f| {
             let r = rows
-                .entry(TopicPartition::new(
-                    f.batch.topic.clone(),
-                    f.batch.partition,
-                ))
+                .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
                 .or_default();
             r.channel_first = Some(
                 r.channel_first

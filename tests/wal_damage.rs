@@ -68,7 +68,8 @@ fn write_channel(dir: &Path, topic: &str, partitions: i32, rounds: i64, segment_
 /// Every intact frame of a segment: (byte position, frame length, batch).
 fn frames_of(path: &Path, id: u64) -> Vec<(u64, u64, Batch)> {
     let mut out = Vec::new();
-    let scan = scan_segment(path, id, |f| out.push((f.pos, f.len, f.batch))).expect("scan");
+    let scan =
+        scan_segment(path, id, |f| out.push((f.pos, f.len, f.batch.to_batch()))).expect("scan");
     assert!(scan.damage.is_empty(), "setup segment {id} is clean");
     out
 }

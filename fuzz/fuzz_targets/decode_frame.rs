@@ -102,7 +102,7 @@ fn check_segment(bytes: &[u8], header_valid: bool) {
     let path = scratch_file();
     std::fs::write(path, bytes).expect("write scratch segment");
     let mut frames = Vec::new();
-    let (end, damage) = scan_segment(path, SEGMENT_ID, |f| frames.push((f.pos, f.len, f.batch)))
+    let (end, damage) = scan_segment(path, SEGMENT_ID, |f| frames.push((f.pos, f.len, f.batch.to_batch())))
         .expect("scan_segment does not fail on content");
     let file_len = bytes.len() as u64;
     assert!(

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::log::{WalIndex, SEGMENT_HEADER_BYTES};
-use super::segment::read_frame_bytes_at;
+use super::segment::read_frame_at;
 use super::view::FrameShape;
 use super::Batch;
 
@@ -111,7 +111,7 @@ impl WalReader {
                 }
             };
             let at = self.pos;
-            match read_checked(file, at.offset, durable, frame) {
+            match read_frame_at(file, at.offset, durable, frame) {
                 Ok(shape) => {
                     self.pos.offset += frame.len() as u64;
                     return Ok(Some((at, shape)));
@@ -133,20 +133,6 @@ impl WalReader {
         };
         self.file = None;
     }
-}
-
-/// Reads the frame at `pos` into `buf` (which ends up holding exactly the frame) and checks
-/// it; the same checks and messages as `segment::read_frame_at`, without decoding a `Batch`.
-fn read_checked(
-    file: &mut File,
-    pos: u64,
-    limit: u64,
-    buf: &mut Vec<u8>,
-) -> Result<FrameShape, String> {
-    read_frame_bytes_at(file, pos, limit, buf)?;
-    FrameShape::check(buf)
-        .map(|(shape, _)| shape)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

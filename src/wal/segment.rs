@@ -7,8 +7,9 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::frame::{self, Batch, FRAME_HEADER_BYTES, FRAME_MAGIC};
+use super::frame::{self, FRAME_HEADER_BYTES, FRAME_MAGIC};
 use super::log::{io_err, WalError};
+use super::view::{BatchView, FrameShape};
 use super::TopicPartition;
 
 /// ASCII "FLUMENWS": flumen WAL segment.
@@ -109,11 +110,13 @@ pub struct Damage {
     pub after: Option<(String, i64)>,
 }
 
-/// One intact frame found by [`scan_segment`].
-pub struct ScannedFrame {
+/// One intact frame found by [`scan_segment`], borrowed from the scan's buffer: recovery
+/// needs only its partition and offsets, so no record is copied out (`to_batch` for a caller
+/// that keeps it).
+pub struct ScannedFrame<'a> {
     pub pos: u64,
     pub len: u64,
-    pub batch: Batch,
+    pub batch: BatchView<'a>,
 }
 
 /// What a scan of one segment found.
@@ -136,7 +139,7 @@ pub struct SegmentScan {
 pub fn scan_segment(
     path: &Path,
     id: u64,
-    mut on_frame: impl FnMut(ScannedFrame),
+    mut on_frame: impl FnMut(ScannedFrame<'_>),
 ) -> Result<SegmentScan, WalError> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
@@ -170,10 +173,11 @@ pub fn scan_segment(
     let mut after = None;
     while pos < file_len {
         match read_frame_at(&mut file, pos, file_len, &mut buf) {
-            Ok(batch) => {
+            Ok(shape) => {
                 let len = buf.len() as u64;
+                let batch = shape.view(&buf);
                 after = Some((
-                    TopicPartition::new(&batch.topic, batch.partition).to_string(),
+                    TopicPartition::new(batch.topic, batch.partition).to_string(),
                     batch.last_offset,
                 ));
                 on_frame(ScannedFrame { pos, len, batch });
@@ -277,10 +281,10 @@ pub fn read_frame_at(
     pos: u64,
     limit: u64,
     buf: &mut Vec<u8>,
-) -> Result<Batch, String> {
+) -> Result<FrameShape, String> {
     read_frame_bytes_at(file, pos, limit, buf)?;
-    frame::decode_frame(buf)
-        .map(|(batch, _)| batch)
+    FrameShape::check(buf)
+        .map(|(shape, _)| shape)
         .map_err(|e| e.to_string())
 }
 
@@ -372,7 +376,7 @@ pub fn survey(
         };
         let scan = scan_segment(&path, id, |f| {
             out.batches += 1;
-            let tp = TopicPartition::new(f.batch.topic.clone(), f.batch.partition);
+            let tp = TopicPartition::new(f.batch.topic, f.batch.partition);
             info.add(&tp, f.batch.start_offset, f.batch.last_offset);
             on_frame(id, &f);
         })?;
