@@ -3,6 +3,7 @@
 //! closed file to `commit`. It never talks to Kafka; committing the advisory Kafka offset is a
 //! callback the relay provides.
 
+pub mod bucket;
 pub mod dead_letter;
 pub mod format;
 pub mod path;
