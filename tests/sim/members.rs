@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::legacy::{Claim, CommitOutcome as OldOutcome};
 use bytes::Bytes;
-use flumen::commit::{CommitError, CommitOutcome, Ledger};
+use flumen::commit::{CommitError, CommitOutcome, Ledger, Marks};
 use flumen::hdfs::HdfsWriter;
 use flumen::wal::TopicPartition;
 
@@ -77,7 +77,9 @@ pub async fn write_and_commit(
         return Ok(false);
     }
     let listed_before = listed(w, l);
-    let r = l.commit(tp, &st.token, first, last, final_path).await;
+    let r = l
+        .commit(tp, &st.token, first, last, final_path, Marks::default())
+        .await;
     {
         let mut rep = w.report.borrow_mut();
         rep.commits += 1;
@@ -86,7 +88,7 @@ pub async fn write_and_commit(
     }
     match r {
         Ok(CommitOutcome::Committed) => Ok(true),
-        Ok(CommitOutcome::Fenced) => Ok(false),
+        Ok(CommitOutcome::Fenced | CommitOutcome::Late) => Ok(false),
         Err(e @ (CommitError::FinalOccupied { .. } | CommitError::BadEntry { .. })) => {
             w.report
                 .borrow_mut()
