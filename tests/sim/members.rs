@@ -37,6 +37,24 @@ fn ce(e: CommitError) -> String {
     e.to_string()
 }
 
+/// An idle advance of the partition's tip, as the marker task makes it; the watermark it reads
+/// never goes down.
+async fn advance_tip(l: &SimLedger, tp: &TopicPartition, to: i64) -> Result<(), String> {
+    let Some(tip) = l.tip(tp).await.map_err(ce)? else {
+        return Ok(());
+    };
+    let before = tip.meta.watermark;
+    if l.advance(tp, &tip, to).await.map_err(ce)? {
+        let after = l.tip(tp).await.map_err(ce)?.and_then(|t| t.meta.watermark);
+        if after < before {
+            return Err(format!(
+                "{tp}: watermark went down from {before:?} to {after:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Writes `records` through a fresh staged file and commits it. Ok(true) committed, Ok(false)
 /// fenced or the in-use file was lost (the caller re-derives its position).
 // One step of a modelled member: each argument is a piece of its state the step needs, and a
@@ -76,9 +94,21 @@ pub async fn write_and_commit(
         l.discard(tp, &st.token).await.map_err(ce)?;
         return Ok(false);
     }
+    // The marker task races the writer: it may advance the tip's watermark (a rename of the
+    // entry the commit then seals) at any point, even while the tip is being delivered.
+    if w.chance(300) {
+        advance_tip(l, tp, last).await?;
+    }
     let listed_before = listed(w, l);
+    // Every commit seals its predecessor; the offset stands in for the record time (never
+    // late: no horizon), so the seal, its races and the advances run under every fault.
+    let marks = Marks {
+        file_max_ms: Some(last),
+        seal: true,
+        ..Marks::default()
+    };
     let r = l
-        .commit(tp, &st.token, first, last, final_path, Marks::default())
+        .commit(tp, &st.token, first, last, final_path, marks)
         .await;
     {
         let mut rep = w.report.borrow_mut();
