@@ -70,20 +70,34 @@ pub fn round_interval(rule: &Rule) -> Duration {
     Duration::from_millis((width_ms / 12).clamp(5_000, 60_000) as u64)
 }
 
-/// Runs rounds until the shutdown notice; a failed round is logged and retried next time.
+/// A failed round is logged at most this often (the next rounds retry regardless).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs rounds until the shutdown notice; a failed round is retried in the next one, and
+/// logged at most once a minute (HDFS and Kafka outages are on `/health` already).
 pub async fn run<H: Hdfs>(m: Markers<H>, mut shutdown: Shutdown) {
     let every = round_interval(&m.rule);
+    let mut logged: Option<std::time::Instant> = None;
     // Runs until the shutdown notice.
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.recv() => return,
         }
-        tokio::select! {
-            r = m.round() => if let Err(e) = r {
-                tracing::warn!(error = %e, "completeness round failed; retrying in the next one");
-            },
+        let result = tokio::select! {
+            r = m.round() => r,
             _ = shutdown.recv() => return,
+        };
+        match result {
+            Err(e) if logged.is_none_or(|t| t.elapsed() >= FAILURE_LOG_EVERY) => {
+                tracing::warn!(error = %e, "completeness round failed; retrying every round");
+                logged = Some(std::time::Instant::now());
+            }
+            Err(_) => {}
+            Ok(_) if logged.take().is_some() => {
+                tracing::info!("over: completeness rounds succeed again");
+            }
+            Ok(_) => {}
         }
     }
 }
