@@ -215,6 +215,7 @@ impl<H: Hdfs> Markers<H> {
                 events::marker_written(&path, end);
             }
         }
+        crate::crash_site!("marker-before-note-delete");
         self.ledger
             .hdfs()
             .delete(&note, true)

@@ -169,3 +169,75 @@ fn markers_under_two_instances_with_an_idle_partition_and_a_late_record() {
 fn ids(l: &[common::Landed]) -> Vec<u64> {
     l.iter().map(|l| l.id).collect()
 }
+
+/// A case with completeness on (minute buckets, 10 minutes' lateness) and records in buckets
+/// 30 and 29 minutes old on partitions 0 and 1 (200 each); partition 2 stays idle. Returns
+/// the case, the output prefix and the two bucket starts.
+fn old_buckets_case(prefix: &str) -> (Case, String, i64, i64) {
+    let tb = testbed();
+    let mut c = Case::new(prefix);
+    let out = format!("/flumen-tests/{}/out", c.cfg.topic);
+    c.cfg.hdfs_path = format!("{out}/%Y%m%d/%H%M");
+    c.cfg.extra_hdfs = format!(
+        "roll_records_max = 50\nroll_interval_s = 2\n\
+         [hdfs.completeness]\nenabled = true\nallowed_lateness_s = {LATENESS_S}\n"
+    );
+    c.rewrite();
+    let now = chrono::Utc::now().timestamp_millis();
+    let minute = |ago: i64| (now - ago * MINUTE_MS) / MINUTE_MS * MINUTE_MS;
+    let (a, b) = (minute(30), minute(29));
+    let p = common::producer(tb);
+    for (partition, ids) in [(0, 0..200), (1, 200..400)] {
+        let records: Vec<_> = ids
+            .map(|id| (id, if id % 200 < 100 { a } else { b } + 1_000 + id as i64))
+            .collect();
+        produce_at(&p, &c.cfg.topic, partition, &records);
+    }
+    (c, out, a, b)
+}
+
+/// Runs a relay that must die at the failpoint `site`, then a clean one; every record lands
+/// once and both buckets get their marker, with no note left behind.
+fn crash_then_mark(site: &str) {
+    let (c, out, a, b) = old_buckets_case(&format!("complete-{site}"));
+    let mut first = common::spawn_relay(&c.config, Some(&format!("{site}=1*off->return")));
+    let status = first.wait_for(LIMIT);
+    let log = first.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the relay should have died at {site}: {status:?}\n{log}"
+    );
+    assert!(log.contains(&format!("failpoint {site} hit")), "{log}");
+
+    let _second = common::spawn_relay(&c.config, None);
+    let client = common::hdfs(testbed());
+    let landed = common::wait_landed(&client, &out, 400, LIMIT);
+    common::assert_exactly_once(&landed, 400);
+    let marker = |start: i64| format!("{}/_COMPLETE", bucket_dir(&out, start));
+    wait_until("both markers after the restart", LIMIT, || {
+        exists(&client, &marker(a)) && exists(&client, &marker(b))
+    });
+    let pending = format!("{}/completeness/pending", c.cfg.state_dir());
+    wait_until("the notes of the marked buckets deleted", LIMIT, || {
+        common::runtime()
+            .block_on(common::list_names(&client, &pending))
+            .is_empty()
+    });
+}
+
+/// Crash row 15: a writer dies between sealing its predecessor and claiming. The restarted
+/// member's reconciliation deletes its staging, so the dead seal is taken over (the range is
+/// claimed) and the idle partitions' watermarks still advance: the buckets get their markers.
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn a_crash_after_a_seal_delays_nothing_after_the_restart() {
+    crash_then_mark("commit-after-seal");
+}
+
+/// Crash row 17: the marker task dies after a marker's create, before deleting its note. The
+/// next round finds the marker and deletes the note; no second marker, nothing lost.
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn a_crash_after_a_marker_before_its_note_is_deleted_is_finished_by_the_next_round() {
+    crash_then_mark("marker-before-note-delete");
+}

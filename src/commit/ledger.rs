@@ -397,7 +397,10 @@ impl<H: Hdfs> Ledger<H> {
         let mut before = marks.before_ms;
         if marks.seal {
             match self.seal(tp, first, token, marks.horizon_ms).await? {
-                watermark::Sealed::At(w) => before = before.max(w),
+                watermark::Sealed::At(w) => {
+                    crate::crash_site!("commit-after-seal");
+                    before = before.max(w)
+                }
                 watermark::Sealed::Fenced => {
                     self.discard(tp, token).await?;
                     return Ok(CommitOutcome::Fenced);
