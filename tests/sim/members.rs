@@ -70,6 +70,49 @@ pub async fn write_and_commit(
     last: i64,
     final_path: &str,
 ) -> Result<bool, String> {
+    // Now and then a bucket file whose horizon lies just above its records (the offset stands
+    // in for the record time), so an advance may pass it before the claim. A file found late
+    // at its claim is written again without a horizon, as the sink writes it to the late path.
+    let horizon = w.chance(300).then(|| last + 1 + w.below(8) as i64);
+    let file = File {
+        records,
+        first,
+        last,
+        final_path,
+    };
+    match write_once(w, l, m, tp, &file, horizon).await? {
+        Some(committed) => Ok(committed),
+        None => {
+            w.report.borrow_mut().late_rewrites += 1;
+            Ok(write_once(w, l, m, tp, &file, None).await?.unwrap_or(false))
+        }
+    }
+}
+
+/// One file a member writes.
+struct File<'a> {
+    records: &'a [i64],
+    first: i64,
+    last: i64,
+    final_path: &'a str,
+}
+
+/// [`write_and_commit`] once: Some(committed) as there, None when the commit found the file
+/// late (its staging copy is gone; nothing was claimed).
+async fn write_once(
+    w: &World,
+    l: &SimLedger,
+    m: usize,
+    tp: &TopicPartition,
+    file: &File<'_>,
+    horizon: Option<i64>,
+) -> Result<Option<bool>, String> {
+    let File {
+        records,
+        first,
+        last,
+        final_path,
+    } = *file;
     let mut st = l.open(tp).await.map_err(ce)?;
     // One to three writes, hsync after some of them.
     let chunks = 1 + w.below(3) as usize;
@@ -92,18 +135,19 @@ pub async fn write_and_commit(
         w.in_use_lost(m);
         drop(st.writer);
         l.discard(tp, &st.token).await.map_err(ce)?;
-        return Ok(false);
+        return Ok(Some(false));
     }
     // The marker task races the writer: it may advance the tip's watermark (a rename of the
     // entry the commit then seals) at any point, even while the tip is being delivered.
     if w.chance(300) {
-        advance_tip(l, tp, last).await?;
+        advance_tip(l, tp, last + w.below(16) as i64).await?;
     }
     let listed_before = listed(w, l);
-    // Every commit seals its predecessor; the offset stands in for the record time (never
-    // late: no horizon), so the seal, its races and the advances run under every fault.
+    // Every commit seals its predecessor, so the seal, its races, the advances and late
+    // files run under every fault.
     let marks = Marks {
         file_max_ms: Some(last),
+        horizon_ms: horizon,
         seal: true,
         ..Marks::default()
     };
@@ -117,8 +161,9 @@ pub async fn write_and_commit(
         rep.listed_per_commit.push(n);
     }
     match r {
-        Ok(CommitOutcome::Committed) => Ok(true),
-        Ok(CommitOutcome::Fenced | CommitOutcome::Late) => Ok(false),
+        Ok(CommitOutcome::Committed) => Ok(Some(true)),
+        Ok(CommitOutcome::Fenced) => Ok(Some(false)),
+        Ok(CommitOutcome::Late) => Ok(None),
         Err(e @ (CommitError::FinalOccupied { .. } | CommitError::BadEntry { .. })) => {
             w.report
                 .borrow_mut()
