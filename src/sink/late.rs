@@ -65,6 +65,14 @@ pub fn route(c: Option<&Completeness>, time_ms: i64, watermark: Option<i64>) -> 
     }
 }
 
+/// Whether the partition's watermark has reached the horizon of the file's bucket: its next
+/// record must be routed again (to the late path) rather than appended.
+pub fn passed(route: Route, watermark: Option<i64>) -> bool {
+    route
+        .horizon_ms
+        .is_some_and(|h| watermark.is_some_and(|w| h <= w))
+}
+
 /// Renders the record's directory: its bucket, or the late path.
 pub fn render(
     path: &PathTemplate,
@@ -164,6 +172,10 @@ mod tests {
         assert_eq!(pending_note(Some(&c), late, "/x"), None);
         assert!(marks(Some(&c), late, None, Some(t)).seal);
         assert_eq!(marks(None, fresh, None, Some(t)), Marks::default());
+        // A bucket file stops taking records once the watermark reaches its horizon.
+        assert!(!passed(fresh, Some(horizon - 1)));
+        assert!(passed(fresh, Some(horizon)));
+        assert!(!passed(late, Some(i64::MAX)));
         // Without completeness nothing is late.
         assert!(!route(None, t, Some(i64::MAX)).late);
     }

@@ -510,6 +510,7 @@ impl Sink {
                 .dir_cache
                 .as_ref()
                 .is_some_and(|(s, dir)| *s == second && *dir == f.dir)
+                || late::passed(f.route, st.watermark)
             {
                 return Run::Slow(record);
             }
@@ -524,8 +525,6 @@ impl Sink {
             f.records += 1;
             f.bytes_raw += line.len() as u64;
             f.last = record.offset;
-            // The cached directory has this second's route: a watermark that rose since came
-            // from a record of another second, which replaced the cache.
             late::note_late(tp, f.route);
             f.max_ms = f.max_ms.max(Some(time_ms));
             st.watermark = st.watermark.max(Some(time_ms));
@@ -552,7 +551,9 @@ impl Sink {
         let st = self.parts.get_mut(tp).expect("active");
         let c = self.opts.completeness.as_ref();
         let route = late::route(c, time_ms, st.watermark);
-        if st.dir_cache.as_ref().is_none_or(|(s, _)| *s != second) {
+        // With completeness the route may change within a second (the watermark rose), so the
+        // directory is rendered again; this path runs per file, not per record.
+        if c.is_some() || st.dir_cache.as_ref().is_none_or(|(s, _)| *s != second) {
             let dir = late::render(&self.opts.path, c, route, tp, time_ms, self.opts.utc);
             st.dir_cache = Some((second, dir));
         }
