@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod commit;
+pub mod completeness;
 pub mod config;
 pub mod events;
 pub mod flume_import;

@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::commit::{CommitError, Ledger};
+use crate::completeness;
 use crate::config::{OffsetReset, Settings};
 use crate::events;
 use crate::hdfs::{self, NativeHdfs};
@@ -173,6 +174,17 @@ async fn run_until(
 
     let committed: Arc<Mutex<HashMap<TopicPartition, i64>>> = Arc::default();
     let on_commit = advisory_commit(consumer.clone(), committed.clone(), repair);
+    if let Some(c) = &config.hdfs.completeness {
+        let markers = completeness::Markers {
+            ledger: ledger.clone(),
+            rule: c.rule,
+            marker: c.marker.clone(),
+            pending_dir: sink::late::pending_dir(&config.hdfs.state_dir),
+            topics: config.kafka.topics.clone(),
+            kafka: Arc::new(LogEnds(consumer.clone())),
+        };
+        tokio::spawn(completeness::run(markers, trigger.listener()));
+    }
     let sink = Sink::new(
         SinkOptions::from_settings(&config),
         ledger,
@@ -417,6 +429,38 @@ fn spawn_kafka_probe(
     });
 }
 
+/// The marker task's view of Kafka through the source's consumer (blocking calls, made on
+/// the marker task's blocking threads, never on the poll thread).
+struct LogEnds(Arc<KafkaConsumer>);
+
+impl completeness::KafkaView for LogEnds {
+    fn log_ends(&self, topic: &str) -> Result<Vec<(i32, i64)>, String> {
+        let timeout = Duration::from_secs(10);
+        let md = self
+            .0
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| e.to_string())?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or("not in the metadata")?;
+        if let Some(e) = t.error() {
+            return Err(format!("{e:?}"));
+        }
+        t.partitions()
+            .iter()
+            .map(|p| {
+                let (_, high) = self
+                    .0
+                    .fetch_watermarks(topic, p.id(), timeout)
+                    .map_err(|e| e.to_string())?;
+                Ok((p.id(), high))
+            })
+            .collect()
+    }
+}
+
 /// Every 15 s, reads the brokers' high watermarks for the partitions we committed to and
 /// publishes end-to-end lag (records between the log end and the last offset in HDFS).
 fn spawn_lag_reporter(
@@ -473,11 +517,14 @@ pub async fn replay(
     let index = wal.index.clone();
     let ledger = ledger(config, health)?;
     let mut plan = Vec::new();
+    let mut watermarks = HashMap::new();
     for tp in index.partitions() {
         let end = if dry_run {
             ledger.committed_end(&tp).await?
         } else {
-            ledger.reconcile(&tp, false).await?.next.map(|n| n - 1)
+            let pos = ledger.reconcile(&tp, false).await?;
+            watermarks.insert(tp.clone(), pos.watermark);
+            pos.next.map(|n| n - 1)
         };
         let Some(committed_end) = end else {
             return Err(CommitError::Refused {
@@ -508,6 +555,7 @@ pub async fn replay(
         sink.handle(SinkCommand::Activate {
             tp: tp.clone(),
             committed_end: *committed_end,
+            watermark: watermarks.get(tp).copied().flatten(),
         })
         .await?;
     }

@@ -384,6 +384,91 @@ const CASES: &[(Edit, Expect)] = &[
         ),
         Key("metrics.listen"),
     ),
+    // [hdfs.completeness]: each bad value names its key.
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}\"\n[hdfs.completeness]\nenabled = true",
+        ),
+        Key("hdfs.completeness.enabled"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y/%d\"\n[hdfs.completeness]\nenabled = true",
+        ),
+        Key("hdfs.completeness.enabled"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\ntime_zone = \"local\"\n[hdfs.completeness]\nenabled = true",
+        ),
+        Key("hdfs.completeness.enabled"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = true\nmarker = \"COMPLETE\"",
+        ),
+        Key("hdfs.completeness.marker"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = true\nmarker = \"_a/b\"",
+        ),
+        Key("hdfs.completeness.marker"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = true\nallowed_lateness_s = 10000000",
+        ),
+        Key("hdfs.completeness.allowed_lateness_s"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = true\nallowed_lateness_s = -1",
+        ),
+        Key("hdfs.completeness.allowed_lateness_s"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = true\nlate_path = \"late/%Y\"",
+        ),
+        Key("hdfs.completeness.late_path"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = true\nlate_path = \"/x/%q\"",
+        ),
+        Key("hdfs.completeness.late_path"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = true\nlate_path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+        ),
+        Key("hdfs.completeness.late_path"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = true\nlateness_s = 5",
+        ),
+        Key("hdfs.completeness.lateness_s"),
+    ),
+    (
+        Replace(
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"",
+            "path = \"/user/flumen/%{topic}/%Y-%m-%d\"\n[hdfs.completeness]\nenabled = \"yes\"",
+        ),
+        Key("hdfs.completeness.enabled"),
+    ),
 ];
 
 fn apply(edit: &Edit) -> String {

@@ -18,6 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use hdfs_native::HdfsError;
 
+mod watermark;
+
+pub use watermark::{Marks, Tip};
+
 use super::naming::{self, EntryKind, EntryMeta, PartitionPaths};
 use super::CommitError;
 use crate::hdfs::{Entry, Hdfs};
@@ -37,6 +41,10 @@ pub enum CommitOutcome {
     Committed,
     /// Another writer holds this range or a later one; our file is not delivered by us.
     Fenced,
+    /// The partition's watermark reached the file's horizon before the claim (an idle
+    /// advance the writer did not know): its records are late, so it is not claimed and the
+    /// writer writes the range again knowing the watermark (`wal-format.md` §6.6).
+    Late,
 }
 
 /// What reconciliation found for a partition.
@@ -48,6 +56,8 @@ pub struct Position {
     pub rolled_forward: bool,
     /// Staging directories (in-use files of dead, fenced or zombie writers) deleted.
     pub staging_deleted: usize,
+    /// The partition's event-time watermark (ms) as the tip entry records it, if any.
+    pub watermark: Option<i64>,
 }
 
 /// An in-use file in the staging area.
@@ -242,8 +252,13 @@ impl<H: Hdfs> Ledger<H> {
                     }
                 }
                 pos.next = Some(meta.offset + 1);
+                pos.watermark = meta.watermark;
             }
-            None => pos.next = self.read_start(&p).await?,
+            None => {
+                let start = self.read_meta(&p.genesis()).await?;
+                pos.next = start.as_ref().map(|m| m.offset);
+                pos.watermark = start.and_then(|m| m.watermark);
+            }
         }
         if clean {
             for e in self.list(&p.staging_root()).await? {
@@ -266,11 +281,7 @@ impl<H: Hdfs> Ledger<H> {
                 return Ok(g);
             }
             let token = (self.tokens)();
-            let meta = EntryMeta {
-                kind: EntryKind::Start,
-                offset: start,
-                token: token.clone(),
-            };
+            let meta = EntryMeta::new(EntryKind::Start, start, token.clone());
             let staged = p.staging(&token);
             self.mkdirs(&format!("{staged}/{}", meta.name())).await?;
             crate::crash_site!("genesis-before-claim");
@@ -370,7 +381,9 @@ impl<H: Hdfs> Ledger<H> {
 
     /// Commits a closed in-use file holding `[first, last]`: moves it into a claim, claims the
     /// slot at `first`, and renames it to `final_path`. The caller commits the advisory Kafka
-    /// offset afterwards.
+    /// offset afterwards. `marks` carry the file's event times: the claim records the
+    /// partition's watermark, and with `marks.seal` the predecessor entry is sealed first
+    /// (`wal-format.md` §6.6), which may find the file late.
     pub async fn commit(
         &self,
         tp: &TopicPartition,
@@ -378,12 +391,29 @@ impl<H: Hdfs> Ledger<H> {
         first: i64,
         last: i64,
         final_path: &str,
+        marks: Marks,
     ) -> Result<CommitOutcome, CommitError> {
         let p = self.paths(tp);
+        let mut before = marks.before_ms;
+        if marks.seal {
+            match self.seal(tp, first, token, marks.horizon_ms).await? {
+                watermark::Sealed::At(w) => {
+                    crate::crash_site!("commit-after-seal");
+                    before = before.max(w)
+                }
+                watermark::Sealed::Fenced => {
+                    self.discard(tp, token).await?;
+                    return Ok(CommitOutcome::Fenced);
+                }
+                watermark::Sealed::Late => {
+                    self.discard(tp, token).await?;
+                    return Ok(CommitOutcome::Late);
+                }
+            }
+        }
         let meta = EntryMeta {
-            kind: EntryKind::File,
-            offset: last,
-            token: token.into(),
+            watermark: before.max(marks.file_max_ms),
+            ..EntryMeta::new(EntryKind::File, last, token.into())
         };
         let held = format!("{}/{}{final_path}", p.staging(token), meta.name());
         self.mkdirs(naming::parent(&held)).await?;
@@ -494,10 +524,19 @@ impl<H: Hdfs> Ledger<H> {
         }
         let p = self.paths(tp);
         let token = (self.tokens)();
+        // The skip carries the watermark on, sealed against idle advances like a file's claim
+        // (it holds no record, so it is never late).
+        let watermark = match self.seal(tp, from, &token, None).await? {
+            watermark::Sealed::At(w) => w,
+            _ => {
+                return Err(refuse(format!(
+                    "another writer claimed offset {from} first"
+                )))
+            }
+        };
         let meta = EntryMeta {
-            kind: EntryKind::Skip,
-            offset: through,
-            token: token.clone(),
+            watermark,
+            ..EntryMeta::new(EntryKind::Skip, through, token.clone())
         };
         self.mkdirs(&format!("{}/{}", p.staging(&token), meta.name()))
             .await?;

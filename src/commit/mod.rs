@@ -10,7 +10,7 @@ use hdfs_native::HdfsError;
 
 use crate::wal::TopicPartition;
 
-pub use ledger::{CommitOutcome, Ledger, Position, Staged};
+pub use ledger::{CommitOutcome, Ledger, Marks, Position, Staged, Tip};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {

@@ -48,23 +48,48 @@ impl EntryKind {
     }
 }
 
-/// The parsed name of an entry's single child: `v1.<kind>.<offset:020>.<token>`. The offset
-/// is the range's last offset (`File`, `Skip`) or the first offset (`Start`).
+/// The parsed name of an entry's single child:
+/// `v1.<kind>.<offset:020>.<token>[.w<watermark>][.s<sealer>]`. The offset is the range's
+/// last offset (`File`, `Skip`) or the first offset (`Start`). The two optional fields serve
+/// completeness markers (`wal-format.md` §6.6): `watermark` is the partition's event-time
+/// watermark in ms through this entry, `sealer` the token of the writer that claims the next
+/// range on the strength of this watermark. A name is changed only by a rename of the whole
+/// child (a compare-and-set), and only while the entry is delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryMeta {
     pub kind: EntryKind,
     pub offset: i64,
     pub token: String,
+    pub watermark: Option<i64>,
+    pub sealer: Option<String>,
 }
 
 impl EntryMeta {
+    /// An entry without watermark or seal.
+    pub fn new(kind: EntryKind, offset: i64, token: String) -> Self {
+        Self {
+            kind,
+            offset,
+            token,
+            watermark: None,
+            sealer: None,
+        }
+    }
+
     pub fn name(&self) -> String {
-        format!(
+        let mut name = format!(
             "{VERSION}.{}.{:020}.{}",
             self.kind.as_str(),
             self.offset,
             self.token
-        )
+        );
+        if let Some(w) = self.watermark {
+            name.push_str(&format!(".w{w}"));
+        }
+        if let Some(s) = &self.sealer {
+            name.push_str(&format!(".s{s}"));
+        }
+        name
     }
 
     pub fn parse(name: &str) -> Option<Self> {
@@ -74,12 +99,24 @@ impl EntryMeta {
         }
         let kind = EntryKind::parse(parts.next()?)?;
         let offset = parts.next()?.parse().ok()?;
-        let token = parts.next()?.to_string();
-        (!token.is_empty()).then_some(Self {
-            kind,
-            offset,
-            token,
-        })
+        let mut rest = parts.next()?.split('.');
+        let token = rest.next()?.to_string();
+        if token.is_empty() {
+            return None;
+        }
+        let mut meta = Self::new(kind, offset, token);
+        for field in rest {
+            match field.split_at_checked(1)? {
+                ("w", ms) if meta.watermark.is_none() && meta.sealer.is_none() => {
+                    meta.watermark = Some(ms.parse().ok()?)
+                }
+                ("s", t) if meta.sealer.is_none() && !t.is_empty() => {
+                    meta.sealer = Some(t.to_string())
+                }
+                _ => return None,
+            }
+        }
+        Some(meta)
     }
 }
 
@@ -144,12 +181,31 @@ mod tests {
 
     #[test]
     fn meta_names_round_trip() {
-        let m = EntryMeta {
-            kind: EntryKind::File,
-            offset: 1234,
-            token: new_token(),
-        };
+        let m = EntryMeta::new(EntryKind::File, 1234, new_token());
         assert_eq!(EntryMeta::parse(&m.name()), Some(m.clone()));
+        let w = EntryMeta {
+            watermark: Some(-5),
+            ..m.clone()
+        };
+        assert_eq!(w.name(), format!("{}.w-5", m.name()));
+        assert_eq!(EntryMeta::parse(&w.name()), Some(w.clone()));
+        let sealed = EntryMeta {
+            watermark: Some(1_732_475_107_000),
+            sealer: Some("abc".into()),
+            ..m.clone()
+        };
+        assert_eq!(EntryMeta::parse(&sealed.name()), Some(sealed.clone()));
+        let seal_only = EntryMeta {
+            sealer: Some("abc".into()),
+            ..m.clone()
+        };
+        assert_eq!(EntryMeta::parse(&seal_only.name()), Some(seal_only));
+        // Fields in the wrong order, twice, empty or unknown do not parse.
+        assert_eq!(EntryMeta::parse(&format!("{}.sabc.w5", m.name())), None);
+        assert_eq!(EntryMeta::parse(&format!("{}.w5.w6", m.name())), None);
+        assert_eq!(EntryMeta::parse(&format!("{}.s", m.name())), None);
+        assert_eq!(EntryMeta::parse(&format!("{}.x1", m.name())), None);
+        assert_eq!(EntryMeta::parse(&format!("{}.wx", m.name())), None);
         assert_eq!(EntryMeta::parse("v2.file.00000000000000001234.abc"), None);
         assert_eq!(EntryMeta::parse("v1.file.00000000000000001234."), None);
         assert_eq!(EntryMeta::parse("v1.nope.00000000000000001234.abc"), None);

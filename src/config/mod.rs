@@ -143,6 +143,19 @@ pub struct HdfsSettings {
     /// Hadoop client keys for hdfs-native, `hadoop.security.authentication` included when
     /// `kerberos` is set.
     pub properties: std::collections::BTreeMap<String, String>,
+    /// `[hdfs.completeness]`; `None` when disabled.
+    pub completeness: Option<CompletenessSettings>,
+}
+
+/// `[hdfs.completeness]`, checked: markers in complete time buckets of `hdfs.path`.
+#[derive(Debug, Clone)]
+pub struct CompletenessSettings {
+    /// File name of the marker, hidden from readers.
+    pub marker: String,
+    /// Bucket width (from `hdfs.path`) and allowed lateness.
+    pub rule: crate::sink::bucket::Rule,
+    /// Where late records go, rendered like `hdfs.path`.
+    pub late_path: PathTemplate,
 }
 
 /// `hdfs.kerberos_principal` and `hdfs.kerberos_keytab`.
@@ -384,6 +397,21 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
         assert_eq!(c.hdfs.file_suffix, ".txt");
         assert_eq!(c.kafka.session_timeout, Duration::from_secs(45));
         assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    }
+
+    #[test]
+    fn completeness_takes_its_bucket_from_the_path_and_defaults_the_late_path() {
+        let text = MINIMAL.replace("%Y-%m-%d\"", "dt=%Y-%m-%d/hr=%H\"")
+            + "[hdfs.completeness]\nenabled = true\n";
+        let c = parse(&text).unwrap().hdfs.completeness.expect("enabled");
+        assert_eq!(c.marker, "_COMPLETE");
+        assert_eq!(c.rule.width, crate::sink::bucket::Width::Hour);
+        assert_eq!(c.rule.lateness_ms, 300_000);
+        assert_eq!(
+            c.late_path.render("t", 0, 1_732_475_107_000, true),
+            "/user/flumen/_late/t/dt=2024-11-24/hr=19"
+        );
+        assert!(parse(MINIMAL).unwrap().hdfs.completeness.is_none());
     }
 
     #[test]

@@ -137,6 +137,47 @@ pub struct HdfsConfig {
     /// name services, ...), over whatever `HADOOP_CONF_DIR` holds.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// `[hdfs.completeness]`: markers in complete time buckets (off by default).
+    #[serde(default)]
+    pub completeness: CompletenessConfig,
+}
+
+/// `[hdfs.completeness]`: an empty marker file in each time bucket once every partition has
+/// committed past its end plus the allowed lateness; later records go to `late_path`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompletenessConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Name of the marker file; hidden (`_` or `.` first) so readers skip it.
+    #[serde(default = "default_marker")]
+    pub marker: String,
+    #[serde(default = "default_allowed_lateness_s")]
+    pub allowed_lateness_s: u64,
+    /// Template for late records. Default: `hdfs.path` with `/_late` after its static prefix.
+    #[serde(default)]
+    pub late_path: Option<String>,
+}
+
+impl Default for CompletenessConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            marker: default_marker(),
+            allowed_lateness_s: default_allowed_lateness_s(),
+            late_path: None,
+        }
+    }
+}
+
+/// Hadoop's `_SUCCESS` convention, named for what it says here.
+fn default_marker() -> String {
+    "_COMPLETE".into()
+}
+
+/// Five minutes: producers' batching and clock skew, well inside an hour bucket.
+fn default_allowed_lateness_s() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]

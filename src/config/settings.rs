@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use super::raw;
 use super::{
-    locate, ChannelSettings, ConfigError, HdfsSettings, KafkaSettings, OversizedRecordPolicy,
-    Settings, TextNewlinePolicy, RESERVED_PROPERTIES,
+    locate, ChannelSettings, CompletenessSettings, ConfigError, HdfsSettings, KafkaSettings,
+    OversizedRecordPolicy, Settings, TextNewlinePolicy, RESERVED_PROPERTIES,
 };
+use crate::sink::bucket::{Rule, Width};
 use crate::sink::path::PathTemplate;
 
 /// The limits flumen puts on values. librdkafka's own ranges (CONFIGURATION.md) where a value
@@ -328,7 +329,9 @@ fn hdfs(
             .map_err(|(key, m)| at.err(S, &key, m))?;
     let properties = super::kerberos::properties(&h.properties, kerberos.as_ref())
         .map_err(|(key, m)| at.err(S, &key, m))?;
+    let completeness = completeness(at, &h, &path)?;
     Ok(HdfsSettings {
+        completeness,
         kerberos,
         properties,
         file_suffix: file_suffix(&h),
@@ -368,6 +371,79 @@ fn hdfs(
             FILES_CLOSING,
         )?,
     })
+}
+
+/// `[hdfs.completeness]`: `None` unless enabled. Needs a time-bucketed `hdfs.path` in UTC.
+fn completeness(
+    at: &At,
+    h: &raw::HdfsConfig,
+    path: &PathTemplate,
+) -> Result<Option<CompletenessSettings>, ConfigError> {
+    const S: &str = "hdfs.completeness";
+    let c = &h.completeness;
+    if !c.enabled {
+        return Ok(None);
+    }
+    let width = Width::of(path)
+        .map_err(|m| at.err(S, "enabled", format!("needs time buckets: hdfs.path {m}")))?;
+    if h.time_zone != super::TimeZone::Utc {
+        return Err(at.err(
+            S,
+            "enabled",
+            "needs hdfs.time_zone = \"UTC\": in local time an hour repeats when daylight \
+             saving ends, and its directory would receive records after its marker",
+        ));
+    }
+    if c.marker.is_empty()
+        || c.marker.contains('/')
+        || c.marker.chars().any(char::is_control)
+        || !c.marker.starts_with(['_', '.'])
+    {
+        return Err(at.err(
+            S,
+            "marker",
+            format!(
+                "is {:?}: a file name starting with '_' or '.' (readers then skip it), without \
+                 '/' or control characters",
+                c.marker
+            ),
+        ));
+    }
+    let lateness_s = at.range(S, "allowed_lateness_s", c.allowed_lateness_s, ROLL_SECONDS)?;
+    let late_text = match &c.late_path {
+        Some(p) => p.clone(),
+        None => default_late_path(&h.path, path),
+    };
+    check_hdfs_dir(&late_text).map_err(|m| at.err(S, "late_path", m))?;
+    let late_path = PathTemplate::parse(&late_text).map_err(|m| at.err(S, "late_path", m))?;
+    if late_path == *path {
+        return Err(at.err(
+            S,
+            "late_path",
+            "is hdfs.path itself: late records must go elsewhere than the complete buckets",
+        ));
+    }
+    Ok(Some(CompletenessSettings {
+        marker: c.marker.clone(),
+        rule: Rule {
+            width,
+            lateness_ms: lateness_s as i64 * 1000,
+        },
+        late_path,
+    }))
+}
+
+/// `hdfs.path` with `_late` inserted after its static prefix: `/data/t/_late/dt=%Y-%m-%d/hr=%H`
+/// for `/data/t/dt=%Y-%m-%d/hr=%H`. Spark, Hive and MapReduce skip the `_late` tree when they
+/// read the prefix.
+fn default_late_path(text: &str, path: &PathTemplate) -> String {
+    let prefix = path.static_prefix();
+    let rest = text.strip_prefix(prefix.as_str()).unwrap_or(text);
+    format!(
+        "{}/_late/{}",
+        prefix.trim_end_matches('/'),
+        rest.trim_start_matches('/')
+    )
 }
 
 /// The configured suffix (or the format's) plus the compression's extension.

@@ -199,6 +199,7 @@ impl Ownership for RelayOwnership {
             .blocking_send(SinkCommand::Activate {
                 tp: tp.clone(),
                 committed_end,
+                watermark: pos.watermark,
             })
             .map_err(|_| "sink stopped".to_string())?;
         Ok(Some(Start::Confirmed(chain_end + 1)))

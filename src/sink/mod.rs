@@ -3,8 +3,10 @@
 //! closed file to `commit`. It never talks to Kafka; committing the advisory Kafka offset is a
 //! callback the relay provides.
 
+pub mod bucket;
 pub mod dead_letter;
 pub mod format;
+pub mod late;
 pub mod path;
 mod roll;
 pub mod watchdog;
@@ -85,6 +87,8 @@ pub struct SinkOptions {
     pub dead_letter_dir: Option<String>,
     pub files_closing_max: usize,
     pub files_closing_per_partition_max: usize,
+    /// Completeness markers: late records and the watermark each commit carries.
+    pub completeness: Option<late::Completeness>,
 }
 
 impl SinkOptions {
@@ -106,6 +110,7 @@ impl SinkOptions {
             dead_letter_dir: h.dead_letter_dir.clone(),
             files_closing_max: h.files_closing_max,
             files_closing_per_partition_max: h.files_closing_per_partition_max,
+            completeness: late::Completeness::from_settings(c),
         }
     }
 
@@ -136,10 +141,12 @@ pub fn parse_final_name(name: &str) -> Option<(String, i32, i64, i64)> {
 
 #[derive(Debug)]
 pub enum SinkCommand {
-    /// Start writing `tp`; HDFS already holds everything up to `committed_end`.
+    /// Start writing `tp`; HDFS already holds everything up to `committed_end`, and its
+    /// ledger's event-time watermark is `watermark`.
     Activate {
         tp: TopicPartition,
         committed_end: i64,
+        watermark: Option<i64>,
     },
     /// Stop writing `tp` (revoked or lost) and drop its open file.
     Deactivate { tp: TopicPartition },
@@ -168,6 +175,11 @@ struct OpenFile {
     encoder: Encoder,
     opened: Instant,
     last_write: Instant,
+    /// Late file or bucket file, and its horizon (`late.rs`).
+    route: late::Route,
+    /// The partition's watermark when the file opened, and the file's greatest record time.
+    before_ms: Option<i64>,
+    max_ms: Option<i64>,
 }
 
 /// A roll in flight: its task, and the staging token to delete should the task be abandoned.
@@ -198,6 +210,9 @@ struct PartState {
     held_until: Option<Instant>,
     /// Next offset to write; records below it are already in the open file or in HDFS.
     next_expected: i64,
+    /// Event-time watermark: the greatest record time written before `next_expected`, or the
+    /// ledger's at activation (which includes idle advances). Decides which records are late.
+    watermark: Option<i64>,
     open: Option<OpenFile>,
 }
 
@@ -281,7 +296,11 @@ impl Sink {
     pub async fn handle(&mut self, cmd: SinkCommand) -> Result<(), SinkError> {
         tracing::debug!(?cmd, "sink command");
         match cmd {
-            SinkCommand::Activate { tp, committed_end } => {
+            SinkCommand::Activate {
+                tp,
+                committed_end,
+                watermark,
+            } => {
                 // A halted partition is reconciled again every few seconds. When the ledger
                 // still agrees with what this sink holds, its work goes on: dropping the open
                 // file each time kept the records before the halt from ever committing once
@@ -296,7 +315,7 @@ impl Sink {
                 // Otherwise start from the ledger: an open file of the old activation is
                 // dropped, its range rewritten.
                 self.drop_work(&tp).await;
-                self.activate(tp, committed_end)
+                self.activate(tp, committed_end, watermark)
             }
             SinkCommand::Deactivate { tp } => {
                 self.drop_work(&tp).await;
@@ -311,7 +330,7 @@ impl Sink {
         Ok(())
     }
 
-    fn activate(&mut self, tp: TopicPartition, committed_end: i64) {
+    fn activate(&mut self, tp: TopicPartition, committed_end: i64, watermark: Option<i64>) {
         if let Some(seg) = self.index.first_segment_after(&tp, committed_end) {
             self.reader.rewind_to(seg);
         }
@@ -325,6 +344,7 @@ impl Sink {
                 committed_end,
                 rolled_end: committed_end,
                 next_expected: committed_end + 1,
+                watermark,
                 open: None,
                 closing: VecDeque::new(),
                 link: None,
@@ -484,11 +504,13 @@ impl Sink {
             if opts.poison.judge(record.value).is_some() {
                 return Run::Slow(record);
             }
-            let second = record_time_ms(opts, &record).div_euclid(1000);
+            let time_ms = record_time_ms(opts, &record);
+            let second = time_ms.div_euclid(1000);
             if !st
                 .dir_cache
                 .as_ref()
                 .is_some_and(|(s, dir)| *s == second && *dir == f.dir)
+                || late::passed(f.route, st.watermark)
             {
                 return Run::Slow(record);
             }
@@ -503,6 +525,9 @@ impl Sink {
             f.records += 1;
             f.bytes_raw += line.len() as u64;
             f.last = record.offset;
+            late::note_late(tp, f.route);
+            f.max_ms = f.max_ms.max(Some(time_ms));
+            st.watermark = st.watermark.max(Some(time_ms));
             if f.encoder.pending_output_bytes() >= *write_chunk || roll_full(opts, f) {
                 return Run::Due;
             }
@@ -524,11 +549,12 @@ impl Sink {
         // Paths resolve to the second at most, so render once per partition per second.
         let second = time_ms.div_euclid(1000);
         let st = self.parts.get_mut(tp).expect("active");
-        if st.dir_cache.as_ref().is_none_or(|(s, _)| *s != second) {
-            let dir = self
-                .opts
-                .path
-                .render(&tp.topic, tp.partition, time_ms, self.opts.utc);
+        let c = self.opts.completeness.as_ref();
+        let route = late::route(c, time_ms, st.watermark);
+        // With completeness the route may change within a second (the watermark rose), so the
+        // directory is rendered again; this path runs per file, not per record.
+        if c.is_some() || st.dir_cache.as_ref().is_none_or(|(s, _)| *s != second) {
+            let dir = late::render(&self.opts.path, c, route, tp, time_ms, self.opts.utc);
             st.dir_cache = Some((second, dir));
         }
         let dir = &st.dir_cache.as_ref().expect("set above").1;
@@ -544,11 +570,11 @@ impl Sink {
                     Some(s) if s.blocked => return Ok(false),
                     Some(_) => {}
                 }
-                self.open_file(tp, dir).await?;
+                self.open_file(tp, dir, route).await?;
             }
             None => {
                 let dir = dir.clone();
-                self.open_file(tp, dir).await?;
+                self.open_file(tp, dir, route).await?;
             }
             Some(_) => {}
         }
@@ -562,6 +588,9 @@ impl Sink {
         f.records += 1;
         f.bytes_raw += self.line.len() as u64;
         f.last = record.offset;
+        late::note_late(tp, f.route);
+        f.max_ms = f.max_ms.max(Some(time_ms));
+        st.watermark = st.watermark.max(Some(time_ms));
         self.flush_chunk(tp).await?;
         Ok(true)
     }
@@ -588,7 +617,12 @@ impl Sink {
         Ok(())
     }
 
-    async fn open_file(&mut self, tp: &TopicPartition, dir: String) -> Result<(), SinkError> {
+    async fn open_file(
+        &mut self,
+        tp: &TopicPartition,
+        dir: String,
+        route: late::Route,
+    ) -> Result<(), SinkError> {
         let start = self.parts[tp].rolled_end + 1;
         let staged = self.ledger.open(tp).await?;
         let now = Instant::now();
@@ -606,6 +640,9 @@ impl Sink {
             encoder: Encoder::new(self.opts.compression).map_err(SinkError::Channel)?,
             opened: now,
             last_write: now,
+            route,
+            before_ms: st.watermark,
+            max_ms: None,
         });
         Ok(())
     }
@@ -722,6 +759,9 @@ impl Sink {
         tracing::debug!(partition = %tp, "rolling");
         st.rolled_end = f.last;
         let final_path = format!("{}/{}", f.dir, self.opts.final_name(tp, f.start, f.last));
+        let c = self.opts.completeness.as_ref();
+        let marks = late::marks(c, f.route, f.before_ms, f.max_ms);
+        let pending = late::pending_note(c, f.route, &f.dir);
         self.next_roll += 1;
         let token = f.token.clone();
         let roll = Roll {
@@ -737,6 +777,8 @@ impl Sink {
             records: f.records,
             final_path,
             began,
+            marks,
+            pending,
         };
         let (task, link) = roll::spawn(
             roll,
@@ -855,6 +897,10 @@ impl Sink {
                 events::fenced(&d.tp, d.start);
                 self.restart_partition(&d.tp, false).await?;
             }
+            Outcome::Late => {
+                events::file_late_at_claim(&d.tp, d.start);
+                self.restart_partition(&d.tp, false).await?;
+            }
             Outcome::CloseFailed | Outcome::Cancelled => {
                 events::error(events::ErrorCode::HdfsIo);
                 self.restart_partition(&d.tp, true).await?;
@@ -888,7 +934,7 @@ impl Sink {
             reason: "the genesis entry of an active partition is gone".into(),
         })?;
         self.parts.remove(tp);
-        self.activate(tp.clone(), next - 1);
+        self.activate(tp.clone(), next - 1, pos.watermark);
         if failed {
             self.hold(tp);
         }
@@ -1114,6 +1160,7 @@ mod tests {
             dead_letter_dir: None,
             files_closing_max: 1,
             files_closing_per_partition_max: 1,
+            completeness: None,
         };
         let tp = TopicPartition::new("flume.txn", 2);
         let name = o.final_name(&tp, 100, 199);

@@ -87,6 +87,26 @@ impl PathTemplate {
         }
     }
 
+    /// The time escapes the template holds (`Y m d H M S`), in template order, once each.
+    pub fn time_escapes(&self) -> Vec<char> {
+        let mut out = Vec::new();
+        for part in &self.parts {
+            let c = match part {
+                Part::Year => 'Y',
+                Part::Month => 'm',
+                Part::Day => 'd',
+                Part::Hour => 'H',
+                Part::Minute => 'M',
+                Part::Second => 'S',
+                _ => continue,
+            };
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
     /// Renders the directory for a record of `topic`/`partition` at `time_ms`.
     pub fn render(&self, topic: &str, partition: i32, time_ms: i64, utc: bool) -> String {
         if utc {

@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::format::Encoder;
-use crate::commit::{CommitError, CommitOutcome, Ledger};
+use crate::commit::{CommitError, CommitOutcome, Ledger, Marks};
 use crate::events;
-use crate::hdfs::{HdfsWriter, NativeHdfs, NativeWriter};
+use crate::hdfs::{Hdfs, HdfsWriter, NativeHdfs, NativeWriter};
 use crate::wal::TopicPartition;
 
 /// A closed-for-writing file on its way to its final name.
@@ -38,6 +38,10 @@ pub struct Roll {
     pub final_path: String,
     /// When the roll was decided: the commit latency runs from here to the final name.
     pub began: Instant,
+    /// Event time for the ledger (completeness markers).
+    pub marks: Marks,
+    /// The bucket's pending note, made before the claim (`late::pending_note`).
+    pub pending: Option<String>,
 }
 
 #[derive(Debug)]
@@ -45,6 +49,9 @@ pub enum Outcome {
     Committed,
     /// Another writer claimed the range: the partition re-derives its position.
     Fenced,
+    /// The partition's watermark passed the file's bucket before the claim: the partition
+    /// re-derives its position and watermark and writes the range again.
+    Late,
     /// Finishing the file failed (its staging copy is discarded): the range is rewritten.
     CloseFailed,
     /// The previous roll did not commit, so this one must not: discarded.
@@ -90,6 +97,8 @@ pub fn spawn(
             records,
             final_path,
             began,
+            marks,
+            pending,
         } = roll;
         let outcome = match finish(&mut writer, encoder).await {
             Err(e) => {
@@ -99,7 +108,17 @@ pub fn spawn(
                 discard(&ledger, &tp, &token).await;
                 Outcome::CloseFailed
             }
-            Ok(()) => commit_after(prev, &ledger, &tp, &token, start, last, &final_path).await,
+            Ok(()) => {
+                let claim = Claim {
+                    token: &token,
+                    start,
+                    last,
+                    final_path: &final_path,
+                    marks,
+                    pending: pending.as_deref(),
+                };
+                commit_after(prev, &ledger, &tp, claim).await
+            }
         };
         if matches!(outcome, Outcome::Committed) {
             events::file_committed(&tp, &final_path, start, last, records, began.elapsed());
@@ -130,28 +149,50 @@ async fn finish(writer: &mut NativeWriter, encoder: Encoder) -> Result<(), HdfsE
     writer.close().await
 }
 
+/// What a closed file's commit needs.
+struct Claim<'a> {
+    token: &'a str,
+    start: i64,
+    last: i64,
+    final_path: &'a str,
+    marks: Marks,
+    pending: Option<&'a str>,
+}
+
 /// Waits for the previous roll, then claims and delivers this one.
 async fn commit_after(
     prev: Option<Link>,
     ledger: &Ledger<NativeHdfs>,
     tp: &TopicPartition,
-    token: &str,
-    start: i64,
-    last: i64,
-    final_path: &str,
+    c: Claim<'_>,
 ) -> Outcome {
     if let Some(prev) = prev {
         if prev.await != Ok(true) {
-            discard(ledger, tp, token).await;
+            discard(ledger, tp, c.token).await;
             return Outcome::Cancelled;
         }
     }
-    match ledger.commit(tp, token, start, last, final_path).await {
+    // Before the claim, so a bucket with committed data always has its note.
+    if let Some(note) = c.pending {
+        if let Err(source) = ledger.hdfs().mkdirs(note).await {
+            discard(ledger, tp, c.token).await;
+            return Outcome::Failed(CommitError::Hdfs {
+                op: "mkdirs",
+                path: note.to_string(),
+                source,
+            });
+        }
+    }
+    let committed = ledger
+        .commit(tp, c.token, c.start, c.last, c.final_path, c.marks)
+        .await;
+    match committed {
         Ok(CommitOutcome::Committed) => {
             crate::crash_site!("commit-after-rename");
             Outcome::Committed
         }
         Ok(CommitOutcome::Fenced) => Outcome::Fenced,
+        Ok(CommitOutcome::Late) => Outcome::Late,
         Err(e) => Outcome::Failed(e),
     }
 }

@@ -399,6 +399,8 @@ pub struct RunOutcome {
     pub verdict: Verdict,
     pub steps: u64,
     pub commits: u64,
+    /// Files found late at their claim and written again (completeness markers' seal).
+    pub late_rewrites: u64,
     pub halts: usize,
     pub crashes: usize,
     pub known_bugs: Vec<String>,
@@ -531,6 +533,7 @@ pub fn run_seed(seed: u64, proto: Proto, size: RunSize) -> RunOutcome {
         detail,
         steps: sim.step,
         commits: r.commits,
+        late_rewrites: r.late_rewrites,
         halts: r.halts.len(),
         crashes: r.crashes.len(),
         known_bugs: r.known_bugs.clone(),

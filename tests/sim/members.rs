@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::legacy::{Claim, CommitOutcome as OldOutcome};
 use bytes::Bytes;
-use flumen::commit::{CommitError, CommitOutcome, Ledger};
+use flumen::commit::{CommitError, CommitOutcome, Ledger, Marks};
 use flumen::hdfs::HdfsWriter;
 use flumen::wal::TopicPartition;
 
@@ -37,6 +37,24 @@ fn ce(e: CommitError) -> String {
     e.to_string()
 }
 
+/// An idle advance of the partition's tip, as the marker task makes it; the watermark it reads
+/// never goes down.
+async fn advance_tip(l: &SimLedger, tp: &TopicPartition, to: i64) -> Result<(), String> {
+    let Some(tip) = l.tip(tp).await.map_err(ce)? else {
+        return Ok(());
+    };
+    let before = tip.meta.watermark;
+    if l.advance(tp, &tip, to).await.map_err(ce)? {
+        let after = l.tip(tp).await.map_err(ce)?.and_then(|t| t.meta.watermark);
+        if after < before {
+            return Err(format!(
+                "{tp}: watermark went down from {before:?} to {after:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Writes `records` through a fresh staged file and commits it. Ok(true) committed, Ok(false)
 /// fenced or the in-use file was lost (the caller re-derives its position).
 // One step of a modelled member: each argument is a piece of its state the step needs, and a
@@ -52,6 +70,49 @@ pub async fn write_and_commit(
     last: i64,
     final_path: &str,
 ) -> Result<bool, String> {
+    // Now and then a bucket file whose horizon lies just above its records (the offset stands
+    // in for the record time), so an advance may pass it before the claim. A file found late
+    // at its claim is written again without a horizon, as the sink writes it to the late path.
+    let horizon = w.chance(300).then(|| last + 1 + w.below(8) as i64);
+    let file = File {
+        records,
+        first,
+        last,
+        final_path,
+    };
+    match write_once(w, l, m, tp, &file, horizon).await? {
+        Some(committed) => Ok(committed),
+        None => {
+            w.report.borrow_mut().late_rewrites += 1;
+            Ok(write_once(w, l, m, tp, &file, None).await?.unwrap_or(false))
+        }
+    }
+}
+
+/// One file a member writes.
+struct File<'a> {
+    records: &'a [i64],
+    first: i64,
+    last: i64,
+    final_path: &'a str,
+}
+
+/// [`write_and_commit`] once: Some(committed) as there, None when the commit found the file
+/// late (its staging copy is gone; nothing was claimed).
+async fn write_once(
+    w: &World,
+    l: &SimLedger,
+    m: usize,
+    tp: &TopicPartition,
+    file: &File<'_>,
+    horizon: Option<i64>,
+) -> Result<Option<bool>, String> {
+    let File {
+        records,
+        first,
+        last,
+        final_path,
+    } = *file;
     let mut st = l.open(tp).await.map_err(ce)?;
     // One to three writes, hsync after some of them.
     let chunks = 1 + w.below(3) as usize;
@@ -74,10 +135,25 @@ pub async fn write_and_commit(
         w.in_use_lost(m);
         drop(st.writer);
         l.discard(tp, &st.token).await.map_err(ce)?;
-        return Ok(false);
+        return Ok(Some(false));
+    }
+    // The marker task races the writer: it may advance the tip's watermark (a rename of the
+    // entry the commit then seals) at any point, even while the tip is being delivered.
+    if w.chance(300) {
+        advance_tip(l, tp, last + w.below(16) as i64).await?;
     }
     let listed_before = listed(w, l);
-    let r = l.commit(tp, &st.token, first, last, final_path).await;
+    // Every commit seals its predecessor, so the seal, its races, the advances and late
+    // files run under every fault.
+    let marks = Marks {
+        file_max_ms: Some(last),
+        horizon_ms: horizon,
+        seal: true,
+        ..Marks::default()
+    };
+    let r = l
+        .commit(tp, &st.token, first, last, final_path, marks)
+        .await;
     {
         let mut rep = w.report.borrow_mut();
         rep.commits += 1;
@@ -85,8 +161,9 @@ pub async fn write_and_commit(
         rep.listed_per_commit.push(n);
     }
     match r {
-        Ok(CommitOutcome::Committed) => Ok(true),
-        Ok(CommitOutcome::Fenced) => Ok(false),
+        Ok(CommitOutcome::Committed) => Ok(Some(true)),
+        Ok(CommitOutcome::Fenced) => Ok(Some(false)),
+        Ok(CommitOutcome::Late) => Ok(None),
         Err(e @ (CommitError::FinalOccupied { .. } | CommitError::BadEntry { .. })) => {
             w.report
                 .borrow_mut()

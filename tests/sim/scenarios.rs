@@ -530,9 +530,13 @@ pub fn finding_11(proto: Proto) -> Verdict {
                         st.writer.write(body).await.map_err(|e| e.to_string())?;
                         st.writer.hsync().await.map_err(|e| e.to_string())?;
                         st.writer.close().await.map_err(|e| e.to_string())?;
-                        match l.commit(&tp, &st.token, 5, 5, &dead).await.map_err(e)? {
+                        match l
+                            .commit(&tp, &st.token, 5, 5, &dead, Default::default())
+                            .await
+                            .map_err(e)?
+                        {
                             CommitOutcome::Committed => Ok(()),
-                            CommitOutcome::Fenced => Err("fenced".into()),
+                            CommitOutcome::Fenced | CommitOutcome::Late => Err("fenced".into()),
                         }
                     })
             }

@@ -124,6 +124,9 @@ pub struct Report {
     /// Entries listed during each commit, per member (finding 10).
     pub listed_per_commit: Vec<u64>,
     pub commits: u64,
+    /// Files a commit found late (an advance passed their horizon) and that were written
+    /// again without one.
+    pub late_rewrites: u64,
 }
 
 /// What an actor tells the driver.
