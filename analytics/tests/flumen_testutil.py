@@ -90,10 +90,10 @@ def write_parquet(path, cols, typed, compression="snappy"):
     pq.write_table(table, path, compression=compression)
 
 
-def write_one(path, fmt, topic, partition, first, events):
+def write_one(path, fmt, topic, partition, first, events, compression="snappy"):
     if fmt.startswith("parquet"):
         typed = fmt == "parquet-typed"
-        write_parquet(path, parquet_rows(topic, partition, first, events, typed), typed)
+        write_parquet(path, parquet_rows(topic, partition, first, events, typed), typed, compression)
         return
     if fmt == "text":
         lines = [text_line(e) for e in events]
@@ -107,9 +107,9 @@ def write_one(path, fmt, topic, partition, first, events):
 
 
 def write_final_files(directory, events, fmt="jsonl", topic="flume.txn", partitions=3,
-                      per_file=50, prefix="test-events", bucket_of=None):
+                      per_file=50, prefix="test-events", bucket_of=None, compression="snappy"):
     """Write events as flumen would: per partition, consecutive offsets from 0, files of at
-    most per_file records. bucket_of(event) -> folder below `directory` (e.g. Hive-style
+    most per_file records (`compression`: the Parquet column codec). bucket_of(event) -> folder below `directory` (e.g. Hive-style
     "dt=2024-11-24/hr=10"): a file never spans two buckets, as flumen rolls on a path change.
 
     Returns (list of written paths, Counter per partition as str, Counter per cell)."""
@@ -124,7 +124,7 @@ def write_final_files(directory, events, fmt="jsonl", topic="flume.txn", partiti
             folder = os.path.join(directory, bucket) if bucket else directory
             os.makedirs(folder, exist_ok=True)
             path = os.path.join(folder, final_name(topic, p, first, first + len(chunk) - 1, EXT[fmt], prefix))
-            write_one(path, fmt, topic, p, first, chunk)
+            write_one(path, fmt, topic, p, first, chunk, compression)
             paths.append(path)
             per_part[str(p)] += len(chunk)
             for e in chunk:
