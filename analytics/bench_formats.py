@@ -138,7 +138,8 @@ def main(argv=None) -> int:
     import kpi_job
 
     print(f"bench-formats: load average {loadavg()} at start", flush=True)
-    work = a.work or tempfile.mkdtemp(prefix="flumen-bench-formats.")
+    # A temp dir only for local files; --input measures folders in place.
+    work = a.work or (None if a.input else tempfile.mkdtemp(prefix="flumen-bench-formats."))
     try:
         if a.input:
             variants = [parse_input(s) for s in a.input]
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
         print(report(rows, "jsonl"))
         print(f"\nbench-formats: load average {loadavg()} at end", flush=True)
     finally:
-        if not a.work and not a.input:
+        if work and not a.work:
             shutil.rmtree(work, ignore_errors=True)
     return 0
 
