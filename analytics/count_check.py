@@ -5,12 +5,16 @@ Reads every final file (batch, same name filter and parser as kpi_job) and check
   * total events and per-cell counts equal the generator report exactly;
   * per-partition counts (partition taken from the file name) equal the report's delivery
     counts, for files of the report's topic;
-  * no event appears twice (key: run_id + seq) and, for jsonl, no Kafka record
-    (topic, partition, offset) appears twice;
-  * file offset ranges of one topic-partition do not overlap; for jsonl the first/last record
-    offsets of each file equal the offsets in its name; a text file never holds more lines
-    than its offset range;
-  * every line parses as an event.
+  * no event appears twice (key: run_id + seq) and, for jsonl and parquet (formats that carry
+    each record's Kafka coordinates), no Kafka record (topic, partition, offset) appears twice;
+  * file offset ranges of one topic-partition do not overlap; for jsonl and parquet the
+    first/last record offsets of each file equal the offsets in its name; a text file never
+    holds more lines than its offset range;
+  * no gap: every offset the generator's delivery reports name (report `partition_offsets`)
+    is in a final file: in a record's offset (jsonl, parquet) or in a file name's range (text);
+  * every line (parquet: row) parses as an event.
+Time-bucketed layouts (dt=.../hr=...) are read recursively; `_`-prefixed folders and markers
+are skipped as Spark skips them.
 Prints tables and exits 0 when all hold, 1 on any mismatch, 2 on usage/read errors.
 
   python count_check.py --input hdfs://127.0.0.1:PORT/user/flumen/flume_kafka --format jsonl \
@@ -48,16 +52,21 @@ def table(headers: List[str], rows: List[list]) -> str:
     return "\n".join(out)
 
 
-def collect_stats(spark, input_path: str, fmt: str, run_id: Optional[str], sample: int = 10) -> dict:
-    """Run the Spark side (one parse, five small jobs): returns plain-Python aggregates."""
+# Formats whose records carry their own (topic, partition, offset).
+RECORD_FORMATS = ("jsonl", "parquet")
+
+
+def collect_stats(spark, input_path: str, fmt: str, run_id: Optional[str], sample: int = 10,
+                  parquet_read: str = "auto") -> dict:
+    """Run the Spark side (one parse, six small jobs): returns plain-Python aggregates."""
     from pyspark.sql import functions as F
 
-    import kpi_job
+    import flumen_input
 
-    lines = (spark.read.format("text").option("pathGlobFilter", kpi_job.FINAL_GLOB).load(input_path)
-             .select("value", F.col("_metadata.file_name").alias("file")))
+    rows = flumen_input.read_rows_batch(spark, input_path, fmt, parquet_read)
+    rows = rows.select(*[c for c in rows.columns], F.col("_metadata.file_name").alias("file"))
     # Keep unparseable lines (null event) so that one cached frame answers every question.
-    ev = kpi_job.parse_lines(lines, fmt, keep_record=True, keep_unparsed=True)
+    ev = flumen_input.events_from_rows(rows, fmt, parquet_read, keep_record=True, keep_unparsed=True)
     ok = F.col("event_time").isNotNull() & F.col("cell_id").isNotNull()
     in_run = (F.col("run_id") == F.lit(run_id)) if run_id is not None else F.lit(True)
     ev = ev.withColumn("ok", ok).withColumn("in_run", ok & F.coalesce(in_run, F.lit(False))).persist()
@@ -65,7 +74,7 @@ def collect_stats(spark, input_path: str, fmt: str, run_id: Optional[str], sampl
         agg = [F.count(F.lit(1)).alias("lines"),
                F.sum(F.col("ok").cast("long")).alias("events"),
                F.sum(F.col("in_run").cast("long")).alias("run_events")]
-        if fmt == "jsonl":
+        if fmt in RECORD_FORMATS:
             agg += [F.min("rec_offset").alias("min_off"), F.max("rec_offset").alias("max_off"),
                     F.countDistinct("rec_topic", "rec_partition").alias("tps")]
         per_file = {r["file"]: r.asDict() for r in ev.groupBy("file").agg(*agg).collect()}
@@ -83,9 +92,11 @@ def collect_stats(spark, input_path: str, fmt: str, run_id: Optional[str], sampl
 
         dup_keys, dup_extra, dup_sample = dup_summary(counted, ["run_id", "seq"], True)
         rec_dups, rec_dup_sample = 0, []
-        if fmt == "jsonl":
+        offset_runs = None
+        if fmt in RECORD_FORMATS:
             rec_dups, _, rec_dup_sample = dup_summary(
                 ev.where("ok"), ["rec_topic", "rec_partition", "rec_offset"], False)
+            offset_runs = contiguous_runs(ev.where("ok"))
         seq_stats = None
         if run_id is not None:
             seq_stats = counted.agg(F.countDistinct("seq").alias("distinct"), F.min("seq").alias("min"),
@@ -97,7 +108,61 @@ def collect_stats(spark, input_path: str, fmt: str, run_id: Optional[str], sampl
     return {"line_counts": line_counts, "per_file": per_file, "per_cell": per_cell,
             "dup_keys": dup_keys, "dup_extra": dup_extra, "dup_sample": dup_sample,
             "rec_dups": rec_dups, "rec_dup_sample": rec_dup_sample, "seq_stats": seq_stats,
+            "offset_runs": offset_runs,
             "other_run_events": other_runs}
+
+
+def contiguous_runs(ev) -> Dict[str, List[list]]:
+    """{"topic-partition": [[first, last], ...]}: the offsets present, as maximal runs of
+    consecutive offsets (gaps-and-islands: offset - dense_rank is constant along a run). Only
+    the runs travel to the driver, so a gap-free partition costs one row."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    offs = ev.select("rec_topic", "rec_partition", "rec_offset").distinct()
+    w = Window.partitionBy("rec_topic", "rec_partition").orderBy("rec_offset")
+    runs = (offs.withColumn("island", F.col("rec_offset") - F.dense_rank().over(w))
+            .groupBy("rec_topic", "rec_partition", "island")
+            .agg(F.min("rec_offset").alias("a"), F.max("rec_offset").alias("b")))
+    out: Dict[str, List[list]] = defaultdict(list)
+    for r in runs.collect():
+        out[f"{r['rec_topic']}-{r['rec_partition']}"].append([r["a"], r["b"]])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def missing_ranges(runs: List[list], first: int, last: int) -> List[list]:
+    """The sub-ranges of [first, last] that no run covers."""
+    missing, nxt = [], first
+    for a, b in sorted(runs):
+        if b < nxt:
+            continue
+        if a > last:
+            break
+        if a > nxt:
+            missing.append([nxt, a - 1])
+        nxt = max(nxt, b + 1)
+    if nxt <= last:
+        missing.append([nxt, last])
+    return missing
+
+
+def gap_problems(files, stats: dict, report: dict, fmt: str) -> List[str]:
+    """Offsets the report says were delivered but no final file holds."""
+    topic, problems = report.get("topic"), []
+    if fmt in RECORD_FORMATS:
+        runs = stats.get("offset_runs") or {}
+    else:  # text: the offset range in each file's name
+        runs = defaultdict(list)
+        for _, meta, _, _ in files:
+            if meta:
+                runs[f"{meta['topic']}-{meta['partition']}"].append([meta["first"], meta["last"]])
+    for p, rng in sorted((report.get("partition_offsets") or {}).items(), key=lambda kv: int(kv[0])):
+        gone = missing_ranges(runs.get(f"{topic}-{p}", []), int(rng["first"]), int(rng["last"]))
+        if gone:
+            n = sum(b - a + 1 for a, b in gone)
+            shown = ", ".join(f"{a}..{b}" for a, b in gone[:10])
+            problems.append(f"gap: partition {p}: {n} delivered offsets in no final file ({shown})")
+    return problems
 
 
 def evaluate(stats: dict, report: dict, fmt: str, only_run: bool) -> dict:
@@ -115,13 +180,14 @@ def evaluate(stats: dict, report: dict, fmt: str, only_run: bool) -> dict:
             continue
         n_ev = pf.get("events", 0) or 0
         if n_ev != n_lines:
-            problems.append(f"{name}: {n_lines - n_ev} of {n_lines} lines are not parseable events")
+            unit = "rows" if fmt == "parquet" else "lines"
+            problems.append(f"{name}: {n_lines - n_ev} of {n_lines} {unit} are not parseable events")
         span = meta["last"] - meta["first"] + 1
         if span <= 0:
             problems.append(f"{name}: last offset < first offset in name")
         if n_lines > span:
             problems.append(f"{name}: {n_lines} lines but offset range holds only {span}")
-        if fmt == "jsonl" and n_ev:
+        if fmt in RECORD_FORMATS and n_ev:
             if (pf.get("min_off"), pf.get("max_off")) != (meta["first"], meta["last"]):
                 problems.append(f"{name}: record offsets {pf.get('min_off')}..{pf.get('max_off')} "
                                 f"differ from name {meta['first']}..{meta['last']}")
@@ -141,6 +207,8 @@ def evaluate(stats: dict, report: dict, fmt: str, only_run: bool) -> dict:
                 problems.append(f"overlapping offsets in {tp[0]}-{tp[1]}: {n1} and {n2}")
             elif f2 > l1 + 1:
                 gaps += 1
+
+    problems += gap_problems(files, stats, report, fmt)
 
     # Per partition (files of the report's topic), counting events of the checked run.
     got_part: Dict[str, int] = defaultdict(int)
@@ -193,7 +261,8 @@ def evaluate(stats: dict, report: dict, fmt: str, only_run: bool) -> dict:
 
     out.append("")
     out.append(f"files: {len(files)}, lines: {sum(stats['line_counts'].values())}, "
-               f"offset gaps between files: {gaps} (informational)"
+               f"offset gaps between files: {gaps} (informational; delivered offsets are checked against "
+               "the report's partition_offsets)"
                + (f", events of other runs ignored: {stats['other_run_events']}" if only_run else ""))
     ok = not problems
     out.append("RESULT: " + ("OK exactly-once: counts match, no duplicates" if ok else "FAIL"))
@@ -208,7 +277,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", required=True, help="flumen final dir (hdfs://... or local path)")
     p.add_argument("--report", required=True, help="gen_events --report JSON")
-    p.add_argument("--format", choices=("text", "jsonl"), default="jsonl")
+    p.add_argument("--format", choices=("text", "jsonl", "parquet"), default="jsonl")
+    p.add_argument("--parquet-read", choices=("auto", "typed", "envelope"), default="auto",
+                   help="parquet: how events are taken (see kpi_job.py --help)")
     p.add_argument("--only-run", action="store_true",
                    help="count only events whose run_id equals the report's (others are listed, not failed)")
     p.add_argument("--json-out", default=None, help="also write the verdict as JSON here")
@@ -232,7 +303,8 @@ def main(argv=None) -> int:
         return 2
     spark = kpi_job.build_spark(app="flumen-count-check", driver_memory=a.driver_memory, hdfs_url=a.hdfs_url)
     try:
-        stats = collect_stats(spark, a.input, a.format, report.get("run_id") if a.only_run else None)
+        stats = collect_stats(spark, a.input, a.format, report.get("run_id") if a.only_run else None,
+                              parquet_read=a.parquet_read)
     except Exception as e:  # noqa: BLE001 - report any read failure as a usage error
         print(f"count_check: cannot read {a.input}: {e}", file=sys.stderr)
         spark.stop()

@@ -1,17 +1,26 @@
 #!/usr/bin/env python3
-"""Per-cell telecom KPIs over the files flumen commits to HDFS (PySpark Structured Streaming).
+"""Per-cell telecom KPIs over the files flumen commits to HDFS (PySpark, streaming or batch).
 
-Input: flumen's *final* directory (e.g. hdfs://127.0.0.1:PORT/user/flumen/flume_kafka). Files
-there are named <prefix>+<topic>+<partition>+<first_offset:020>+<last_offset:020><ext> and only
-ever appear through an atomic rename; in-use files live under `_`-prefixed folders. The Spark
-file source skips `_`/`.`-prefixed names, and this job additionally applies
-pathGlobFilter=FINAL_GLOB so that only final-looking names are read at all.
+Input: flumen's *final* directory (e.g. hdfs://127.0.0.1:PORT/user/flumen/flume_kafka), flat or
+time-bucketed (Hive-style dt=YYYY-MM-DD/hr=HH recommended). Files there are named
+<prefix>+<topic>+<partition>+<first_offset:020>+<last_offset:020><ext> and only ever appear
+through an atomic rename; in-use files live under `_`-prefixed folders. The Spark file source
+skips `_`/`.`-prefixed names, and this job additionally applies pathGlobFilter=FINAL_GLOB so
+that only final-looking names are read at all.
 
-Formats (--format):
-  text   each line is the Kafka record value = one generator event JSON object
-  jsonl  each line is {"topic","partition","offset","timestamp","key","headers","value"} where
-         "value" is the generator event JSON as a string (records with only value_base64 are
-         not UTF-8 events and are dropped)
+Formats (--format; details in flumen_input.py):
+  text     each line is the Kafka record value = one generator event JSON object
+  jsonl    each line is {"topic","partition","offset","timestamp","key","headers","value"} where
+           "value" is the generator event JSON as a string (records with only value_base64 are
+           not UTF-8 events and are dropped)
+  parquet  flumen's Parquet envelope; the event is taken from the value_schema's typed columns
+           where present, else parsed from the binary `value` (--parquet-read auto|typed|envelope)
+
+Modes:
+  streaming (default)   Structured Streaming file source, --available-now or --processing-time
+  --batch               one batch run over the bucket folders under --input; with
+                        --require-marker _COMPLETE only over the buckets holding flumen's
+                        completeness marker, listing every bucket it skips as incomplete
 
 KPIs per (1-minute event-time tumbling window, cell_id, region):
   events                 number of events
@@ -33,11 +42,13 @@ Output modes:
             after every micro-batch; all windows are present at the end of a run, so the sum of
             `events` equals the number of events read. State is never evicted: for bounded
             demo/test runs.
-Both are read back with spark.read.parquet(<output>).
+  --batch   the KPI table of the processed buckets is written to <output> (overwrite).
+All are read back with spark.read.parquet(<output>).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -45,39 +56,12 @@ from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (DoubleType, IntegerType, LongType, StringType, StructField,
-                               StructType)
 
-# Only final file names: prefix+topic+partition+first+last[ext]. Applied to the file name.
-FINAL_GLOB = "*+*+*+*+*"
-
-EVENT_SCHEMA = StructType([
-    StructField("seq", LongType()),
-    StructField("run_id", StringType()),
-    StructField("event_time", LongType()),
-    StructField("event_time_iso", StringType()),
-    StructField("cell_id", StringType()),
-    StructField("region", StringType()),
-    StructField("subscriber", StringType()),
-    StructField("event_type", StringType()),
-    StructField("bytes_up", LongType()),
-    StructField("bytes_down", LongType()),
-    StructField("setup_latency_ms", DoubleType()),
-])
-
-# Outer jsonl record. "headers" (an ordered list of {"key"|"key_base64", "value"|"value_base64"}
-# objects) is deliberately not declared: it is not needed; from_json ignores undeclared fields.
-RECORD_SCHEMA = StructType([
-    StructField("topic", StringType()),
-    StructField("partition", IntegerType()),
-    StructField("offset", LongType()),
-    StructField("timestamp", LongType()),
-    StructField("key", StringType()),
-    StructField("value", StringType()),
-    StructField("value_base64", StringType()),
-])
-
-FORMATS = ("text", "jsonl")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling modules below
+# Re-exported: count_check, the tests and scripts/demo use them through kpi_job.
+from flumen_input import (EVENT_SCHEMA, FINAL_GLOB, FORMATS, PARQUET_READS, RECORD_SCHEMA,  # noqa: F401
+                          parse_lines, parse_parquet, read_events_batch, read_events_stream)
+import buckets as bucket_listing
 
 
 def build_spark(app: str = "flumen-kpi", master: str = "local[2]", driver_memory: str = "640m",
@@ -105,48 +89,6 @@ def build_spark(app: str = "flumen-kpi", master: str = "local[2]", driver_memory
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     return spark
-
-
-def parse_lines(lines: DataFrame, fmt: str, keep_record: bool = False,
-                keep_unparsed: bool = False) -> DataFrame:
-    """Turn a DataFrame with a string column `value` (one file line per row) into events.
-
-    Lines that do not parse (or jsonl records without a UTF-8 value) are dropped.
-    keep_record=True keeps the outer jsonl fields as rec_topic/rec_partition/rec_offset and
-    every other input column (e.g. a file-name column) for checks; keep_unparsed=True keeps
-    lines that are not events, with null event columns (for counting them).
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    passthrough = [c for c in lines.columns if c != "value"] if keep_record else []
-    if fmt == "jsonl":
-        rec = lines.select(F.from_json("value", RECORD_SCHEMA).alias("r"), *passthrough)
-        cols = [F.from_json(F.col("r.value"), EVENT_SCHEMA).alias("e"), *passthrough]
-        if keep_record:
-            cols += [F.col("r.topic").alias("rec_topic"), F.col("r.partition").alias("rec_partition"),
-                     F.col("r.offset").alias("rec_offset")]
-        if not keep_unparsed:
-            rec = rec.where(F.col("r.value").isNotNull())
-        ev = rec.select(*cols)
-    else:
-        ev = lines.select(F.from_json("value", EVENT_SCHEMA).alias("e"), *passthrough)
-    extra = [c for c in ev.columns if c != "e"]
-    if not keep_unparsed:
-        ev = ev.where(F.col("e.event_time").isNotNull() & F.col("e.cell_id").isNotNull())
-    return ev.select("e.*", *extra)
-
-
-def read_events_batch(spark: SparkSession, path: str, fmt: str) -> DataFrame:
-    lines = spark.read.format("text").option("pathGlobFilter", FINAL_GLOB).load(path)
-    return parse_lines(lines, fmt)
-
-
-def read_events_stream(spark: SparkSession, path: str, fmt: str, max_files_per_trigger: int = 20) -> DataFrame:
-    lines = (spark.readStream.format("text")
-             .option("pathGlobFilter", FINAL_GLOB)
-             .option("maxFilesPerTrigger", str(max_files_per_trigger))
-             .load(path))
-    return parse_lines(lines, fmt)
 
 
 def kpis(events: DataFrame, window: str = "1 minute", watermark: Optional[str] = None) -> DataFrame:
@@ -259,11 +201,12 @@ def progress_listener(out=sys.stderr):
 def start_query(spark: SparkSession, input_path: str, output: str, checkpoint: str, fmt: str = "jsonl",
                 available_now: bool = True, processing_time: str = "10 seconds",
                 output_mode: Optional[str] = None, window: str = "1 minute", watermark: str = "2 minutes",
-                max_files_per_trigger: int = 20, console: bool = True, console_rows: int = 20):
+                max_files_per_trigger: int = 20, console: bool = True, console_rows: int = 20,
+                parquet_read: str = "auto"):
     mode = output_mode or ("complete" if available_now else "append")
     if mode not in ("append", "complete"):
         raise ValueError("output mode must be append or complete")
-    events = read_events_stream(spark, input_path, fmt, max_files_per_trigger)
+    events = read_events_stream(spark, input_path, fmt, max_files_per_trigger, parquet_read)
     result = kpis(events, window=window, watermark=watermark)
     w = (result.writeStream.outputMode(mode)
          .option("checkpointLocation", checkpoint)
@@ -273,20 +216,71 @@ def start_query(spark: SparkSession, input_path: str, output: str, checkpoint: s
     return w.start()
 
 
+def run_batch(spark: SparkSession, input_path: str, output: str, fmt: str = "jsonl",
+              require_marker: Optional[str] = None, window: str = "1 minute",
+              parquet_read: str = "auto", out=sys.stderr) -> dict:
+    """One batch KPI run over the buckets under `input_path`; with `require_marker`, only over
+    the buckets holding that marker file (complete ones). Prints every bucket it skips, writes
+    the KPI table to `output` (overwrite) and returns {processed, skipped, events, rows}.
+
+    The KPI table covers the processed buckets together; a window whose events span a complete
+    and an incomplete bucket is partial until the next run (rerun when the next marker lands).
+    """
+    found = bucket_listing.find_buckets(spark, input_path, require_marker)
+    todo, skipped = bucket_listing.split_complete(found, require_marker is not None)
+    for b in skipped:
+        print(f"kpi_job: skipped bucket {b.rel}: incomplete, no {require_marker} "
+              f"({b.final_files} final files)", file=out, flush=True)
+    for b in todo:
+        print(f"kpi_job: bucket {b.rel}: {b.final_files} final files, {b.final_bytes} bytes", file=out,
+              flush=True)
+    summary = {"processed": [b.rel for b in todo], "skipped": [b.rel for b in skipped],
+               "events": 0, "rows": 0}
+    todo = [b for b in todo if b.final_files]  # a marked bucket may be empty: nothing to read
+    if not todo:
+        print("kpi_job: no complete bucket with final files; nothing written", file=out, flush=True)
+        return summary
+    # Hive-style folders (dt=.../hr=...) become partition columns when read below their base.
+    base = input_path if all(b.hive_style for b in todo) else None
+    events = read_events_batch(spark, [b.path for b in todo], fmt, parquet_read, base_path=base)
+    result = kpis(events, window=window).persist()
+    try:
+        result.write.mode("overwrite").parquet(output)
+        agg = result.agg(F.count(F.lit(1)).alias("rows"), F.sum("events").alias("events")).first()
+        summary["rows"], summary["events"] = agg["rows"], agg["events"] or 0
+    finally:
+        result.unpersist()
+    print(f"kpi_job: batch over {len(summary['processed'])} bucket(s): {summary['events']} events, "
+          f"{summary['rows']} KPI rows -> {output}; skipped {len(skipped)} incomplete bucket(s)",
+          file=out, flush=True)
+    return summary
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="flumen per-cell KPI streaming job",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", required=True, help="flumen final dir (hdfs://... or local path)")
     p.add_argument("--output", required=True, help="Parquet output dir (hdfs://... or local)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint dir (hdfs://... or local)")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint dir (hdfs://... or local); required unless --batch")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
+    p.add_argument("--parquet-read", choices=PARQUET_READS, default="auto",
+                   help="parquet: typed value_schema columns where present, else parse `value` (auto); "
+                        "typed columns only (typed); always parse `value` (envelope)")
     g = p.add_mutually_exclusive_group()
+    g.add_argument("--batch", action="store_true",
+                   help="one batch run over the bucket folders under --input (no checkpoint)")
     g.add_argument("--available-now", "--trigger-once", dest="available_now", action="store_true",
                    help="process everything available, then stop (trigger(availableNow=True))")
     g.add_argument("--processing-time", default=None,
                    help="continuous mode with this trigger interval, e.g. '10 seconds' (default mode)")
     p.add_argument("--output-mode", choices=("append", "complete"), default=None,
                    help="default: complete with --available-now, append otherwise")
+    p.add_argument("--require-marker", default=None, metavar="NAME",
+                   help="with --batch: only buckets holding this marker file (e.g. _COMPLETE); the "
+                        "others are listed as skipped")
+    p.add_argument("--batch-report", default=None, metavar="FILE",
+                   help="with --batch: write {processed, skipped, events, rows} as JSON here")
     p.add_argument("--window", default="1 minute")
     p.add_argument("--watermark", default="2 minutes")
     p.add_argument("--max-files-per-trigger", type=int, default=20)
@@ -299,7 +293,26 @@ def parse_args(argv=None):
     p.add_argument("--master", default="local[2]")
     p.add_argument("--driver-memory", default="640m")
     p.add_argument("--shuffle-partitions", type=int, default=4)
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if not a.batch and not a.checkpoint:
+        p.error("--checkpoint is required unless --batch")
+    if not a.batch and (a.require_marker or a.batch_report):
+        p.error("--require-marker and --batch-report need --batch")
+    return a
+
+
+def main_batch(spark: SparkSession, a, t0: float) -> int:
+    try:
+        summary = run_batch(spark, a.input, a.output, fmt=a.format, require_marker=a.require_marker,
+                            window=a.window, parquet_read=a.parquet_read)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"kpi_job: {e}", file=sys.stderr)
+        return 2
+    if a.batch_report:
+        with open(a.batch_report, "w") as f:
+            json.dump(summary, f, indent=2)
+    print(f"kpi_job: done in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -308,13 +321,18 @@ def main(argv=None) -> int:
     spark = build_spark(master=a.master, driver_memory=a.driver_memory,
                         shuffle_partitions=a.shuffle_partitions, hdfs_url=a.hdfs_url)
     print(f"kpi_job: spark {spark.version} session ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    if a.batch:
+        try:
+            return main_batch(spark, a, t0)
+        finally:
+            spark.stop()
     listener = progress_listener()
     spark.streams.addListener(listener)
     q = start_query(spark, a.input, a.output, a.checkpoint, fmt=a.format,
                     available_now=a.available_now, processing_time=a.processing_time or "10 seconds",
                     output_mode=a.output_mode, window=a.window, watermark=a.watermark,
                     max_files_per_trigger=a.max_files_per_trigger, console=a.console,
-                    console_rows=a.console_rows)
+                    console_rows=a.console_rows, parquet_read=a.parquet_read)
     try:
         if a.available_now:
             q.awaitTermination()

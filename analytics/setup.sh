@@ -8,9 +8,12 @@
 #   FLUMEN_CACHE   cache root (default ~/.cache/flumen); venv lives at $FLUMEN_CACHE/venv
 #   FLUMEN_PYTHON  interpreter used to create the venv (default: python3.11, else python3)
 #   PIP_CACHE_DIR  pip download cache (default ~/.cache/pip)
-# The venv is rebuilt only when requirements.txt (or the base interpreter version) changes;
-# a rerun with nothing changed returns in well under a second. The python path is also
-# written to $FLUMEN_CACHE/analytics-python for scripts that prefer reading a file.
+# The venv is rebuilt from scratch only when the base interpreter version changes (or it is
+# missing). A changed requirements.txt is installed into the existing venv (`pip install -r`
+# is idempotent: it adds or re-pins what differs and leaves the rest), so adding a package does
+# not throw away the ~400 MB pyspark install other users of the same cache rely on. A rerun
+# with nothing changed returns in well under a second. The python path is also written to
+# $FLUMEN_CACHE/analytics-python for scripts that prefer reading a file.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,16 +34,23 @@ mkdir -p "$cache" "$PIP_CACHE_DIR"
 exec 9>"$cache/.analytics-setup.lock"
 flock 9
 
-want="$( { cat "$req"; "$base" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+base_version="$("$base" -c 'import sys; print(sys.version)')"
+want="$( { cat "$req"; echo "$base_version"; } | sha256sum | cut -d' ' -f1)"
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "analytics venv up to date: $venv" >&2
 else
-  echo "analytics venv: (re)building $venv with $base" >&2
-  rm -rf "$venv"
-  "$base" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2 || echo "warning: pip self-upgrade failed; continuing" >&2
+  have_version="$("$venv/bin/python" -c 'import sys; print(sys.version)' 2>/dev/null || true)"
+  if [[ "$have_version" != "$base_version" ]]; then
+    echo "analytics venv: (re)building $venv with $base" >&2
+    rm -rf "$venv"
+    "$base" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip >&2 || echo "warning: pip self-upgrade failed; continuing" >&2
+  else
+    echo "analytics venv: requirements changed, installing into $venv" >&2
+  fi
+  rm -f "$stamp"  # an interrupted install must not look up to date
   "$venv/bin/python" -m pip install --quiet -r "$req" >&2
-  "$venv/bin/python" -c 'import pyspark, confluent_kafka, pytest' >&2
+  "$venv/bin/python" -c 'import pyspark, confluent_kafka, pytest, pyarrow' >&2
   echo "$want" > "$stamp"
 fi
 echo "$venv/bin/python" > "$cache/analytics-python"
