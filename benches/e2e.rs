@@ -256,6 +256,33 @@ fn testbed(command: &str) {
     assert!(ok, "scripts/testbed {command} failed");
 }
 
+/// Runs `f` and returns the cores the whole machine kept busy meanwhile, on average (from
+/// `/proc/stat`): near the core count, a phase is bound by CPU, whoever spends it.
+fn busy_cores<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let (busy0, total0) = cpu_ticks();
+    let out = f();
+    let (busy1, total1) = cpu_ticks();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let share = (busy1 - busy0) as f64 / ((total1 - total0) as f64).max(1.0);
+    (out, share * cores)
+}
+
+/// The machine's (busy, total) clock ticks: every state but idle and iowait is busy.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split(' ').take(3).collect::<Vec<_>>().join(" "))
@@ -472,13 +499,13 @@ fn main() {
         return backlog_only(&bench);
     }
     let load_before = loadavg();
-    let raw_poll = bench.raw("poll");
+    let (raw_poll, raw_busy) = busy_cores(|| bench.raw("poll"));
     let raw_batch = bench.raw("batch");
-    let (live, pauses, startup, (fetched, dropped)) = bench.live();
+    let ((live, pauses, startup, (fetched, dropped)), live_busy) = busy_cores(|| bench.live());
     let (a, b) = (Flumen::new(&bench, "drain"), Flumen::new(&bench, "replay"));
     let filled = backlog(&bench, &[&a, &b]);
-    let drain = drain_by_restart(&bench, &a);
-    let replay = drain_by_replay(&b);
+    let (drain, drain_busy) = busy_cores(|| drain_by_restart(&bench, &a));
+    let (replay, replay_busy) = busy_cores(|| drain_by_replay(&b));
     let load_after = loadavg();
 
     let channel_bytes = filled[0].1;
@@ -500,6 +527,12 @@ fn main() {
         raw_poll.wall_s / live.wall_s,
         live.cpu_s / raw_poll.cpu_s.max(1e-9),
         drain.wall_s / live.wall_s,
+    );
+    println!(
+        "machine busy, every process (Kafka, HDFS and the bench too), of {} cores: raw poll \
+         {raw_busy:.2}, live {live_busy:.2}, drain by restart {drain_busy:.2}, replay \
+         {replay_busy:.2}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for (i, (rss, bytes)) in filled.iter().enumerate() {
         println!(
