@@ -138,11 +138,23 @@ pub struct HdfsSettings {
     pub retry_backoff_max: Duration,
     pub files_closing_max: usize,
     pub files_closing_per_partition_max: usize,
+    /// `[hdfs.parquet]`; defaults when absent.
+    pub parquet: ParquetSettings,
     /// Kerberos login; `None`: the cluster's simple authentication (or `HADOOP_CONF_DIR`'s).
     pub kerberos: Option<KerberosSettings>,
     /// Hadoop client keys for hdfs-native, `hadoop.security.authentication` included when
     /// `kerberos` is set.
     pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// `[hdfs.parquet]`, for `format = "parquet"`.
+#[derive(Debug, Clone)]
+pub struct ParquetSettings {
+    /// A row group is encoded once its buffered rows reach this many bytes; the memory an
+    /// open Parquet file holds is bounded by it (ARCHITECTURE.md, Invariants).
+    pub row_group_bytes_max: usize,
+    /// `value_schema` or `value_schema_file`, parsed: typed columns for JSON values.
+    pub value_schema: Option<std::sync::Arc<crate::sink::value_schema::ValueSchema>>,
 }
 
 /// `hdfs.kerberos_principal` and `hdfs.kerberos_keytab`.
@@ -212,6 +224,10 @@ pub enum Format {
     /// One JSON object per record with its Kafka metadata.
     #[serde(rename = "jsonl")]
     JsonLines,
+    /// Parquet files: the record envelope as columns, plus typed columns of
+    /// `[hdfs.parquet] value_schema` (`crate::sink::parquet`).
+    #[serde(rename = "parquet")]
+    Parquet,
 }
 
 /// `hdfs.compression`.
@@ -222,6 +238,8 @@ pub enum Compression {
     None,
     Gzip,
     Zstd,
+    /// Parquet's column codec only.
+    Snappy,
 }
 
 /// `hdfs.time_zone` for the path escapes.
@@ -409,7 +427,7 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
 
     #[test]
     fn bad_value_is_named_with_key_and_line() {
-        let text = MINIMAL.replace("path = \"/user", "format = \"parquet\"\npath = \"/user");
+        let text = MINIMAL.replace("path = \"/user", "format = \"orc\"\npath = \"/user");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("`hdfs.format`"), "{err}");
         assert!(err.contains("test.toml:11"), "{err}");

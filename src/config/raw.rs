@@ -133,10 +133,28 @@ pub struct HdfsConfig {
     /// process's default credential cache (kept fresh by someone else, e.g. k5start).
     #[serde(default)]
     pub kerberos_keytab: Option<std::path::PathBuf>,
+    /// `[hdfs.parquet]`: only with `format = "parquet"`.
+    #[serde(default)]
+    pub parquet: Option<ParquetConfig>,
     /// Hadoop client configuration passed to hdfs-native (data transfer protection, HA
     /// name services, ...), over whatever `HADOOP_CONF_DIR` holds.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetConfig {
+    /// Typed columns for JSON values, e.g. "seq long, region string, lat double nullable"
+    /// (`crate::sink::value_schema`). Default: none, the envelope only.
+    #[serde(default)]
+    pub value_schema: Option<String>,
+    /// The same, read from a file; not together with `value_schema`.
+    #[serde(default)]
+    pub value_schema_file: Option<PathBuf>,
+    /// Buffered bytes at which a row group is encoded, per open file.
+    #[serde(default = "default_row_group_bytes_max")]
+    pub row_group_bytes_max: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +238,11 @@ fn default_roll_bytes_max() -> u64 {
 }
 fn default_roll_interval_s() -> u64 {
     300
+}
+/// Big enough for Spark's column reads to be long runs, small enough that a member writing
+/// 100 partitions buffers 1.6 GiB at most (ARCHITECTURE.md, Invariants).
+pub(super) fn default_row_group_bytes_max() -> u64 {
+    16 << 20
 }
 fn default_files_closing_max() -> usize {
     64

@@ -5,8 +5,10 @@
 
 pub mod dead_letter;
 pub mod format;
+pub mod parquet;
 pub mod path;
 mod roll;
+pub mod value_schema;
 pub mod watchdog;
 
 use std::collections::{HashMap, VecDeque};
@@ -23,7 +25,7 @@ use crate::hdfs::{HdfsWriter, NativeHdfs, NativeWriter};
 use crate::poison::{Poison, Policy, Rules};
 use crate::wal::{BatchView, RecordView, TopicPartition, WalIndex, WalReader};
 use dead_letter::{dead_letter_body, dead_letter_path, write_dead_letter, Written};
-use format::{Compression, Encoder, Format};
+use format::{Compression, FileEncoder, Format, PushError};
 use path::PathTemplate;
 use roll::{Done, Link, Outcome, Roll};
 
@@ -74,6 +76,8 @@ pub struct SinkOptions {
     pub file_suffix: String,
     pub format: Format,
     pub compression: Compression,
+    /// Row groups and the value schema of `format = "parquet"`.
+    pub parquet: parquet::ParquetOptions,
     pub roll_records_max: u64,
     pub roll_bytes_max: u64,
     pub roll_interval: Duration,
@@ -96,6 +100,10 @@ impl SinkOptions {
             file_suffix: h.file_suffix.clone(),
             format: h.format,
             compression: h.compression,
+            parquet: parquet::ParquetOptions {
+                row_group_bytes_max: h.parquet.row_group_bytes_max,
+                value_schema: h.parquet.value_schema.clone(),
+            },
             roll_records_max: h.roll_records_max,
             roll_bytes_max: h.roll_bytes_max,
             roll_interval: h.roll_interval,
@@ -165,7 +173,7 @@ struct OpenFile {
     last: i64,
     records: u64,
     bytes_raw: u64,
-    encoder: Encoder,
+    encoder: FileEncoder,
     opened: Instant,
     last_write: Instant,
 }
@@ -495,13 +503,14 @@ impl Sink {
             if opts.format == Format::Text && record.value.is_none() {
                 events::text_tombstone();
             }
-            line.clear();
-            opts.format.encode(&tp.topic, tp.partition, &record, line);
-            if let Err(e) = f.encoder.write(line) {
-                return Run::Failed(e);
-            }
+            let added = match f.encoder.push(tp, &record, line) {
+                Ok(n) => n,
+                // Dead-lettered by `write_record`, which pushes it again (nothing was added).
+                Err(PushError::Misfit(_)) => return Run::Slow(record),
+                Err(PushError::Io(e)) => return Run::Failed(e),
+            };
             f.records += 1;
-            f.bytes_raw += line.len() as u64;
+            f.bytes_raw += added;
             f.last = record.offset;
             if f.encoder.pending_output_bytes() >= *write_chunk || roll_full(opts, f) {
                 return Run::Due;
@@ -518,7 +527,10 @@ impl Sink {
         record: &RecordView<'_>,
     ) -> Result<bool, SinkError> {
         if let Some(poison) = self.divert(tp, record) {
-            return self.dead_letter(tp, record, poison).await.map(|()| true);
+            return self
+                .dead_letter(tp, record, poison, None)
+                .await
+                .map(|()| true);
         }
         let time_ms = record_time_ms(&self.opts, record);
         // Paths resolve to the second at most, so render once per partition per second.
@@ -552,15 +564,21 @@ impl Sink {
             }
             Some(_) => {}
         }
-        self.line.clear();
-        self.opts
-            .format
-            .encode(&tp.topic, tp.partition, record, &mut self.line);
         let st = self.parts.get_mut(tp).expect("active");
         let f = st.open.as_mut().expect("opened above");
-        f.encoder.write(&self.line).map_err(SinkError::Channel)?;
+        let added = match f.encoder.push(tp, record, &mut self.line) {
+            Ok(n) => n,
+            Err(PushError::Misfit(m)) => {
+                let (poison, detail) = (Poison::ValueSchemaMisfit, m.to_string());
+                return self
+                    .dead_letter(tp, record, poison, Some(&detail))
+                    .await
+                    .map(|()| true);
+            }
+            Err(PushError::Io(e)) => return Err(SinkError::Channel(e)),
+        };
         f.records += 1;
-        f.bytes_raw += self.line.len() as u64;
+        f.bytes_raw += added;
         f.last = record.offset;
         self.flush_chunk(tp).await?;
         Ok(true)
@@ -603,7 +621,13 @@ impl Sink {
             last: start,
             records: 0,
             bytes_raw: 0,
-            encoder: Encoder::new(self.opts.compression).map_err(SinkError::Channel)?,
+            encoder: FileEncoder::new(
+                self.opts.format,
+                self.opts.compression,
+                &self.opts.parquet,
+                &tp.topic,
+            )
+            .map_err(SinkError::Channel)?,
             opened: now,
             last_write: now,
         });
@@ -932,12 +956,13 @@ impl Sink {
         tp: &TopicPartition,
         record: &RecordView<'_>,
         poison: Poison,
+        detail: Option<&str>,
     ) -> Result<(), SinkError> {
         let Some(dir) = &self.opts.dead_letter_dir else {
             unreachable!("the config requires hdfs.dead_letter_dir for a dead_letter policy")
         };
         let path = dead_letter_path(dir, tp, record.offset);
-        let body = Bytes::from(dead_letter_body(tp, record, poison));
+        let body = Bytes::from(dead_letter_body(tp, record, poison, detail));
         let written = write_dead_letter(self.ledger.hdfs().as_ref(), &path, body)
             .await
             .map_err(|source| CommitError::Hdfs {
@@ -1100,6 +1125,10 @@ mod tests {
             file_suffix: ".jsonl.gz".into(),
             format: Format::JsonLines,
             compression: Compression::Gzip,
+            parquet: parquet::ParquetOptions {
+                row_group_bytes_max: 1 << 20,
+                value_schema: None,
+            },
             roll_records_max: 0,
             roll_bytes_max: 0,
             roll_interval: Duration::ZERO,
