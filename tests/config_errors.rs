@@ -395,6 +395,13 @@ const CASES: &[(Edit, Expect)] = &[
     (
         Replace(
             "\n[metrics]",
+            "format = \"parquet\"\n\n[hdfs.parquet]\nrow_group_bytes_max = 8388608\nbuffers_bytes_max = 1048576\n\n[metrics]",
+        ),
+        Key("hdfs.parquet.buffers_bytes_max"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
             "format = \"parquet\"\ndead_letter_dir = \"/dl\"\n\n[hdfs.parquet]\nvalue_schema = \"seq int\"\n\n[metrics]",
         ),
         Key("hdfs.parquet.value_schema"),

@@ -417,3 +417,36 @@ fn crash_after_claim_before_rename_parquet() {
 fn crash_after_rename_before_offset_commit_parquet() {
     crash_at("commit-after-rename");
 }
+
+/// The open files' row groups together stay within `hdfs.parquet.buffers_bytes_max`: with a
+/// budget of one small row group and a roll interval far away, the largest file rolls early
+/// (files land long before the interval), and nothing is lost or doubled by it.
+#[test]
+fn row_groups_above_the_sink_budget_roll_the_largest_file_early() {
+    let mut c = common::Case::new("pq-budget");
+    c.cfg.extra_hdfs = "roll_records_max = 0\nroll_bytes_max = 0\nroll_interval_s = 600\n".into();
+    c.rewrite();
+    parquet_config(
+        &c.config,
+        "[hdfs.parquet]\nrow_group_bytes_max = 65536\nbuffers_bytes_max = 65536\n",
+    );
+    let p = common::producer(testbed());
+    common::produce(&p, &c.cfg.topic, 0, 3000);
+    let mut relay = spawn_relay(&c.config, None);
+    // 3000 rows of ~260 buffered bytes are ~12 budgets: most land while the relay runs.
+    let early = wait_landed(&c.cfg.hdfs_path, 2000);
+    assert!(
+        early.len() >= 2000,
+        "{} landed\n{}",
+        early.len(),
+        relay.key_log_lines()
+    );
+    assert!(
+        relay.log_text().contains("rolling early"),
+        "{}",
+        relay.key_log_lines()
+    );
+    // The rest is committed by the graceful stop.
+    relay.stop_gracefully(Duration::from_secs(60));
+    assert_exactly_once(&landed(&c.cfg.hdfs_path), 3000);
+}

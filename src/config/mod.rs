@@ -153,6 +153,9 @@ pub struct ParquetSettings {
     /// A row group is encoded once its buffered rows reach this many bytes; the memory an
     /// open Parquet file holds is bounded by it (ARCHITECTURE.md, Invariants).
     pub row_group_bytes_max: usize,
+    /// The row groups of all open Parquet files together; above it the sink rolls the file
+    /// buffering the most.
+    pub buffers_bytes_max: usize,
     /// `value_schema` or `value_schema_file`, parsed: typed columns for JSON values.
     pub value_schema: Option<std::sync::Arc<crate::sink::value_schema::ValueSchema>>,
 }
@@ -408,6 +411,34 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
     fn example_config_parses() {
         let text = include_str!("../../config.example.toml");
         parse(text).unwrap();
+    }
+
+    /// The example's commented `[hdfs.parquet]` block, switched on, is a valid config whose
+    /// schema is gen_events.py's event model.
+    #[test]
+    fn example_parquet_block_parses() {
+        let text = include_str!("../../config.example.toml")
+            .replacen("format = \"text\"", "format = \"parquet\"", 1)
+            .replace("compression = \"none\"", "compression = \"snappy\"")
+            .replace("# dead_letter_dir =", "dead_letter_dir =");
+        let (head, tail) = text.split_once("# [hdfs.parquet]").expect("the block");
+        let (block, rest) = tail.split_once("\n\n").expect("the block ends");
+        let block = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                let keys = ["value_schema =", "row_group_bytes_max", "buffers_bytes_max"];
+                keys.iter().any(|k| l.starts_with(k)) || l.starts_with("  ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = format!("{head}[hdfs.parquet]\n{block}\n\n{rest}");
+        let c = parse(&text).unwrap();
+        let schema = c.hdfs.parquet.value_schema.expect("a schema");
+        assert_eq!(schema.fields.len(), 11);
+        assert!(schema.fields[10].nullable && !schema.fields[0].nullable);
+        assert_eq!(c.hdfs.file_suffix, ".parquet");
+        assert_eq!(c.hdfs.parquet.row_group_bytes_max, 16 << 20);
     }
 
     #[test]

@@ -155,6 +155,10 @@ pub struct ParquetConfig {
     /// Buffered bytes at which a row group is encoded, per open file.
     #[serde(default = "default_row_group_bytes_max")]
     pub row_group_bytes_max: u64,
+    /// Buffered bytes of all open files' row groups together; above it the largest file
+    /// rolls early.
+    #[serde(default = "default_buffers_bytes_max")]
+    pub buffers_bytes_max: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,10 +243,15 @@ fn default_roll_bytes_max() -> u64 {
 fn default_roll_interval_s() -> u64 {
     300
 }
-/// Big enough for Spark's column reads to be long runs, small enough that a member writing
-/// 100 partitions buffers 1.6 GiB at most (ARCHITECTURE.md, Invariants).
+/// Big enough for Spark's column reads to be long runs (pages of 1 MiB, several per column),
+/// small enough to fill within a roll interval at a few MB/s per partition.
 pub(super) fn default_row_group_bytes_max() -> u64 {
     16 << 20
+}
+/// Sixteen full row groups: a member writing more partitions than that at full size rolls
+/// its largest files early rather than grow (ARCHITECTURE.md, Invariants).
+pub(super) fn default_buffers_bytes_max() -> u64 {
+    256 << 20
 }
 fn default_files_closing_max() -> usize {
     64

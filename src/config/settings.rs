@@ -37,6 +37,8 @@ const PREFETCH_MEMORY_BYTES: RangeInclusive<u64> = 1 << 20..=16 << 30;
 /// Below 64 KiB a row group holds a handful of pages; above 1 GiB one open file's buffer
 /// alone is a memory problem (and the value columns' offsets are `usize`, well within it).
 const ROW_GROUP_BYTES: RangeInclusive<u64> = 64 << 10..=1 << 30;
+/// Up to 64 GiB; at least one row group (checked against `row_group_bytes_max`).
+const BUFFERS_BYTES: RangeInclusive<u64> = 64 << 10..=64 << 30;
 
 /// Where errors point: the text (for line numbers) and the file's path.
 struct At<'a> {
@@ -408,6 +410,7 @@ fn parquet(
     let Some(p) = &h.parquet else {
         return Ok(super::ParquetSettings {
             row_group_bytes_max: raw::default_row_group_bytes_max() as usize,
+            buffers_bytes_max: raw::default_buffers_bytes_max() as usize,
             value_schema: None,
         });
     };
@@ -462,8 +465,17 @@ fn parquet(
         p.row_group_bytes_max,
         ROW_GROUP_BYTES,
     )?;
+    let buffers_bytes_max = at.range(S, "buffers_bytes_max", p.buffers_bytes_max, BUFFERS_BYTES)?;
+    if buffers_bytes_max < row_group_bytes_max {
+        return Err(at.err(
+            S,
+            "buffers_bytes_max",
+            "must be at least hdfs.parquet.row_group_bytes_max (one full row group)",
+        ));
+    }
     Ok(super::ParquetSettings {
         row_group_bytes_max: row_group_bytes_max as usize,
+        buffers_bytes_max: buffers_bytes_max as usize,
         value_schema,
     })
 }

@@ -144,6 +144,14 @@ impl FileEncoder {
         }
     }
 
+    /// Records held for a Parquet row group not yet encoded (0 for a line format).
+    pub fn buffered_bytes(&self) -> usize {
+        match self {
+            FileEncoder::Lines { .. } => 0,
+            FileEncoder::Parquet(p) => p.buffered_bytes(),
+        }
+    }
+
     pub fn pending_output_bytes(&self) -> usize {
         match self {
             FileEncoder::Lines { stream, .. } => stream.pending_output_bytes(),

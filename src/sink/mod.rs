@@ -102,6 +102,7 @@ impl SinkOptions {
             compression: h.compression,
             parquet: parquet::ParquetOptions {
                 row_group_bytes_max: h.parquet.row_group_bytes_max,
+                buffers_bytes_max: h.parquet.buffers_bytes_max,
                 value_schema: h.parquet.value_schema.clone(),
             },
             roll_records_max: h.roll_records_max,
@@ -395,8 +396,35 @@ impl Sink {
             };
             n += 1;
             self.write_batch(shape.view(frame)).await?;
+            self.bound_row_groups().await?;
         }
         Ok(n)
+    }
+
+    /// With `format = "parquet"`, rolls the open file buffering the most rows while the open
+    /// files together buffer more than `hdfs.parquet.buffers_bytes_max`, so the row groups
+    /// being filled stay within it, give or take one batch (ARCHITECTURE.md, Invariants).
+    /// A file that cannot roll yet (its partition is blocked) reads nothing until it does.
+    async fn bound_row_groups(&mut self) -> Result<(), SinkError> {
+        if self.opts.format != Format::Parquet {
+            return Ok(());
+        }
+        loop {
+            let buffered = self.parts.iter().filter_map(|(tp, st)| {
+                let f = st.open.as_ref().filter(|_| !st.blocked)?;
+                Some((f.encoder.buffered_bytes(), tp))
+            });
+            let (total, largest) = buffered.fold((0, None), |(sum, max), (b, tp)| {
+                (sum + b, max.max(Some((b, tp))))
+            });
+            let Some((_, tp)) = largest.filter(|_| total > self.opts.parquet.buffers_bytes_max)
+            else {
+                return Ok(());
+            };
+            let tp = tp.clone();
+            tracing::debug!(partition = %tp, total, "rolling early: Parquet row groups above hdfs.parquet.buffers_bytes_max");
+            self.roll(&tp).await?;
+        }
     }
 
     async fn write_batch(&mut self, batch: BatchView<'_>) -> Result<(), SinkError> {
@@ -1127,6 +1155,7 @@ mod tests {
             compression: Compression::Gzip,
             parquet: parquet::ParquetOptions {
                 row_group_bytes_max: 1 << 20,
+                buffers_bytes_max: 1 << 30,
                 value_schema: None,
             },
             roll_records_max: 0,

@@ -44,6 +44,8 @@ const ZSTD_LEVEL: i32 = 3;
 pub struct ParquetOptions {
     /// A row group is encoded once the rows buffered for it reach this many bytes.
     pub row_group_bytes_max: usize,
+    /// The open files' row groups together: above it the sink rolls the largest file.
+    pub buffers_bytes_max: usize,
     pub value_schema: Option<Arc<ValueSchema>>,
 }
 
@@ -124,6 +126,11 @@ impl ParquetEncoder {
             None => typed.extend(schema.fields.iter().map(|f| null_of(f.ty))),
         }
         Ok(self.rows.push(partition, record, &typed) as u64)
+    }
+
+    /// Bytes of the rows buffered for the row group being filled.
+    pub fn buffered_bytes(&self) -> usize {
+        self.rows.bytes
     }
 
     /// Encoded bytes ready to be written to HDFS.
@@ -442,6 +449,7 @@ mod tests {
     fn opts(row_group_bytes_max: usize, schema: Option<&str>) -> ParquetOptions {
         ParquetOptions {
             row_group_bytes_max,
+            buffers_bytes_max: usize::MAX,
             value_schema: schema.map(|s| Arc::new(ValueSchema::parse(s).unwrap())),
         }
     }
