@@ -71,7 +71,8 @@ def read_spark(root):
              .config("spark.driver.bindAddress", "127.0.0.1")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
-    df = spark.read.parquet(root)
+    # file:// explicitly: with HADOOP_CONF_DIR set, a bare path would resolve against HDFS.
+    df = spark.read.parquet("file://" + os.path.abspath(root))
     columns = df.columns
     df = df.withColumn("timestamp_ms", F.col("timestamp").cast("double") * 1000)
     rows = []

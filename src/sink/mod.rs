@@ -560,6 +560,16 @@ impl Sink {
                 .await
                 .map(|()| true);
         }
+        // Before a file is opened for it: a file never starts at a record it will not hold.
+        if let Some(schema) = &self.opts.parquet.value_schema {
+            if let Err(m) = schema.check(record.value) {
+                let (poison, detail) = (Poison::ValueSchemaMisfit, m.to_string());
+                return self
+                    .dead_letter(tp, record, poison, Some(&detail))
+                    .await
+                    .map(|()| true);
+            }
+        }
         let time_ms = record_time_ms(&self.opts, record);
         // Paths resolve to the second at most, so render once per partition per second.
         let second = time_ms.div_euclid(1000);
@@ -596,6 +606,8 @@ impl Sink {
         let f = st.open.as_mut().expect("opened above");
         let added = match f.encoder.push(tp, record, &mut self.line) {
             Ok(n) => n,
+            // `check` above refused what `push` refuses; should they ever disagree, the record
+            // is still dead-lettered, never dropped.
             Err(PushError::Misfit(m)) => {
                 let (poison, detail) = (Poison::ValueSchemaMisfit, m.to_string());
                 return self

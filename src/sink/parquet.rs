@@ -118,8 +118,7 @@ impl ParquetEncoder {
         let json;
         match record.value() {
             Some(value) => {
-                json = serde_json::from_slice::<serde_json::Value>(value)
-                    .map_err(|e| Misfit(format!("the value is not JSON: {e}")))?;
+                json = super::value_schema::parse(value)?;
                 schema.extract(&json, &mut typed)?;
             }
             // A tombstone: kept, its typed columns null (readers tell it by a null `value`).

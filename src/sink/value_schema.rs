@@ -88,6 +88,16 @@ impl ValueSchema {
         Ok(Self { fields })
     }
 
+    /// Whether a record's value fits: what `ParquetEncoder::push` would refuse, asked before
+    /// a file is opened for the record. A tombstone (no value) fits, its columns null.
+    pub fn check(&self, value: Option<&[u8]>) -> Result<(), Misfit> {
+        let Some(value) = value else {
+            return Ok(());
+        };
+        let json = parse(value)?;
+        self.extract(&json, &mut Vec::new())
+    }
+
     /// The declared fields of `value` (a JSON object), in schema order, into `out`. On a
     /// misfit `out` holds a prefix and the record must not be written.
     pub fn extract<'a>(&self, value: &'a Value, out: &mut Vec<Typed<'a>>) -> Result<(), Misfit> {
@@ -107,6 +117,11 @@ impl ValueSchema {
         }
         Ok(())
     }
+}
+
+/// A record's value as JSON.
+pub fn parse(value: &[u8]) -> Result<Value, Misfit> {
+    serde_json::from_slice(value).map_err(|e| Misfit(format!("the value is not JSON: {e}")))
 }
 
 fn parse_field(item: &str) -> Result<Field, String> {
