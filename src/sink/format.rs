@@ -144,6 +144,14 @@ impl FileEncoder {
         }
     }
 
+    /// The file can take no more records (a Parquet file at its row-group limit).
+    pub fn full(&self) -> bool {
+        match self {
+            FileEncoder::Lines { .. } => false,
+            FileEncoder::Parquet(p) => p.full(),
+        }
+    }
+
     /// Records held for a Parquet row group not yet encoded (0 for a line format).
     pub fn buffered_bytes(&self) -> usize {
         match self {

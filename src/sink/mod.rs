@@ -1082,9 +1082,11 @@ fn record_time_ms(opts: &SinkOptions, record: &RecordView<'_>) -> i64 {
     }
 }
 
-/// The file holds `hdfs.roll_records_max` records or `hdfs.roll_bytes_max` bytes.
+/// The file holds `hdfs.roll_records_max` records or `hdfs.roll_bytes_max` bytes, or all
+/// its format allows.
 fn roll_full(o: &SinkOptions, f: &OpenFile) -> bool {
-    (o.roll_records_max > 0 && f.records >= o.roll_records_max)
+    f.encoder.full()
+        || (o.roll_records_max > 0 && f.records >= o.roll_records_max)
         || (o.roll_bytes_max > 0 && f.bytes_raw >= o.roll_bytes_max)
 }
 

@@ -36,6 +36,9 @@ use crate::wal::RecordRef;
 const ROW_OVERHEAD_BYTES: usize = 160;
 /// Data page and dictionary page size, set explicitly (the crate's default, 1 MiB).
 const PAGE_BYTES_MAX: usize = 1 << 20;
+/// A file rolls at this many row groups: Parquet allows at most 32767 (an i16 ordinal),
+/// which 64 KiB row groups reach at 2 GiB when only time rolls files.
+const ROW_GROUPS_MAX: usize = 32_000;
 /// The zstd level (as for `jsonl` files).
 const ZSTD_LEVEL: i32 = 3;
 
@@ -125,6 +128,11 @@ impl ParquetEncoder {
             None => typed.extend(schema.fields.iter().map(|f| null_of(f.ty))),
         }
         Ok(self.rows.push(partition, record, &typed) as u64)
+    }
+
+    /// The file holds as many row groups as it may: it must roll.
+    pub fn full(&self) -> bool {
+        self.writer.flushed_row_groups().len() >= ROW_GROUPS_MAX
     }
 
     /// Bytes of the rows buffered for the row group being filled.
