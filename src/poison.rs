@@ -37,6 +37,10 @@ pub enum Poison {
     /// `format = "text"` and the value holds `\n` or `\r` (Hadoop's and so Spark's text
     /// reader end a line at either) at byte `at`: one record would read as two.
     TextLineBreak { at: usize },
+    /// `format = "parquet"` with a value schema, and the value does not fit it (not JSON, a
+    /// field of another type, a missing field that is not nullable). Judged by the sink's
+    /// encoder, not by [`Rules::judge`]: always diverted, so the source never halts on it.
+    ValueSchemaMisfit,
 }
 
 impl Poison {
@@ -45,6 +49,7 @@ impl Poison {
         match self {
             Poison::Oversized { .. } => "oversized",
             Poison::TextLineBreak { .. } => "text_line_break",
+            Poison::ValueSchemaMisfit => "value_schema_misfit",
         }
     }
 
@@ -59,6 +64,10 @@ impl Poison {
                 "set hdfs.text_newline_policy = \"dead_letter\" and hdfs.dead_letter_dir to \
                  divert such records (or \"raw\" to write them as Flume does, or use \
                  format = \"jsonl\")"
+            }
+            Poison::ValueSchemaMisfit => {
+                "fix the producer or widen hdfs.parquet.value_schema (a nullable field, \
+                 another type)"
             }
         }
     }
@@ -75,6 +84,7 @@ impl fmt::Display for Poison {
                 "holds a line break at byte {at}, which format = \"text\" would split into \
                  two lines"
             ),
+            Poison::ValueSchemaMisfit => write!(f, "does not fit hdfs.parquet.value_schema"),
         }
     }
 }

@@ -127,7 +127,7 @@ const CASES: &[(Edit, Expect)] = &[
         Add("kafka", "oversized_record_policy = \"skip\""),
         Key("kafka.oversized_record_policy"),
     ),
-    (Add("hdfs", "format = \"parquet\""), Key("hdfs.format")),
+    (Add("hdfs", "format = \"orc\""), Key("hdfs.format")),
     (
         Add("hdfs", "compression = \"snappy\""),
         Key("hdfs.compression"),
@@ -367,6 +367,72 @@ const CASES: &[(Edit, Expect)] = &[
     (
         Add("hdfs", "text_newline_policy = \"dead_letter\""),
         Key("hdfs.text_newline_policy"),
+    ),
+    // Parquet (`format = "parquet"`, `[hdfs.parquet]`).
+    (
+        Add("hdfs", "format = \"parquet\"\ncompression = \"gzip\""),
+        Key("hdfs.compression"),
+    ),
+    (Add("hdfs", "compression = \"snappy\""), Key("hdfs.compression")),
+    (
+        Add("hdfs.parquet", "row_group_bytes_max = 1048576"),
+        Key("hdfs.parquet"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
+            "format = \"parquet\"\n\n[hdfs.parquet]\nrow_group_bytes_max = 1\n\n[metrics]",
+        ),
+        Key("hdfs.parquet.row_group_bytes_max"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
+            "format = \"parquet\"\n\n[hdfs.parquet]\nrow_groups = 1\n\n[metrics]",
+        ),
+        Key("hdfs.parquet.row_groups"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
+            "format = \"parquet\"\n\n[hdfs.parquet]\nrow_group_bytes_max = 8388608\nbuffers_bytes_max = 1048576\n\n[metrics]",
+        ),
+        Key("hdfs.parquet.buffers_bytes_max"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
+            "format = \"parquet\"\ndead_letter_dir = \"/dl\"\n\n[hdfs.parquet]\nvalue_schema = \"seq int\"\n\n[metrics]",
+        ),
+        Key("hdfs.parquet.value_schema"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
+            "format = \"parquet\"\ndead_letter_dir = \"/dl\"\n\n[hdfs.parquet]\nvalue_schema = \"offset long\"\n\n[metrics]",
+        ),
+        Key("hdfs.parquet.value_schema"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
+            "format = \"parquet\"\n\n[hdfs.parquet]\nvalue_schema = \"seq long\"\n\n[metrics]",
+        ),
+        Key("hdfs.dead_letter_dir"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
+            "format = \"parquet\"\ndead_letter_dir = \"/dl\"\n\n[hdfs.parquet]\nvalue_schema = \"seq long\"\nvalue_schema_file = \"/etc/s\"\n\n[metrics]",
+        ),
+        Key("hdfs.parquet.value_schema_file"),
+    ),
+    (
+        Replace(
+            "\n[metrics]",
+            "format = \"parquet\"\ndead_letter_dir = \"/dl\"\n\n[hdfs.parquet]\nvalue_schema_file = \"/nonexistent/schema\"\n\n[metrics]",
+        ),
+        Key("hdfs.parquet.value_schema_file"),
     ),
     // The rest.
     (

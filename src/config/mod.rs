@@ -138,6 +138,8 @@ pub struct HdfsSettings {
     pub retry_backoff_max: Duration,
     pub files_closing_max: usize,
     pub files_closing_per_partition_max: usize,
+    /// `[hdfs.parquet]`; defaults when absent.
+    pub parquet: ParquetSettings,
     /// Kerberos login; `None`: the cluster's simple authentication (or `HADOOP_CONF_DIR`'s).
     pub kerberos: Option<KerberosSettings>,
     /// Hadoop client keys for hdfs-native, `hadoop.security.authentication` included when
@@ -156,6 +158,19 @@ pub struct CompletenessSettings {
     pub rule: crate::sink::bucket::Rule,
     /// Where late records go, rendered like `hdfs.path`.
     pub late_path: PathTemplate,
+}
+
+/// `[hdfs.parquet]`, for `format = "parquet"`.
+#[derive(Debug, Clone)]
+pub struct ParquetSettings {
+    /// A row group is encoded once its buffered rows reach this many bytes; the memory an
+    /// open Parquet file holds is bounded by it (ARCHITECTURE.md, Invariants).
+    pub row_group_bytes_max: usize,
+    /// The row groups of all open Parquet files together; above it the sink rolls the file
+    /// buffering the most.
+    pub buffers_bytes_max: usize,
+    /// `value_schema` or `value_schema_file`, parsed: typed columns for JSON values.
+    pub value_schema: Option<std::sync::Arc<crate::sink::value_schema::ValueSchema>>,
 }
 
 /// `hdfs.kerberos_principal` and `hdfs.kerberos_keytab`.
@@ -225,6 +240,10 @@ pub enum Format {
     /// One JSON object per record with its Kafka metadata.
     #[serde(rename = "jsonl")]
     JsonLines,
+    /// Parquet files: the record envelope as columns, plus typed columns of
+    /// `[hdfs.parquet] value_schema` (`crate::sink::parquet`).
+    #[serde(rename = "parquet")]
+    Parquet,
 }
 
 /// `hdfs.compression`.
@@ -235,6 +254,8 @@ pub enum Compression {
     None,
     Gzip,
     Zstd,
+    /// Parquet's column codec only.
+    Snappy,
 }
 
 /// `hdfs.time_zone` for the path escapes.
@@ -420,6 +441,34 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
         parse(text).unwrap();
     }
 
+    /// The example's commented `[hdfs.parquet]` block, switched on, is a valid config whose
+    /// schema is gen_events.py's event model.
+    #[test]
+    fn example_parquet_block_parses() {
+        let text = include_str!("../../config.example.toml")
+            .replacen("format = \"text\"", "format = \"parquet\"", 1)
+            .replace("compression = \"none\"", "compression = \"snappy\"")
+            .replace("# dead_letter_dir =", "dead_letter_dir =");
+        let (head, tail) = text.split_once("# [hdfs.parquet]").expect("the block");
+        let (block, rest) = tail.split_once("\n\n").expect("the block ends");
+        let block = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                let keys = ["value_schema =", "row_group_bytes_max", "buffers_bytes_max"];
+                keys.iter().any(|k| l.starts_with(k)) || l.starts_with("  ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = format!("{head}[hdfs.parquet]\n{block}\n\n{rest}");
+        let c = parse(&text).unwrap();
+        let schema = c.hdfs.parquet.value_schema.expect("a schema");
+        assert_eq!(schema.fields.len(), 11);
+        assert!(schema.fields[10].nullable && !schema.fields[0].nullable);
+        assert_eq!(c.hdfs.file_suffix, ".parquet");
+        assert_eq!(c.hdfs.parquet.row_group_bytes_max, 16 << 20);
+    }
+
     #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = MINIMAL.replace("[channel]", "[channel]\nsegment_size = 5");
@@ -437,7 +486,7 @@ path = "/user/flumen/%{topic}/%Y-%m-%d"
 
     #[test]
     fn bad_value_is_named_with_key_and_line() {
-        let text = MINIMAL.replace("path = \"/user", "format = \"parquet\"\npath = \"/user");
+        let text = MINIMAL.replace("path = \"/user", "format = \"orc\"\npath = \"/user");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("`hdfs.format`"), "{err}");
         assert!(err.contains("test.toml:11"), "{err}");

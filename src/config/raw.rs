@@ -133,6 +133,9 @@ pub struct HdfsConfig {
     /// process's default credential cache (kept fresh by someone else, e.g. k5start).
     #[serde(default)]
     pub kerberos_keytab: Option<std::path::PathBuf>,
+    /// `[hdfs.parquet]`: only with `format = "parquet"`.
+    #[serde(default)]
+    pub parquet: Option<ParquetConfig>,
     /// Hadoop client configuration passed to hdfs-native (data transfer protection, HA
     /// name services, ...), over whatever `HADOOP_CONF_DIR` holds.
     #[serde(default)]
@@ -178,6 +181,25 @@ fn default_marker() -> String {
 /// Five minutes: producers' batching and clock skew, well inside an hour bucket.
 fn default_allowed_lateness_s() -> u64 {
     300
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetConfig {
+    /// Typed columns for JSON values, e.g. "seq long, region string, lat double nullable"
+    /// (`crate::sink::value_schema`). Default: none, the envelope only.
+    #[serde(default)]
+    pub value_schema: Option<String>,
+    /// The same, read from a file; not together with `value_schema`.
+    #[serde(default)]
+    pub value_schema_file: Option<PathBuf>,
+    /// Buffered bytes at which a row group is encoded, per open file.
+    #[serde(default = "default_row_group_bytes_max")]
+    pub row_group_bytes_max: u64,
+    /// Buffered bytes of all open files' row groups together; above it the largest file
+    /// rolls early.
+    #[serde(default = "default_buffers_bytes_max")]
+    pub buffers_bytes_max: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -261,6 +283,16 @@ fn default_roll_bytes_max() -> u64 {
 }
 fn default_roll_interval_s() -> u64 {
     300
+}
+/// Big enough for Spark's column reads to be long runs (pages of 1 MiB, several per column),
+/// small enough to fill within a roll interval at a few MB/s per partition.
+pub(super) fn default_row_group_bytes_max() -> u64 {
+    16 << 20
+}
+/// Sixteen full row groups: a member writing more partitions than that at full size rolls
+/// its largest files early rather than grow (ARCHITECTURE.md, Invariants).
+pub(super) fn default_buffers_bytes_max() -> u64 {
+    256 << 20
 }
 fn default_files_closing_max() -> usize {
     64

@@ -35,6 +35,11 @@ const FILES_CLOSING: RangeInclusive<usize> = 1..=4096;
 /// Below 1 MiB a fetch response holds a handful of records; above 16 GiB the derived queue
 /// exceeds librdkafka's `queued.max.messages.kbytes` limit.
 const PREFETCH_MEMORY_BYTES: RangeInclusive<u64> = 1 << 20..=16 << 30;
+/// Below 64 KiB a row group holds a handful of pages; above 1 GiB one open file's buffer
+/// alone is a memory problem (and the value columns' offsets are `usize`, well within it).
+const ROW_GROUP_BYTES: RangeInclusive<u64> = 64 << 10..=1 << 30;
+/// Up to 64 GiB; at least one row group (checked against `row_group_bytes_max`).
+const BUFFERS_BYTES: RangeInclusive<u64> = 64 << 10..=64 << 30;
 
 /// Where errors point: the text (for line numbers) and the file's path.
 struct At<'a> {
@@ -300,6 +305,8 @@ fn hdfs(
     if let Some(suffix) = &h.file_suffix {
         check_file_part(suffix, false).map_err(|m| at.err(S, "file_suffix", m))?;
     }
+    check_codec(at, &h)?;
+    let dead_letter_dir_set = h.dead_letter_dir.is_some();
     if let Some(dir) = &h.dead_letter_dir {
         check_hdfs_dir(dir).map_err(|m| at.err(S, "dead_letter_dir", m))?;
     } else if oversized == OversizedRecordPolicy::DeadLetter {
@@ -330,8 +337,10 @@ fn hdfs(
     let properties = super::kerberos::properties(&h.properties, kerberos.as_ref())
         .map_err(|(key, m)| at.err(S, &key, m))?;
     let completeness = completeness(at, &h, &path)?;
+    let parquet = parquet(at, &h, dead_letter_dir_set)?;
     Ok(HdfsSettings {
         completeness,
+        parquet,
         kerberos,
         properties,
         file_suffix: file_suffix(&h),
@@ -447,19 +456,124 @@ fn default_late_path(text: &str, path: &PathTemplate) -> String {
 }
 
 /// The configured suffix (or the format's) plus the compression's extension.
+/// `hdfs.compression` against `hdfs.format`: text and jsonl are wrapped in a gzip or zstd
+/// stream; Parquet compresses its pages with snappy or zstd (gzip is refused, to keep one
+/// fast codec family and the crate's build small).
+fn check_codec(at: &At, h: &raw::HdfsConfig) -> Result<(), ConfigError> {
+    use super::{Compression, Format};
+    match (h.format, h.compression) {
+        (Format::Parquet, Compression::Gzip) => Err(at.err(
+            "hdfs",
+            "compression",
+            "is \"gzip\", which format = \"parquet\" does not offer; use \"snappy\" or \"zstd\"",
+        )),
+        (Format::Text | Format::JsonLines, Compression::Snappy) => Err(at.err(
+            "hdfs",
+            "compression",
+            "is \"snappy\", a Parquet codec only; text and jsonl take \"gzip\" or \"zstd\"",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `[hdfs.parquet]`: only with `format = "parquet"`; one schema source at most, parsed now so
+/// a bad schema names its key; a schema needs `hdfs.dead_letter_dir` for values that misfit.
+fn parquet(
+    at: &At,
+    h: &raw::HdfsConfig,
+    dead_letter_dir_set: bool,
+) -> Result<super::ParquetSettings, ConfigError> {
+    const S: &str = "hdfs.parquet";
+    let Some(p) = &h.parquet else {
+        return Ok(super::ParquetSettings {
+            row_group_bytes_max: raw::default_row_group_bytes_max() as usize,
+            buffers_bytes_max: raw::default_buffers_bytes_max() as usize,
+            value_schema: None,
+        });
+    };
+    if h.format != super::Format::Parquet {
+        return Err(at.err(
+            "hdfs",
+            "parquet",
+            "is set but hdfs.format is not \"parquet\"",
+        ));
+    }
+    let (key, text) = match (&p.value_schema, &p.value_schema_file) {
+        (Some(_), Some(_)) => {
+            return Err(at.err(
+                S,
+                "value_schema_file",
+                "and value_schema are both set; keep one",
+            ))
+        }
+        (Some(t), None) => ("value_schema", Some(t.clone())),
+        (None, Some(f)) => {
+            let t = std::fs::read_to_string(f).map_err(|e| {
+                at.err(
+                    S,
+                    "value_schema_file",
+                    format!("cannot be read ({}): {e}", f.display()),
+                )
+            })?;
+            ("value_schema_file", Some(t))
+        }
+        (None, None) => ("value_schema", None),
+    };
+    let value_schema = match text {
+        None => None,
+        Some(t) => {
+            let schema =
+                crate::sink::value_schema::ValueSchema::parse(&t).map_err(|m| at.err(S, key, m))?;
+            if !dead_letter_dir_set {
+                return Err(at.err(
+                    "hdfs",
+                    "dead_letter_dir",
+                    format!(
+                        "is required with hdfs.parquet.{key}: a value that does not fit goes there"
+                    ),
+                ));
+            }
+            Some(std::sync::Arc::new(schema))
+        }
+    };
+    let row_group_bytes_max = at.range(
+        S,
+        "row_group_bytes_max",
+        p.row_group_bytes_max,
+        ROW_GROUP_BYTES,
+    )?;
+    let buffers_bytes_max = at.range(S, "buffers_bytes_max", p.buffers_bytes_max, BUFFERS_BYTES)?;
+    if buffers_bytes_max < row_group_bytes_max {
+        return Err(at.err(
+            S,
+            "buffers_bytes_max",
+            "must be at least hdfs.parquet.row_group_bytes_max (one full row group)",
+        ));
+    }
+    Ok(super::ParquetSettings {
+        row_group_bytes_max: row_group_bytes_max as usize,
+        buffers_bytes_max: buffers_bytes_max as usize,
+        value_schema,
+    })
+}
+
+/// The configured suffix (or the format's) plus the compression's extension (none for
+/// Parquet, whose codec is inside the file).
 fn file_suffix(h: &raw::HdfsConfig) -> String {
     use super::{Compression, Format};
     let base = h.file_suffix.clone().unwrap_or_else(|| {
         match h.format {
             Format::Text => ".txt",
             Format::JsonLines => ".jsonl",
+            Format::Parquet => ".parquet",
         }
         .to_string()
     });
-    match h.compression {
-        Compression::None => base,
-        Compression::Gzip => format!("{base}.gz"),
-        Compression::Zstd => format!("{base}.zst"),
+    match (h.format, h.compression) {
+        (Format::Parquet, _) | (_, Compression::None) => base,
+        (_, Compression::Gzip) => format!("{base}.gz"),
+        (_, Compression::Zstd) => format!("{base}.zst"),
+        (_, Compression::Snappy) => unreachable!("check_codec refuses snappy outside parquet"),
     }
 }
 

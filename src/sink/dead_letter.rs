@@ -29,10 +29,19 @@ pub fn dead_letter_path(dir: &str, tp: &TopicPartition, offset: i64) -> String {
 }
 
 /// The dead letter's content: the record as its `jsonl` object, so no byte of it is lost,
-/// plus `reason`.
-pub fn dead_letter_body(tp: &TopicPartition, record: &impl RecordRef, poison: Poison) -> Vec<u8> {
+/// plus `reason` and, where the poison has one, `detail` (which field of a value schema
+/// misfit, and how).
+pub fn dead_letter_body(
+    tp: &TopicPartition,
+    record: &impl RecordRef,
+    poison: Poison,
+    detail: Option<&str>,
+) -> Vec<u8> {
     let mut m = jsonl_object(&tp.topic, tp.partition, record);
     m.insert("reason".into(), format!("the record {poison}").into());
+    if let Some(d) = detail {
+        m.insert("detail".into(), d.into());
+    }
     let mut out = serde_json::to_vec(&Value::Object(m)).expect("JSON into a Vec cannot fail");
     out.push(b'\n');
     out
@@ -86,7 +95,7 @@ mod tests {
                 value: Some(b"v".to_vec()),
             }],
         };
-        let body = dead_letter_body(&tp, &record, Poison::Oversized { bytes: 3, max: 2 });
+        let body = dead_letter_body(&tp, &record, Poison::Oversized { bytes: 3, max: 2 }, None);
         assert_eq!(body.iter().filter(|b| **b == b'\n').count(), 1);
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(

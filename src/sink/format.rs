@@ -11,6 +11,8 @@ use std::io::Write;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use super::parquet::{ParquetEncoder, ParquetOptions};
+use super::value_schema::Misfit;
 use crate::wal::RecordRef;
 #[cfg(test)]
 use crate::wal::{Header, Record};
@@ -18,9 +20,11 @@ use crate::wal::{Header, Record};
 pub use crate::config::{Compression, Format};
 
 impl Format {
-    /// Appends one record's line to `out`.
+    /// Appends one record's line to `out` (`text` and `jsonl`; Parquet files are encoded by
+    /// [`FileEncoder::Parquet`], which needs the record's fields, not a line).
     pub fn encode(self, topic: &str, partition: i32, record: &impl RecordRef, out: &mut Vec<u8>) {
         match self {
+            Format::Parquet => unreachable!("Parquet rows are pushed, not encoded as lines"),
             Format::Text => {
                 out.extend_from_slice(record.value().unwrap_or_default());
                 out.push(b'\n');
@@ -84,6 +88,103 @@ fn put_bytes(m: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
     }
 }
 
+/// One HDFS file's encoder: records become lines through a stream codec, or Parquet rows.
+pub enum FileEncoder {
+    Lines { format: Format, stream: Encoder },
+    Parquet(Box<ParquetEncoder>),
+}
+
+/// Why `FileEncoder::push` did not add a record.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The value does not fit `hdfs.parquet.value_schema`; the file is as it was.
+    #[error(transparent)]
+    Misfit(#[from] Misfit),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl FileEncoder {
+    pub fn new(
+        format: Format,
+        compression: Compression,
+        parquet: &ParquetOptions,
+        topic: &str,
+    ) -> std::io::Result<Self> {
+        Ok(match format {
+            Format::Parquet => FileEncoder::Parquet(Box::new(
+                ParquetEncoder::new(topic, compression, parquet).map_err(std::io::Error::other)?,
+            )),
+            format => FileEncoder::Lines {
+                format,
+                stream: Encoder::new(compression)?,
+            },
+        })
+    }
+
+    /// Adds one record; returns its size before compression (the measure of
+    /// `hdfs.roll_bytes_max`). `line` is scratch space for a line format.
+    pub fn push(
+        &mut self,
+        tp: &crate::wal::TopicPartition,
+        record: &impl RecordRef,
+        line: &mut Vec<u8>,
+    ) -> Result<u64, PushError> {
+        match self {
+            FileEncoder::Lines { format, stream } => {
+                line.clear();
+                format.encode(&tp.topic, tp.partition, record, line);
+                stream.write(line)?;
+                Ok(line.len() as u64)
+            }
+            FileEncoder::Parquet(p) => p.push(tp.partition, record).map_err(|e| match e {
+                super::parquet::PushError::Misfit(m) => PushError::Misfit(m),
+                other => PushError::Io(std::io::Error::other(other)),
+            }),
+        }
+    }
+
+    /// The file can take no more records (a Parquet file at its row-group limit).
+    pub fn full(&self) -> bool {
+        match self {
+            FileEncoder::Lines { .. } => false,
+            FileEncoder::Parquet(p) => p.full(),
+        }
+    }
+
+    /// Records held for a Parquet row group not yet encoded (0 for a line format).
+    pub fn buffered_bytes(&self) -> usize {
+        match self {
+            FileEncoder::Lines { .. } => 0,
+            FileEncoder::Parquet(p) => p.buffered_bytes(),
+        }
+    }
+
+    pub fn pending_output_bytes(&self) -> usize {
+        match self {
+            FileEncoder::Lines { stream, .. } => stream.pending_output_bytes(),
+            FileEncoder::Parquet(p) => p.pending_output_bytes(),
+        }
+    }
+
+    /// See [`Encoder::take_output`].
+    pub fn take_output(&mut self, capacity: usize) -> Vec<u8> {
+        match self {
+            FileEncoder::Lines { stream, .. } => stream.take_output(capacity),
+            FileEncoder::Parquet(p) => p.take_output(capacity),
+        }
+    }
+
+    /// Ends the file (a stream's trailer, Parquet's last row group and footer) and returns
+    /// the remaining bytes.
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            FileEncoder::Lines { stream, .. } => stream.finish(),
+            FileEncoder::Parquet(p) => p.finish().map_err(std::io::Error::other),
+        }
+    }
+}
+
 /// Streaming encoder in front of the HDFS writer: `write` takes uncompressed bytes,
 /// `take_output` hands back what is ready to ship, `finish` closes the stream.
 pub enum Encoder {
@@ -96,6 +197,7 @@ impl Encoder {
     pub fn new(c: Compression) -> std::io::Result<Self> {
         Ok(match c {
             Compression::None => Encoder::Plain(Vec::new()),
+            Compression::Snappy => unreachable!("the config allows snappy with parquet only"),
             Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
                 Vec::new(),
                 flate2::Compression::default(),

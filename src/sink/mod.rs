@@ -7,8 +7,10 @@ pub mod bucket;
 pub mod dead_letter;
 pub mod format;
 pub mod late;
+pub mod parquet;
 pub mod path;
 mod roll;
+pub mod value_schema;
 pub mod watchdog;
 
 use std::collections::{HashMap, VecDeque};
@@ -25,7 +27,7 @@ use crate::hdfs::{HdfsWriter, NativeHdfs, NativeWriter};
 use crate::poison::{Poison, Policy, Rules};
 use crate::wal::{BatchView, RecordView, TopicPartition, WalIndex, WalReader};
 use dead_letter::{dead_letter_body, dead_letter_path, write_dead_letter, Written};
-use format::{Compression, Encoder, Format};
+use format::{Compression, FileEncoder, Format, PushError};
 use path::PathTemplate;
 use roll::{Done, Link, Outcome, Roll};
 
@@ -76,6 +78,8 @@ pub struct SinkOptions {
     pub file_suffix: String,
     pub format: Format,
     pub compression: Compression,
+    /// Row groups and the value schema of `format = "parquet"`.
+    pub parquet: parquet::ParquetOptions,
     pub roll_records_max: u64,
     pub roll_bytes_max: u64,
     pub roll_interval: Duration,
@@ -100,6 +104,11 @@ impl SinkOptions {
             file_suffix: h.file_suffix.clone(),
             format: h.format,
             compression: h.compression,
+            parquet: parquet::ParquetOptions {
+                row_group_bytes_max: h.parquet.row_group_bytes_max,
+                buffers_bytes_max: h.parquet.buffers_bytes_max,
+                value_schema: h.parquet.value_schema.clone(),
+            },
             roll_records_max: h.roll_records_max,
             roll_bytes_max: h.roll_bytes_max,
             roll_interval: h.roll_interval,
@@ -172,7 +181,7 @@ struct OpenFile {
     last: i64,
     records: u64,
     bytes_raw: u64,
-    encoder: Encoder,
+    encoder: FileEncoder,
     opened: Instant,
     last_write: Instant,
     /// Late file or bucket file, and its horizon (`late.rs`).
@@ -407,8 +416,35 @@ impl Sink {
             };
             n += 1;
             self.write_batch(shape.view(frame)).await?;
+            self.bound_row_groups().await?;
         }
         Ok(n)
+    }
+
+    /// With `format = "parquet"`, rolls the open file buffering the most rows while the open
+    /// files together buffer more than `hdfs.parquet.buffers_bytes_max`, so the row groups
+    /// being filled stay within it, give or take one batch (ARCHITECTURE.md, Invariants).
+    /// A file that cannot roll yet (its partition is blocked) reads nothing until it does.
+    async fn bound_row_groups(&mut self) -> Result<(), SinkError> {
+        if self.opts.format != Format::Parquet {
+            return Ok(());
+        }
+        loop {
+            let buffered = self.parts.iter().filter_map(|(tp, st)| {
+                let f = st.open.as_ref().filter(|_| !st.blocked)?;
+                Some((f.encoder.buffered_bytes(), tp))
+            });
+            let (total, largest) = buffered.fold((0, None), |(sum, max), (b, tp)| {
+                (sum + b, max.max(Some((b, tp))))
+            });
+            let Some((_, tp)) = largest.filter(|_| total > self.opts.parquet.buffers_bytes_max)
+            else {
+                return Ok(());
+            };
+            let tp = tp.clone();
+            tracing::debug!(partition = %tp, total, "rolling early: Parquet row groups above hdfs.parquet.buffers_bytes_max");
+            self.roll(&tp).await?;
+        }
     }
 
     async fn write_batch(&mut self, batch: BatchView<'_>) -> Result<(), SinkError> {
@@ -517,13 +553,14 @@ impl Sink {
             if opts.format == Format::Text && record.value.is_none() {
                 events::text_tombstone();
             }
-            line.clear();
-            opts.format.encode(&tp.topic, tp.partition, &record, line);
-            if let Err(e) = f.encoder.write(line) {
-                return Run::Failed(e);
-            }
+            let added = match f.encoder.push(tp, &record, line) {
+                Ok(n) => n,
+                // Dead-lettered by `write_record`, which pushes it again (nothing was added).
+                Err(PushError::Misfit(_)) => return Run::Slow(record),
+                Err(PushError::Io(e)) => return Run::Failed(e),
+            };
             f.records += 1;
-            f.bytes_raw += line.len() as u64;
+            f.bytes_raw += added;
             f.last = record.offset;
             late::note_late(tp, f.route);
             f.max_ms = f.max_ms.max(Some(time_ms));
@@ -543,7 +580,20 @@ impl Sink {
         record: &RecordView<'_>,
     ) -> Result<bool, SinkError> {
         if let Some(poison) = self.divert(tp, record) {
-            return self.dead_letter(tp, record, poison).await.map(|()| true);
+            return self
+                .dead_letter(tp, record, poison, None)
+                .await
+                .map(|()| true);
+        }
+        // Before a file is opened for it: a file never starts at a record it will not hold.
+        if let Some(schema) = &self.opts.parquet.value_schema {
+            if let Err(m) = schema.check(record.value) {
+                let (poison, detail) = (Poison::ValueSchemaMisfit, m.to_string());
+                return self
+                    .dead_letter(tp, record, poison, Some(&detail))
+                    .await
+                    .map(|()| true);
+            }
         }
         let time_ms = record_time_ms(&self.opts, record);
         // Paths resolve to the second at most, so render once per partition per second.
@@ -578,15 +628,23 @@ impl Sink {
             }
             Some(_) => {}
         }
-        self.line.clear();
-        self.opts
-            .format
-            .encode(&tp.topic, tp.partition, record, &mut self.line);
         let st = self.parts.get_mut(tp).expect("active");
         let f = st.open.as_mut().expect("opened above");
-        f.encoder.write(&self.line).map_err(SinkError::Channel)?;
+        let added = match f.encoder.push(tp, record, &mut self.line) {
+            Ok(n) => n,
+            // `check` above refused what `push` refuses; should they ever disagree, the record
+            // is still dead-lettered, never dropped.
+            Err(PushError::Misfit(m)) => {
+                let (poison, detail) = (Poison::ValueSchemaMisfit, m.to_string());
+                return self
+                    .dead_letter(tp, record, poison, Some(&detail))
+                    .await
+                    .map(|()| true);
+            }
+            Err(PushError::Io(e)) => return Err(SinkError::Channel(e)),
+        };
         f.records += 1;
-        f.bytes_raw += self.line.len() as u64;
+        f.bytes_raw += added;
         f.last = record.offset;
         late::note_late(tp, f.route);
         f.max_ms = f.max_ms.max(Some(time_ms));
@@ -637,7 +695,13 @@ impl Sink {
             last: start,
             records: 0,
             bytes_raw: 0,
-            encoder: Encoder::new(self.opts.compression).map_err(SinkError::Channel)?,
+            encoder: FileEncoder::new(
+                self.opts.format,
+                self.opts.compression,
+                &self.opts.parquet,
+                &tp.topic,
+            )
+            .map_err(SinkError::Channel)?,
             opened: now,
             last_write: now,
             route,
@@ -978,12 +1042,13 @@ impl Sink {
         tp: &TopicPartition,
         record: &RecordView<'_>,
         poison: Poison,
+        detail: Option<&str>,
     ) -> Result<(), SinkError> {
         let Some(dir) = &self.opts.dead_letter_dir else {
             unreachable!("the config requires hdfs.dead_letter_dir for a dead_letter policy")
         };
         let path = dead_letter_path(dir, tp, record.offset);
-        let body = Bytes::from(dead_letter_body(tp, record, poison));
+        let body = Bytes::from(dead_letter_body(tp, record, poison, detail));
         let written = write_dead_letter(self.ledger.hdfs().as_ref(), &path, body)
             .await
             .map_err(|source| CommitError::Hdfs {
@@ -1063,9 +1128,11 @@ fn record_time_ms(opts: &SinkOptions, record: &RecordView<'_>) -> i64 {
     }
 }
 
-/// The file holds `hdfs.roll_records_max` records or `hdfs.roll_bytes_max` bytes.
+/// The file holds `hdfs.roll_records_max` records or `hdfs.roll_bytes_max` bytes, or all
+/// its format allows.
 fn roll_full(o: &SinkOptions, f: &OpenFile) -> bool {
-    (o.roll_records_max > 0 && f.records >= o.roll_records_max)
+    f.encoder.full()
+        || (o.roll_records_max > 0 && f.records >= o.roll_records_max)
         || (o.roll_bytes_max > 0 && f.bytes_raw >= o.roll_bytes_max)
 }
 
@@ -1146,6 +1213,11 @@ mod tests {
             file_suffix: ".jsonl.gz".into(),
             format: Format::JsonLines,
             compression: Compression::Gzip,
+            parquet: parquet::ParquetOptions {
+                row_group_bytes_max: 1 << 20,
+                buffers_bytes_max: 1 << 30,
+                value_schema: None,
+            },
             roll_records_max: 0,
             roll_bytes_max: 0,
             roll_interval: Duration::ZERO,

@@ -161,6 +161,18 @@ mod tests {
         assert_eq!(t.static_prefix(), "/data");
     }
 
+    /// The recommended Hive-style layout: `=` is a literal, and the state directory (under the
+    /// static prefix, `_`-named) stays beside the partitions, hidden from Spark's discovery.
+    #[test]
+    fn renders_hive_style_partitions() {
+        let t = PathTemplate::parse("/data/flume.txn/dt=%Y-%m-%d/hr=%H").unwrap();
+        assert_eq!(
+            t.render("flume.txn", 0, 1_732_475_107_000, true),
+            "/data/flume.txn/dt=2024-11-24/hr=19"
+        );
+        assert_eq!(t.static_prefix(), "/data/flume.txn");
+    }
+
     #[test]
     fn static_prefix_of_plain_path_is_itself() {
         let t = PathTemplate::parse("/user/flumen/flume_kafka").unwrap();

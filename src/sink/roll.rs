@@ -15,7 +15,7 @@ use hdfs_native::HdfsError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::format::Encoder;
+use super::format::FileEncoder;
 use crate::commit::{CommitError, CommitOutcome, Ledger, Marks};
 use crate::events;
 use crate::hdfs::{Hdfs, HdfsWriter, NativeHdfs, NativeWriter};
@@ -29,7 +29,7 @@ pub struct Roll {
     /// Tells the sink which of the partition's rolls ended.
     pub seq: u64,
     pub writer: NativeWriter,
-    pub encoder: Encoder,
+    pub encoder: FileEncoder,
     pub token: String,
     pub temp: String,
     pub start: i64,
@@ -139,7 +139,7 @@ pub fn spawn(
 }
 
 /// Writes the encoder's tail, then hsync and close.
-async fn finish(writer: &mut NativeWriter, encoder: Encoder) -> Result<(), HdfsError> {
+async fn finish(writer: &mut NativeWriter, encoder: FileEncoder) -> Result<(), HdfsError> {
     let tail = encoder.finish().map_err(HdfsError::IOError)?;
     if !tail.is_empty() {
         writer.write(Bytes::from(tail)).await?;
