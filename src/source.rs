@@ -12,7 +12,7 @@ mod headers;
 pub mod reports;
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use crate::events;
 use crate::health::Health;
 use crate::poison::{Poison, Rules};
 use crate::wal::encoder::{FrameBuilder, Pushed, RecordFields};
-use crate::wal::{frame::FrameError, EncodedBatch, TopicPartition, WalIndex};
+use crate::wal::{frame::FrameError, BatchSender, EncodedBatch, TopicPartition, WalIndex};
 use batch::{MessageQueue, Msg, PartitionQueue};
 
 /// The poll thread's maps, keyed by partition: looked up per message, so foldhash rather than
@@ -403,7 +403,7 @@ pub struct Source {
     ownership: Arc<dyn Ownership>,
     index: Arc<WalIndex>,
     health: Arc<Health>,
-    writer: SyncSender<EncodedBatch>,
+    writer: BatchSender,
     /// Owned, reconciled partitions: the next offset expected and the batch being built.
     parts: HashMap<TopicPartition, PartState>,
     /// The previous message's partition, so a run of messages from one partition costs no
@@ -446,7 +446,7 @@ impl Source {
         ownership: Arc<dyn Ownership>,
         index: Arc<WalIndex>,
         health: Arc<Health>,
-        writer: SyncSender<EncodedBatch>,
+        writer: BatchSender,
     ) -> Result<Self, SourceError> {
         let ctx = SourceContext {
             changed: Default::default(),
