@@ -325,7 +325,10 @@ impl WalWriter {
         #[cfg(feature = "failpoints")]
         fail::fail_point!("wal-mid-append", |_| {
             // A torn append: half the group reaches the file, no fsync, then death.
-            let buf: Vec<u8> = batches.iter().flat_map(|b| b.frame.iter().copied()).collect();
+            let buf: Vec<u8> = batches
+                .iter()
+                .flat_map(|b| b.frame.iter().copied())
+                .collect();
             let _ = file.write_all(&buf[..buf.len() / 2]);
             eprintln!("flumen: failpoint wal-mid-append hit: aborting");
             std::process::abort()
