@@ -5,6 +5,7 @@
 //! FLUMEN_BENCH_EVENTS=2000000 cargo bench --bench e2e
 //! FLUMEN_BENCH_EVENTS=2000000 FLUMEN_BENCH_PARTITIONS=1000 cargo bench --bench e2e
 //! FLUMEN_BENCH_EVENTS=70000000 FLUMEN_BENCH_BACKLOG_ONLY=1 cargo bench --bench e2e  # ~10 GiB
+//! FLUMEN_BENCH_BIN=/tmp/flumen-base cargo bench --bench e2e  # another flumen build, same harness
 //! ```
 //!
 //! It preloads N 100-byte events (key `cell-N`, lz4) into a fresh topic of P partitions
@@ -186,8 +187,11 @@ impl Flumen {
         }
     }
 
+    /// `FLUMEN_BENCH_BIN` runs another build (e.g. a saved copy of the base) under the same
+    /// harness, for before/after runs.
     fn spawn(&self, command: &str) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_flumen"))
+        let bin = std::env::var("FLUMEN_BENCH_BIN");
+        Command::new(bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_flumen")))
             .args([command, "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "warn")

@@ -23,6 +23,7 @@ use hdfs_native::{Client, HdfsError, WriteOptions};
 
 use crate::config::HdfsSettings;
 use crate::hdfs_fault::{classify, Brief, Fault, FaultKind, Proof};
+use crate::hdfs_window::{Window, UNACKED_BYTES_MAX};
 use crate::health::Health;
 
 /// An HDFS call slower than this marks HDFS unreachable on /health.
@@ -240,6 +241,8 @@ pub struct NativeWriter {
     /// Bytes written without a failure; see `proof`.
     written: u64,
     failed: bool,
+    /// What hdfs-native holds of our chunks until the DataNodes acknowledge it.
+    unacked: Window,
 }
 
 impl NativeWriter {
@@ -259,14 +262,14 @@ impl HdfsWriter for NativeWriter {
     async fn write(&mut self, bytes: Bytes) -> Result<(), HdfsError> {
         let path = self.path.clone();
         let len = bytes.len() as u64;
-        let r = watch(
-            &self.health,
-            "write",
-            &path,
-            None,
-            self.inner.write_bytes(bytes),
-        )
-        .await;
+        let (inner, unacked) = (&mut self.inner, &self.unacked);
+        // Waits for acknowledgements first, so at most UNACKED_BYTES_MAX plus this chunk are
+        // pinned; a wait that long is a slow write on /health like any other.
+        let write = async move {
+            unacked.wait_within(UNACKED_BYTES_MAX, SLOW_CALL).await;
+            inner.write_bytes(unacked.track(bytes)).await
+        };
+        let r = watch(&self.health, "write", &path, None, write).await;
         self.note(&r);
         self.written += len;
         r.map(|_| ())
@@ -309,6 +312,7 @@ impl Hdfs for NativeHdfs {
             health: self.health.clone(),
             written: 0,
             failed: false,
+            unacked: Window::default(),
         })
     }
 

@@ -11,6 +11,7 @@ pub mod events;
 pub mod flume_import;
 pub mod hdfs;
 pub mod hdfs_fault;
+pub mod hdfs_window;
 pub mod health;
 pub mod http;
 pub mod kerberos;

@@ -12,7 +12,7 @@ mod headers;
 pub mod reports;
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use crate::events;
 use crate::health::Health;
 use crate::poison::{Poison, Rules};
 use crate::wal::encoder::{FrameBuilder, Pushed, RecordFields};
-use crate::wal::{frame::FrameError, EncodedBatch, TopicPartition, WalIndex};
+use crate::wal::{frame::FrameError, BatchSender, EncodedBatch, TopicPartition, WalIndex};
 use batch::{MessageQueue, Msg, PartitionQueue};
 
 /// The poll thread's maps, keyed by partition: looked up per message, so foldhash rather than
@@ -380,8 +380,10 @@ struct PartState {
     position: i64,
     /// The batch being built, if any.
     pending: Option<Pending>,
-    /// Capacity for the next frame buffer: the last frame's size, so a steady partition's
-    /// buffer is allocated once per batch at its final size instead of growing by doubling.
+    /// Capacity for the next frame buffer: the last frame's size plus `FRAME_HEADROOM`, so a
+    /// steady partition's buffer is allocated once per batch near its final size instead of
+    /// growing by doubling (a frame a few bytes longer than the last, from longer keys, used
+    /// to double: 2.9 MB of buffer for 1.44 MB of frame, in the writer's queue).
     frame_capacity: usize,
 }
 
@@ -395,6 +397,8 @@ struct Pending {
 
 /// The first frame buffer of a partition; later ones take the previous frame's size.
 const FRAME_CAPACITY_FIRST: usize = 4096;
+/// Room past the previous frame's size, as a fraction (1/16) of it.
+const FRAME_HEADROOM: usize = 16;
 
 /// The poll-thread state. `run` owns it on a dedicated OS thread.
 pub struct Source {
@@ -403,7 +407,7 @@ pub struct Source {
     ownership: Arc<dyn Ownership>,
     index: Arc<WalIndex>,
     health: Arc<Health>,
-    writer: SyncSender<EncodedBatch>,
+    writer: BatchSender,
     /// Owned, reconciled partitions: the next offset expected and the batch being built.
     parts: HashMap<TopicPartition, PartState>,
     /// The previous message's partition, so a run of messages from one partition costs no
@@ -458,7 +462,7 @@ impl Source {
         ownership: Arc<dyn Ownership>,
         index: Arc<WalIndex>,
         health: Arc<Health>,
-        writer: SyncSender<EncodedBatch>,
+        writer: BatchSender,
     ) -> Result<Self, SourceError> {
         let ctx = SourceContext {
             changed: Default::default(),
@@ -1025,7 +1029,8 @@ impl Source {
                 tp: tp.clone(),
                 source,
             })?;
-        st.frame_capacity = frame.bytes.len().max(FRAME_CAPACITY_FIRST);
+        let len = frame.bytes.len();
+        st.frame_capacity = (len + len / FRAME_HEADROOM).max(FRAME_CAPACITY_FIRST);
         events::records_consumed(tp, frame.records, p.bytes as u64);
         self.outbox.push_back(EncodedBatch {
             tp: tp.clone(),

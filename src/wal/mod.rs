@@ -26,7 +26,7 @@ pub use index::WalIndex;
 pub use log::{Damage, EncodedBatch, Wal, WalError, WalOptions};
 pub use reader::WalReader;
 pub use view::{BatchView, FrameShape, RecordRef, RecordView};
-pub use writer::{ChannelWriter, DiskStatus, WalWriter};
+pub use writer::{BatchSender, ChannelWriter, DiskStatus, WalWriter};
 
 /// A Kafka topic and partition; the unit of ordering, ownership and commit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -3,12 +3,18 @@
 //! own thread, with the bounded queue from the source, and runs the group commit: take what is
 //! queued up to `group_commit_bytes_max`, keep the free-space reserve, wait while the disk is
 //! full (`DiskStatus`, which the source reads to pause), wake the sink after each append.
+//!
+//! Memory: the queue is bounded in bytes, not batches. Frames handed over and not yet appended
+//! (queued, or in the group being written) total at most `QUEUE_GROUPS_MAX` x
+//! `group_commit_bytes_max`, or one batch when a single batch is larger: one group being
+//! written and one filling behind it. An append writes the group's frames with one `writev`,
+//! without copying them into one buffer first.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SendError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +26,14 @@ use super::recovery::FILE_MODE;
 use super::segment::{segment_header, segment_path, SegmentInfo, SEGMENT_HEADER_BYTES};
 use crate::events;
 
-/// Batches queued between the poll thread and the channel writer. Small on purpose: the
-/// channel on disk is the buffer, and a full queue pauses consumption.
-pub const QUEUE_BATCHES_MAX: usize = 8;
+/// Bytes of frames handed to the writer and not yet appended, at most, in groups of
+/// `group_commit_bytes_max`: one being written, one filling. Small on purpose: the channel on
+/// disk is the buffer, and a full queue makes the source wait (librdkafka then stops fetching
+/// at its own budget).
+pub const QUEUE_GROUPS_MAX: usize = 2;
+/// Batches queued at most, whatever their size (many partitions' small batches): the queue's
+/// own slots; the byte bound above is what limits memory.
+const QUEUE_BATCHES_MAX: usize = 1024;
 
 /// How long the writer waits before it checks the disk again while it is full.
 const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
@@ -54,31 +65,80 @@ impl DiskStatus {
     }
 }
 
+/// The source's end of the writer's queue, bounded in bytes: frames handed over and not yet
+/// appended stay under `bytes_max`, except that a batch is always taken when none are
+/// pending (so a batch larger than the bound still goes, alone). One sender only (the poll
+/// thread), so checking and then adding cannot race another sender.
+pub struct BatchSender {
+    tx: SyncSender<EncodedBatch>,
+    pending: Arc<AtomicUsize>,
+    bytes_max: usize,
+}
+
+impl BatchSender {
+    /// Queues `b`, or hands it back (`Full`) while the bytes pending would pass the bound.
+    pub fn try_send(&self, b: EncodedBatch) -> Result<(), TrySendError<EncodedBatch>> {
+        let len = b.frame.len();
+        let pending = self.pending.load(Ordering::Acquire);
+        if pending > 0 && pending + len > self.bytes_max {
+            return Err(TrySendError::Full(b));
+        }
+        self.pending.fetch_add(len, Ordering::AcqRel);
+        self.tx.try_send(b).inspect_err(|_| {
+            self.pending.fetch_sub(len, Ordering::AcqRel);
+        })
+    }
+
+    /// Queues `b`, waiting while the queue is full; an error once the writer is gone.
+    pub fn send(&self, mut b: EncodedBatch) -> Result<(), SendError<EncodedBatch>> {
+        loop {
+            match self.try_send(b) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(back)) => {
+                    b = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TrySendError::Disconnected(back)) => return Err(SendError(back)),
+            }
+        }
+    }
+}
+
 /// The channel writer thread's state: the writer, the receiving end of the source's bounded
 /// queue, and the sink's wake-up. Fatal on fsync errors.
 pub struct ChannelWriter {
     writer: WalWriter,
     batches: Receiver<EncodedBatch>,
+    /// Bytes of frames sent and not yet appended (or dropped); shared with the `BatchSender`.
+    pending: Arc<AtomicUsize>,
     appended: Arc<Notify>,
     disk_free_bytes_min: u64,
 }
 
 impl ChannelWriter {
-    /// The writer and the sending end of its queue (bounded at `QUEUE_BATCHES_MAX`), which the
-    /// source owns; dropping that sender is what ends [`ChannelWriter::run`].
+    /// The writer and the sending end of its queue (bounded at `QUEUE_GROUPS_MAX` groups of
+    /// bytes), which the source owns; dropping that sender is what ends [`ChannelWriter::run`].
     pub fn new(
         writer: WalWriter,
         appended: Arc<Notify>,
         disk_free_bytes_min: u64,
-    ) -> (Self, SyncSender<EncodedBatch>) {
+    ) -> (Self, BatchSender) {
         let (tx, batches) = sync_channel(QUEUE_BATCHES_MAX);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let bytes_max = QUEUE_GROUPS_MAX * writer.options().group_commit_bytes_max;
+        let sender = BatchSender {
+            tx,
+            pending: pending.clone(),
+            bytes_max,
+        };
         let w = ChannelWriter {
             writer,
             batches,
+            pending,
             appended,
             disk_free_bytes_min,
         };
-        (w, tx)
+        (w, sender)
     }
 
     /// Group commit until the source drops its sender, having handed over its last batches.
@@ -86,7 +146,10 @@ impl ChannelWriter {
     pub fn run(mut self, stop: impl Fn() -> bool) -> Result<(), WalError> {
         // Runs until the source drops its sender (shutdown).
         while let Some((group, bytes)) = self.next_group() {
-            if !self.append_group(&group, bytes, &stop)? {
+            let appended = self.append_group(&group, bytes, &stop);
+            drop(group);
+            self.pending.fetch_sub(bytes, Ordering::AcqRel);
+            if !appended? {
                 return Ok(());
             }
         }
@@ -258,19 +321,20 @@ impl WalWriter {
             self.start_segment(id)?;
         }
         let total: usize = batches.iter().map(|b| b.frame.len()).sum();
-        let mut buf = Vec::with_capacity(total);
-        for b in batches {
-            buf.extend_from_slice(&b.frame);
-        }
         let file = self.file.as_mut().expect("segment started above");
         #[cfg(feature = "failpoints")]
         fail::fail_point!("wal-mid-append", |_| {
             // A torn append: half the group reaches the file, no fsync, then death.
+            let buf: Vec<u8> = batches
+                .iter()
+                .flat_map(|b| b.frame.iter().copied())
+                .collect();
             let _ = file.write_all(&buf[..buf.len() / 2]);
             eprintln!("flumen: failpoint wal-mid-append hit: aborting");
             std::process::abort()
         });
-        if let Err(e) = file.write_all(&buf) {
+        let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(&b.frame)).collect();
+        if let Err(e) = write_all_vectored(file, &mut slices) {
             // Nothing was synced, so cutting back to the durable length is safe and leaves the
             // segment exactly as the index describes it.
             let _ = file.set_len(self.len);
@@ -362,6 +426,21 @@ fn disk_space(dir: &Path) -> Option<(u64, u64)> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     (rc == 0).then(|| (st.f_bavail as u64 * st.f_frsize as u64, st.f_frsize as u64))
+}
+
+/// `Write::write_all_vectored` (not stable yet): writes every slice, in order, with as few
+/// `writev` calls as the kernel allows (std caps one call at `IOV_MAX` slices).
+fn write_all_vectored(file: &mut File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), WalError> {
