@@ -433,12 +433,15 @@ fn row_groups_above_the_sink_budget_roll_the_largest_file_early() {
     let p = common::producer(testbed());
     common::produce(&p, &c.cfg.topic, 0, 3000);
     let mut relay = spawn_relay(&c.config, None);
-    // 3000 rows of ~260 buffered bytes are ~12 budgets: most land while the relay runs.
-    let early = wait_landed(&c.cfg.hdfs_path, 2000);
+    // 3000 rows of ~260 buffered bytes are ~12 budgets. How many files roll early depends on
+    // how the partitions' batches interleave in the channel (a row group is cut at the budget,
+    // so one partition alone never exceeds it): a fast source once put each partition's
+    // 1,000 records in a row and only 1,000 landed early. Any file landing is early: the roll
+    // interval is 10 minutes away and the counts are off.
+    let early = wait_landed(&c.cfg.hdfs_path, 1);
     assert!(
-        early.len() >= 2000,
-        "{} landed\n{}",
-        early.len(),
+        !early.is_empty(),
+        "nothing landed before the stop\n{}",
         relay.key_log_lines()
     );
     assert!(
