@@ -18,20 +18,7 @@ fn crash_at(site: &str) {
     } = common::Case::new(&format!("fp-{site}"));
     let topic = cfg.topic.clone();
     let p = common::producer(tb);
-    common::produce(&p, &topic, 0, 2000);
-
-    // Trigger on the second hit so something is already committed before the crash.
-    let mut first = spawn_relay(&config, Some(&format!("{site}=1*off->return")));
-    let status = first.wait_for(Duration::from_secs(120));
-    let log = first.log_text();
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "the relay should have died at {site}: {status:?}\n{log}"
-    );
-    assert!(log.contains(&format!("failpoint {site} hit")), "{log}");
-
-    common::produce(&p, &topic, 2000, 3000);
-    let _second = spawn_relay(&config, None);
+    let _second = common::crash_at_then_run_clean(&p, &topic, &config, site);
     let client = common::hdfs(tb);
     let landed = common::wait_landed(&client, &cfg.hdfs_path, 3000, Duration::from_secs(180));
     assert_exactly_once(&landed, 3000);

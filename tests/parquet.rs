@@ -359,21 +359,8 @@ fn round_trip_read_by_pyarrow_and_spark_with_hive_partitions_and_misfits_dead_le
 fn kill9_loop_loses_and_duplicates_nothing_in_parquet() {
     let c = common::Case::new("pq-kill");
     parquet_config(&c.config, "");
-    let (cycles, per_cycle) = (5u64, 800u64);
     let p = common::producer(testbed());
-    let mut seed = 0x2545F4914F6CDD1Du64;
-    for cycle in 0..cycles {
-        common::produce(&p, &c.cfg.topic, cycle * per_cycle, (cycle + 1) * per_cycle);
-        let mut relay = spawn_relay(&c.config, None);
-        // xorshift: a repeatable pseudo-random kill time between 0.5 s and 4.5 s.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(500 + seed % 4000));
-        relay.kill9();
-    }
-    let _relay = spawn_relay(&c.config, None);
-    let n = cycles * per_cycle;
+    let (_relay, n) = common::kill9_cycles(&p, &c.cfg.topic, &c.config, 5);
     assert_exactly_once(&wait_landed(&c.cfg.hdfs_path, n as usize), n);
 }
 
@@ -384,17 +371,7 @@ fn crash_at(site: &str) {
     let c = common::Case::new(&format!("pq-fp-{site}"));
     parquet_config(&c.config, "");
     let p = common::producer(tb);
-    common::produce(&p, &c.cfg.topic, 0, 2000);
-    let mut first = spawn_relay(&c.config, Some(&format!("{site}=1*off->return")));
-    let status = first.wait_for(Duration::from_secs(120));
-    let log = first.log_text();
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "the relay should have died at {site}: {status:?}\n{log}"
-    );
-    assert!(log.contains(&format!("failpoint {site} hit")), "{log}");
-    common::produce(&p, &c.cfg.topic, 2000, 3000);
-    let _second = spawn_relay(&c.config, None);
+    let _second = common::crash_at_then_run_clean(&p, &c.cfg.topic, &c.config, site);
     assert_exactly_once(&wait_landed(&c.cfg.hdfs_path, 3000), 3000);
 }
 

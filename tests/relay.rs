@@ -189,22 +189,9 @@ fn kill9_loop_loses_and_duplicates_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
-    let per_cycle = 800;
     let p = common::producer(tb);
-    let mut seed = 0x2545F4914F6CDD1Du64;
-    for cycle in 0..cycles {
-        common::produce(&p, &c.cfg.topic, cycle * per_cycle, (cycle + 1) * per_cycle);
-        let mut relay = spawn_relay(&c.config, None);
-        // xorshift: a repeatable pseudo-random kill time between 0.5 s and 4.5 s.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(500 + seed % 4000));
-        relay.kill9();
-    }
-    let _relay = spawn_relay(&c.config, None);
+    let (_relay, n) = common::kill9_cycles(&p, &c.cfg.topic, &c.config, cycles);
     let client = common::hdfs(tb);
-    let n = cycles * per_cycle;
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, n as usize, LANDING_LIMIT);
     assert_exactly_once(&landed, n);
 }

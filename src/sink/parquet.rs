@@ -544,18 +544,7 @@ mod tests {
         for (r, row) in rs.iter().zip(&read) {
             let cols: Vec<(&String, &Field)> = row.get_column_iter().collect();
             let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
-            assert_eq!(
-                names,
-                [
-                    "topic",
-                    "partition",
-                    "offset",
-                    "timestamp",
-                    "key",
-                    "value",
-                    "headers"
-                ]
-            );
+            assert_eq!(names, super::super::value_schema::RESERVED);
             assert_eq!(cols[0].1, &Field::Str("flume.txn".into()));
             assert_eq!(cols[1].1, &Field::Int(3));
             assert_eq!(cols[2].1, &Field::Long(r.offset));

@@ -365,6 +365,41 @@ pub fn spawn_relay_with(config: &Path, failpoints: Option<&str>, env: &[(&str, &
     }
 }
 
+/// The kill -9 loop: `cycles` times, produces the next `per_cycle` events and kills a fresh
+/// relay at a repeatable pseudo-random moment 0.5-4.5 s after its start (xorshift), then
+/// leaves one relay running. Returns it and how many events were produced.
+pub fn kill9_cycles(p: &BaseProducer, topic: &str, config: &Path, cycles: u64) -> (Relay, u64) {
+    let per_cycle = 800;
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    for cycle in 0..cycles {
+        produce(p, topic, cycle * per_cycle, (cycle + 1) * per_cycle);
+        let mut relay = spawn_relay(config, None);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(500 + seed % 4000));
+        relay.kill9();
+    }
+    (spawn_relay(config, None), cycles * per_cycle)
+}
+
+/// One crash site: 2,000 events, a relay that dies at failpoint `site` on its second hit
+/// (so something is committed before the crash; abort is as abrupt as kill -9), then 1,000
+/// more and a relay that runs clean. Returns it; 3,000 events must land exactly once.
+pub fn crash_at_then_run_clean(p: &BaseProducer, topic: &str, config: &Path, site: &str) -> Relay {
+    produce(p, topic, 0, 2000);
+    let mut first = spawn_relay(config, Some(&format!("{site}=1*off->return")));
+    let status = first.wait_for(Duration::from_secs(120));
+    let log = first.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the relay should have died at {site}: {status:?}\n{log}"
+    );
+    assert!(log.contains(&format!("failpoint {site} hit")), "{log}");
+    produce(p, topic, 2000, 3000);
+    spawn_relay(config, None)
+}
+
 /// One delivered event as read back from a final HDFS file.
 #[derive(Debug, Clone)]
 pub struct Landed {
