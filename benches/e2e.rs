@@ -6,6 +6,8 @@
 //! FLUMEN_BENCH_EVENTS=2000000 FLUMEN_BENCH_PARTITIONS=1000 cargo bench --bench e2e
 //! FLUMEN_BENCH_EVENTS=70000000 FLUMEN_BENCH_BACKLOG_ONLY=1 cargo bench --bench e2e  # ~10 GiB
 //! FLUMEN_BENCH_BIN=/tmp/flumen-base cargo bench --bench e2e  # another flumen build, same harness
+//! FLUMEN_BENCH_KAFKA='prefetch_memory_bytes_max = 67108864' cargo bench --bench e2e  # extra [kafka] keys
+//! FLUMEN_BENCH_PROPERTIES='"fetch.queue.backoff.ms" = "1"' cargo bench --bench e2e  # librdkafka's
 //! ```
 //!
 //! It preloads N 100-byte events (key `cell-N`, lz4) into a fresh topic of P partitions
@@ -129,9 +131,11 @@ group_instance_id = "{group}-1"
 batch_records_max = 10000
 batch_duration_ms = 200
 batch_bytes_max = 8388608
+{extra_kafka}
 [kafka.properties]
 "fetch.wait.max.ms" = "100"
 "statistics.interval.ms" = "1000"
+{extra_properties}
 [channel]
 dir = "{channel}"
 segment_bytes_max = 67108864
@@ -150,6 +154,10 @@ listen = "127.0.0.1:{port}"
 "#,
         channel = work.join(group).join("channel").display(),
         port = free_port(),
+        // Extra [kafka] keys and librdkafka properties for flumen and the raw consumers alike
+        // (they take flumen's client settings), to compare a setting on one testbed.
+        extra_kafka = std::env::var("FLUMEN_BENCH_KAFKA").unwrap_or_default(),
+        extra_properties = std::env::var("FLUMEN_BENCH_PROPERTIES").unwrap_or_default(),
     )
 }
 
