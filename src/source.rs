@@ -440,8 +440,9 @@ pub struct Source {
 
 /// Messages taken from the message queue per call.
 const BATCH_MESSAGES_MAX: usize = 1000;
-/// How long a poll waits for an event when the message queue was empty: the upper bound on
-/// how late a message arriving at an idle partition is taken.
+/// How long the loop waits on the message queue when it was empty (a record is taken the
+/// moment it arrives): the upper bound on how late an event (a rebalance, an error) is served
+/// while partitions are assigned.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
 
 /// How soon the poll loop asks again for the starts of partitions being reconciled: often
@@ -533,11 +534,17 @@ impl Source {
             self.wait_for_writer()?;
             self.flow_control();
             self.forward_due(Instant::now());
-            let taken = self.consume_batches()?;
+            let mut taken = self.consume_batches(Duration::ZERO)?;
+            if taken == 0 && !self.queues.is_empty() {
+                // Records arrive on the message queue, not on the consumer queue `poll` waits
+                // on: wait here, so a fetch is taken the moment it lands. Waiting in `poll`
+                // slept the whole IDLE_WAIT each time the fetch pipeline ran dry, while
+                // librdkafka's queue filled and its fetching stopped (issue 12).
+                taken = self.consume_batches(IDLE_WAIT)?;
+            }
             // Events (rebalances, errors, stats) and any message still on the consumer queue.
             let wait = match (taken, self.queues.is_empty()) {
                 (0, true) => Duration::from_millis(100),
-                (0, false) => IDLE_WAIT,
                 _ => Duration::ZERO,
             };
             let consumer = self.consumer.clone();
@@ -615,11 +622,11 @@ impl Source {
         Ok(())
     }
 
-    /// Takes a batch from the message queue and handles each message; returns how many it
-    /// took. No clock is read here.
-    fn consume_batches(&mut self) -> Result<usize, SourceError> {
+    /// Takes a batch from the message queue, waiting up to `wait` for its first message, and
+    /// handles each message; returns how many it took. No clock is read per message.
+    fn consume_batches(&mut self, wait: Duration) -> Result<usize, SourceError> {
         let mut batch = self.batch.take().expect("put back after every use");
-        let taken = batch.take(&self.messages);
+        let taken = batch.take(&self.messages, wait);
         let r = self.accept_batch(&batch);
         batch.clear();
         self.batch = Some(batch);

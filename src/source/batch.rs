@@ -39,6 +39,7 @@
 use std::ffi::CString;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::bindings as rd;
 use rdkafka::consumer::Consumer;
@@ -128,15 +129,21 @@ impl Batch {
         }
     }
 
-    /// Destroys the messages held, then takes up to the batch's capacity from `q` without
-    /// waiting. Returns how many it took.
-    pub fn take(&mut self, q: &MessageQueue) -> usize {
+    /// Destroys the messages held, then takes up to the batch's capacity from `q`, waiting up
+    /// to `wait` for the first if none is queued. Returns how many it took.
+    pub fn take(&mut self, q: &MessageQueue, wait: Duration) -> usize {
         self.clear();
         let cap = self.messages.capacity();
+        let timeout_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: the array has room for `cap` pointers; librdkafka writes `n <= cap` of them
         // and hands each message to us.
         let n = unsafe {
-            rd::rd_kafka_consume_batch_queue(q.queue.as_ptr(), 0, self.messages.as_mut_ptr(), cap)
+            rd::rd_kafka_consume_batch_queue(
+                q.queue.as_ptr(),
+                timeout_ms,
+                self.messages.as_mut_ptr(),
+                cap,
+            )
         };
         let n = usize::try_from(n).unwrap_or(0).min(cap);
         // SAFETY: the first `n` slots were just written with owned message pointers.
