@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 
+#[allow(dead_code)] // shared with the other benches
 mod common;
 use common::{env_or, filesystem_of};
 use flumen::wal::{Batch, EncodedBatch, Record, Wal, WalOptions};

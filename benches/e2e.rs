@@ -40,15 +40,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        eprintln!(
-            "e2e bench: {name} is not set. Start the testbed first: eval \"$(scripts/testbed up)\""
-        );
-        std::process::exit(2)
-    })
-}
-
 /// What one measured process cost.
 #[derive(Clone, Copy, Default)]
 struct Cost {
@@ -153,20 +144,12 @@ roll_interval_s = 1
 listen = "127.0.0.1:{port}"
 "#,
         channel = work.join(group).join("channel").display(),
-        port = free_port(),
+        port = common::free_port(),
         // Extra [kafka] keys and librdkafka properties for flumen and the raw consumers alike
         // (they take flumen's client settings), to compare a setting on one testbed.
         extra_kafka = std::env::var("FLUMEN_BENCH_KAFKA").unwrap_or_default(),
         extra_properties = std::env::var("FLUMEN_BENCH_PROPERTIES").unwrap_or_default(),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One `flumen run` (or another subcommand) on a written config.
@@ -293,12 +276,6 @@ fn cpu_ticks() -> (u64, u64) {
     let total: u64 = ticks.iter().take(8).sum();
     let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
     (total - idle, total)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split(' ').take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 struct Bench {
@@ -484,8 +461,8 @@ fn main() {
         return raw_child(&args[2..]);
     }
     let bench = Bench {
-        bootstrap: env("KAFKA_BOOTSTRAP"),
-        hdfs: env("HDFS_URL"),
+        bootstrap: common::testbed_env("e2e", "KAFKA_BOOTSTRAP"),
+        hdfs: common::testbed_env("e2e", "HDFS_URL"),
         topic: format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
         partitions: common::env_or("FLUMEN_BENCH_PARTITIONS", 3),
         n: common::env_or("FLUMEN_BENCH_EVENTS", 1_000_000),
@@ -510,7 +487,7 @@ fn main() {
     if std::env::var_os("FLUMEN_BENCH_BACKLOG_ONLY").is_some() {
         return backlog_only(&bench);
     }
-    let load_before = loadavg();
+    let load_before = common::loadavg();
     let (raw_poll, raw_busy) = busy_cores(|| bench.raw("poll"));
     let raw_batch = bench.raw("batch");
     let ((live, pauses, startup, (fetched, dropped)), live_busy) = busy_cores(|| bench.live());
@@ -518,7 +495,7 @@ fn main() {
     let filled = backlog(&bench, &[&a, &b]);
     let (drain, drain_busy) = busy_cores(|| drain_by_restart(&bench, &a));
     let (replay, replay_busy) = busy_cores(|| drain_by_replay(&b));
-    let load_after = loadavg();
+    let load_after = common::loadavg();
 
     let channel_bytes = filled[0].1;
     let rows = [
@@ -558,7 +535,7 @@ fn main() {
 /// `FLUMEN_BENCH_BACKLOG_ONLY=1`: one relay fills its channel with every event while the
 /// NameNode is down (a large N gives the multi-GB backlog); peak RSS against the backlog.
 fn backlog_only(bench: &Bench) {
-    let load_before = loadavg();
+    let load_before = common::loadavg();
     let t = Instant::now();
     let filled = backlog(bench, &[&Flumen::new(bench, "backlog")]);
     let (rss, bytes) = filled[0];
@@ -569,7 +546,7 @@ fn backlog_only(bench: &Bench) {
         bench.partitions,
         bytes as f64 / (1u64 << 30) as f64,
         t.elapsed().as_secs_f64(),
-        loadavg()
+        common::loadavg()
     );
 }
 

@@ -53,32 +53,6 @@ const FORMATS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        eprintln!(
-            "formats bench: {name} is not set. Start the testbed: eval \"$(scripts/testbed up)\""
-        );
-        std::process::exit(2)
-    })
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The analytics venv's python (pyspark, confluent-kafka), from `analytics/setup.sh`.
 fn python() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -129,7 +103,7 @@ fn preload(bootstrap: &str, topic: &str, n: u64) {
 
 fn config(bootstrap: &str, hdfs: &str, topic: &str, i: usize, work: &Path) -> (PathBuf, String) {
     let (_, hdfs_lines, tables) = FORMATS[i];
-    let port = free_port();
+    let port = common::free_port();
     let text = format!(
         r#"shutdown_timeout_ms = 600000
 [kafka]
@@ -213,15 +187,15 @@ fn hdfs_bytes(hdfs: &str, dir: &str) -> (u64, usize) {
 }
 
 fn main() {
-    let bootstrap = env("KAFKA_BOOTSTRAP");
-    let hdfs = env("HDFS_URL");
+    let bootstrap = common::testbed_env("formats", "KAFKA_BOOTSTRAP");
+    let hdfs = common::testbed_env("formats", "HDFS_URL");
     let n: u64 = common::env_or("FLUMEN_BENCH_EVENTS", 500_000);
     let work = tempfile::tempdir().unwrap();
     let topic = format!("formats-{}", std::process::id());
     let t = Instant::now();
     preload(&bootstrap, &topic, n);
     eprintln!("preloaded {n} events in {:.0} s", t.elapsed().as_secs_f64());
-    println!("load average before: {}", loadavg());
+    println!("load average before: {}", common::loadavg());
     println!(
         "{:<24} {:>10} {:>12} {:>14} {:>8} {:>7}",
         "format", "wall s", "CPU s/1M ev", "HDFS bytes", "vs text", "files"
@@ -263,7 +237,7 @@ fn main() {
         );
         let _ = std::fs::remove_dir_all(work.path().join(format!("f{i}")));
     }
-    println!("load average after: {}", loadavg());
+    println!("load average after: {}", common::loadavg());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = hdfs_native::ClientBuilder::new()
         .with_url(&hdfs)

@@ -56,6 +56,7 @@ use std::time::{Duration, Instant};
 
 use flumen::wal::{Batch, EncodedBatch, Record, Wal, WalOptions, WalReader};
 
+#[allow(dead_code)] // shared with the other benches
 mod common;
 use common::{env_or, filesystem_of};
 

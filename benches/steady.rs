@@ -41,15 +41,6 @@ struct Params {
     files_read_max: usize,
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        eprintln!(
-            "steady bench: {name} is not set. Start the testbed: eval \"$(scripts/testbed up)\""
-        );
-        std::process::exit(2)
-    })
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -167,15 +158,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// "op mean_ms (count)" per HDFS operation, from flumen's `flumen_hdfs_call_seconds`.
 fn hdfs_call_means(port: u16) -> String {
     use std::io::{Read, Write};
@@ -212,7 +194,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let (bootstrap, hdfs) = (env("KAFKA_BOOTSTRAP"), env("HDFS_URL"));
+    let (bootstrap, hdfs) = (
+        common::testbed_env("steady", "KAFKA_BOOTSTRAP"),
+        common::testbed_env("steady", "HDFS_URL"),
+    );
     let p = Params {
         rate: env_or("FLUMEN_BENCH_RATE", 2000),
         seconds: env_or("FLUMEN_BENCH_SECONDS", 60),
@@ -281,7 +266,7 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let (load0, cpu0) = (loadavg(), cpu_seconds(child.id()));
+    let (load0, cpu0) = (common::loadavg(), cpu_seconds(child.id()));
     let t = Instant::now();
     let n = produce(&bootstrap, &topic, &p);
     let produce_s = t.elapsed().as_secs_f64();
@@ -314,7 +299,7 @@ fn main() {
     let (cpu, rss_kib, load1) = (
         cpu_seconds(child.id()) - cpu0,
         proc_field(child.id(), "VmHWM:"),
-        loadavg(),
+        common::loadavg(),
     );
     let hdfs_calls = hdfs_call_means(port);
     // SAFETY: signalling our own child.

@@ -9,6 +9,35 @@ use flumen::commit::Ledger;
 use flumen::hdfs::NativeHdfs;
 use flumen::health::Health;
 
+/// A testbed address from the environment; exits 2 naming how to start the testbed.
+pub fn testbed_env(bench: &str, name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        eprintln!(
+            "{bench} bench: {name} is not set. Start the testbed first: eval \"$(scripts/testbed up)\""
+        );
+        std::process::exit(2)
+    })
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A loopback port free right now (for a relay's metrics listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
