@@ -129,8 +129,9 @@ impl Batch {
         }
     }
 
-    /// Destroys the messages held, then takes up to the batch's capacity from `q`, waiting up
-    /// to `wait` for the first if none is queued. Returns how many it took.
+    /// Destroys the messages held, then takes up to the batch's capacity from `q`. librdkafka
+    /// returns once the batch is full or `wait` (one deadline for the call) has passed, so a
+    /// non-zero wait also waits for a batch that is only part full. Returns how many it took.
     pub fn take(&mut self, q: &MessageQueue, wait: Duration) -> usize {
         self.clear();
         let cap = self.messages.capacity();
