@@ -306,7 +306,6 @@ fn hdfs(
         check_file_part(suffix, false).map_err(|m| at.err(S, "file_suffix", m))?;
     }
     check_codec(at, &h)?;
-    let dead_letter_dir_set = h.dead_letter_dir.is_some();
     if let Some(dir) = &h.dead_letter_dir {
         check_hdfs_dir(dir).map_err(|m| at.err(S, "dead_letter_dir", m))?;
     } else if oversized == OversizedRecordPolicy::DeadLetter {
@@ -337,7 +336,7 @@ fn hdfs(
     let properties = super::kerberos::properties(&h.properties, kerberos.as_ref())
         .map_err(|(key, m)| at.err(S, &key, m))?;
     let completeness = completeness(at, &h, &path)?;
-    let parquet = parquet(at, &h, dead_letter_dir_set)?;
+    let parquet = parquet(at, &h)?;
     Ok(HdfsSettings {
         completeness,
         parquet,
@@ -455,7 +454,6 @@ fn default_late_path(text: &str, path: &PathTemplate) -> String {
     )
 }
 
-/// The configured suffix (or the format's) plus the compression's extension.
 /// `hdfs.compression` against `hdfs.format`: text and jsonl are wrapped in a gzip or zstd
 /// stream; Parquet compresses its pages with snappy or zstd (gzip is refused, to keep one
 /// fast codec family and the crate's build small).
@@ -478,11 +476,7 @@ fn check_codec(at: &At, h: &raw::HdfsConfig) -> Result<(), ConfigError> {
 
 /// `[hdfs.parquet]`: only with `format = "parquet"`; one schema source at most, parsed now so
 /// a bad schema names its key; a schema needs `hdfs.dead_letter_dir` for values that misfit.
-fn parquet(
-    at: &At,
-    h: &raw::HdfsConfig,
-    dead_letter_dir_set: bool,
-) -> Result<super::ParquetSettings, ConfigError> {
+fn parquet(at: &At, h: &raw::HdfsConfig) -> Result<super::ParquetSettings, ConfigError> {
     const S: &str = "hdfs.parquet";
     let Some(p) = &h.parquet else {
         return Ok(super::ParquetSettings {
@@ -524,7 +518,7 @@ fn parquet(
         Some(t) => {
             let schema =
                 crate::sink::value_schema::ValueSchema::parse(&t).map_err(|m| at.err(S, key, m))?;
-            if !dead_letter_dir_set {
+            if h.dead_letter_dir.is_none() {
                 return Err(at.err(
                     "hdfs",
                     "dead_letter_dir",

@@ -104,11 +104,7 @@ impl SinkOptions {
             file_suffix: h.file_suffix.clone(),
             format: h.format,
             compression: h.compression,
-            parquet: parquet::ParquetOptions {
-                row_group_bytes_max: h.parquet.row_group_bytes_max,
-                buffers_bytes_max: h.parquet.buffers_bytes_max,
-                value_schema: h.parquet.value_schema.clone(),
-            },
+            parquet: h.parquet.clone(),
             roll_records_max: h.roll_records_max,
             roll_bytes_max: h.roll_bytes_max,
             roll_interval: h.roll_interval,

@@ -42,15 +42,8 @@ const ROW_GROUPS_MAX: usize = 32_000;
 /// The zstd level (as for `jsonl` files).
 const ZSTD_LEVEL: i32 = 3;
 
-/// What the encoder needs from the configuration, shared by the files of a sink.
-#[derive(Debug, Clone)]
-pub struct ParquetOptions {
-    /// A row group is encoded once the rows buffered for it reach this many bytes.
-    pub row_group_bytes_max: usize,
-    /// The open files' row groups together: above it the sink rolls the largest file.
-    pub buffers_bytes_max: usize,
-    pub value_schema: Option<Arc<ValueSchema>>,
-}
+/// What the encoder needs from the configuration (`[hdfs.parquet]`), shared by a sink's files.
+pub use crate::config::ParquetSettings as ParquetOptions;
 
 /// Why a record was not added.
 #[derive(Debug, thiserror::Error)]
