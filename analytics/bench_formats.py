@@ -112,11 +112,8 @@ def report(rows, base: str) -> str:
         out.append([name, r["files"], r["bytes"], f"{r['bytes'] / r['events']:.1f}",
                     f"{r['bytes'] / b['bytes']:.2f}", f"{med:.2f}", f"{mn:.2f}",
                     f"{med / statistics.median(b['times']):.2f}", f"{r['events'] / med:,.0f}"])
-    w = [max(len(str(x)) for x in col) for col in zip(hdr, *out)]
-    lines = ["  ".join(str(v).ljust(w[i]) if i == 0 else str(v).rjust(w[i]) for i, v in enumerate(row))
-             for row in [hdr] + out]
-    lines.insert(1, "  ".join("-" * x for x in w))
-    return "\n".join(lines)
+    from count_check import table
+    return table(hdr, out)
 
 
 def main(argv=None) -> int:
