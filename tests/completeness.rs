@@ -200,14 +200,7 @@ fn old_buckets_case(prefix: &str) -> (Case, String, i64, i64) {
 /// once and both buckets get their marker, with no note left behind.
 fn crash_then_mark(site: &str) {
     let (c, out, a, b) = old_buckets_case(&format!("complete-{site}"));
-    let mut first = common::spawn_relay(&c.config, Some(&format!("{site}=1*off->return")));
-    let status = first.wait_for(LIMIT);
-    let log = first.log_text();
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "the relay should have died at {site}: {status:?}\n{log}"
-    );
-    assert!(log.contains(&format!("failpoint {site} hit")), "{log}");
+    common::relay_dies_at(&c.config, site, LIMIT);
 
     let _second = common::spawn_relay(&c.config, None);
     let client = common::hdfs(testbed());

@@ -388,16 +388,22 @@ pub fn kill9_cycles(p: &BaseProducer, topic: &str, config: &Path, cycles: u64) -
 /// more and a relay that runs clean. Returns it; 3,000 events must land exactly once.
 pub fn crash_at_then_run_clean(p: &BaseProducer, topic: &str, config: &Path, site: &str) -> Relay {
     produce(p, topic, 0, 2000);
-    let mut first = spawn_relay(config, Some(&format!("{site}=1*off->return")));
-    let status = first.wait_for(Duration::from_secs(120));
-    let log = first.log_text();
+    relay_dies_at(config, site, Duration::from_secs(120));
+    produce(p, topic, 2000, 3000);
+    spawn_relay(config, None)
+}
+
+/// Runs a relay armed to die at failpoint `site` on its second hit and asserts, within
+/// `limit`, that it died there.
+pub fn relay_dies_at(config: &Path, site: &str, limit: Duration) {
+    let mut relay = spawn_relay(config, Some(&format!("{site}=1*off->return")));
+    let status = relay.wait_for(limit);
+    let log = relay.log_text();
     assert!(
         status.is_some_and(|s| !s.success()),
         "the relay should have died at {site}: {status:?}\n{log}"
     );
     assert!(log.contains(&format!("failpoint {site} hit")), "{log}");
-    produce(p, topic, 2000, 3000);
-    spawn_relay(config, None)
 }
 
 /// One delivered event as read back from a final HDFS file.
