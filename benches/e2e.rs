@@ -48,37 +48,6 @@ struct Cost {
     rss_mib: u64,
 }
 
-/// Waits for `child` and returns its CPU seconds (`wait4`: its own, not the sum of every
-/// child) and its peak RSS in MiB: `VmHWM`, read every 50 ms while it runs. Not `ru_maxrss`,
-/// which keeps the high-water mark of the forked copy of this bench process across `exec`
-/// (every path once read 690 MiB, this process's RSS after preloading 1,000 partitions).
-fn reap(child: &mut Child) -> (bool, f64, u64) {
-    let pid = child.id() as i32;
-    let mut status = 0;
-    // SAFETY: wait4 on our own child with valid out-pointers.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    let mut hwm_kib = 0;
-    loop {
-        hwm_kib = vm_hwm_kib(pid).unwrap_or(hwm_kib);
-        let got = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut u) };
-        if got == pid {
-            break;
-        }
-        assert_eq!(got, 0, "wait4");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (ok, secs(u.ru_utime) + secs(u.ru_stime), hwm_kib / 1024)
-}
-
-/// The peak resident set of a live process, in KiB.
-fn vm_hwm_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    line.trim().trim_end_matches("kB").trim().parse().ok()
-}
-
 fn preload(bootstrap: &str, topic: &str, n: u64) {
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -194,13 +163,7 @@ impl Flumen {
 
     /// The sum of a counter over its labels, or 0 while the listener is not up.
     fn counter(&self, name: &str) -> f64 {
-        let Some(body) = http_get(&self.metrics, "/metrics") else {
-            return 0.0;
-        };
-        body.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .fold(0.0, |a, b| a + b)
+        common::metrics_counter(&self.metrics, name)
     }
 
     /// Polls `/metrics` until `name` reaches `n`; fails after 60 min or if the process exits.
@@ -215,20 +178,6 @@ impl Flumen {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -308,7 +257,7 @@ impl Bench {
             .spawn()
             .unwrap();
         let mut stdout = child.stdout.take().unwrap();
-        let (ok, cpu_s, rss_mib) = reap(&mut child);
+        let (ok, cpu_s, rss_mib) = common::reap(&mut child);
         let mut out = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
         assert!(ok, "raw {mode} consumer failed");
@@ -341,7 +290,7 @@ impl Bench {
             f.counter("flumen_kafka_outdated_records_dropped_total"),
         );
         stop(&child);
-        let (ok, cpu_s, rss_mib) = reap(&mut child);
+        let (ok, cpu_s, rss_mib) = common::reap(&mut child);
         assert!(ok, "flumen run (live) failed");
         (
             Cost {
@@ -380,7 +329,7 @@ fn backlog(bench: &Bench, relays: &[&Flumen]) -> Vec<(u64, u64)> {
         }
     }
     for (f, c) in relays.iter().zip(children.iter_mut()) {
-        let hwm_kib = vm_hwm_kib(c.id() as i32).unwrap_or(0);
+        let hwm_kib = common::vm_hwm_kib(c.id() as i32).unwrap_or(0);
         c.kill().unwrap();
         c.wait().unwrap();
         out.push((hwm_kib / 1024, dir_bytes(&f.channel)));
@@ -430,7 +379,7 @@ fn drain_by_restart(bench: &Bench, a: &Flumen) -> Cost {
     a.wait_for(&mut child, "flumen_records_committed_total", bench.n);
     let wall_s = t.elapsed().as_secs_f64();
     stop(&child);
-    let (ok, cpu_s, rss_mib) = reap(&mut child);
+    let (ok, cpu_s, rss_mib) = common::reap(&mut child);
     assert!(ok, "flumen run (drain) failed");
     Cost {
         wall_s,
@@ -443,7 +392,7 @@ fn drain_by_restart(bench: &Bench, a: &Flumen) -> Cost {
 fn drain_by_replay(b: &Flumen) -> Cost {
     let t = Instant::now();
     let mut child = b.spawn("replay");
-    let (ok, cpu_s, rss_mib) = reap(&mut child);
+    let (ok, cpu_s, rss_mib) = common::reap(&mut child);
     assert!(ok, "flumen replay failed");
     Cost {
         wall_s: t.elapsed().as_secs_f64(),

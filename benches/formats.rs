@@ -17,7 +17,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// (name, `[hdfs]` lines, more tables)
@@ -140,36 +140,6 @@ listen = "127.0.0.1:{port}"
     (path, format!("127.0.0.1:{port}"))
 }
 
-fn counter(addr: &str, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0.0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Waits for the child; its own CPU seconds (`wait4`).
-fn reap(child: &mut Child) -> f64 {
-    let pid = child.id() as i32;
-    let mut status = 0;
-    // SAFETY: wait4 on our own child with valid out-pointers.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut u) };
-    assert_eq!(got, pid, "wait4");
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(u.ru_utime) + secs(u.ru_stime)
-}
-
 /// Bytes of the final files under `dir` (not `_`/`.` names), and their count.
 fn hdfs_bytes(hdfs: &str, dir: &str) -> (u64, usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -215,7 +185,7 @@ fn main() {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        while counter(&metrics, "flumen_records_committed_total") < n as f64 {
+        while common::metrics_counter(&metrics, "flumen_records_committed_total") < n as f64 {
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "{name}: flumen exited early"
@@ -229,7 +199,7 @@ fn main() {
         let wall = t.elapsed().as_secs_f64();
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let cpu = reap(&mut child);
+        let cpu = common::reap(&mut child).1;
         let (bytes, files) = hdfs_bytes(&hdfs, &format!("/flumen-bench/{topic}/f{i}"));
         if i == 0 {
             text_bytes = bytes;
