@@ -60,8 +60,11 @@ fn parquet_rows(dir: &str) -> Vec<(String, i32, i64, Option<Vec<u8>>)> {
 
 /// Events (`{"id":N}` values) landed under `dir`, for `assert_exactly_once`.
 fn landed(dir: &str) -> Vec<Landed> {
-    parquet_rows(dir)
-        .into_iter()
+    to_landed(parquet_rows(dir))
+}
+
+fn to_landed(rows: Vec<(String, i32, i64, Option<Vec<u8>>)>) -> Vec<Landed> {
+    rows.into_iter()
         .map(|(file, partition, offset, value)| {
             let v: serde_json::Value = serde_json::from_slice(&value.expect("a value")).unwrap();
             Landed {
@@ -86,14 +89,7 @@ fn wait_rows(dir: &str, n: usize) -> Vec<(String, i32, i64, Option<Vec<u8>>)> {
 }
 
 fn wait_landed(dir: &str, n: usize) -> Vec<Landed> {
-    let t = Instant::now();
-    loop {
-        let l = landed(dir);
-        if l.len() >= n || t.elapsed() > LIMIT {
-            return l;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    to_landed(wait_rows(dir, n))
 }
 
 fn b64(b: &Option<Vec<u8>>) -> serde_json::Value {
