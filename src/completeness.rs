@@ -131,6 +131,7 @@ impl<H: Hdfs> Markers<H> {
         let mut ends: Vec<i64> = self
             .list(&self.pending_dir)
             .await?
+            .unwrap_or_default()
             .iter()
             .filter_map(|e| e.name().parse().ok())
             .collect();
@@ -229,7 +230,13 @@ impl<H: Hdfs> Markers<H> {
     async fn leaves(&self, dir: &str, out: &mut Vec<String>) -> Result<(), MarkerError> {
         let mut stack = vec![dir.to_string()];
         while let Some(d) = stack.pop() {
-            let children = self.list(&d).await?;
+            let Some(children) = self.list(&d).await? else {
+                // Gone while this walk ran: another instance finished the note (its markers
+                // are written), and a directory whose child vanished is no bucket. Seen once
+                // as a marker in a day directory above the minute buckets.
+                out.clear();
+                return Ok(());
+            };
             if children.is_empty() && d != dir {
                 out.push(d);
             }
@@ -250,10 +257,11 @@ impl<H: Hdfs> Markers<H> {
         }
     }
 
-    async fn list(&self, dir: &str) -> Result<Vec<crate::hdfs::Entry>, MarkerError> {
+    /// `None` if `dir` does not exist (any more).
+    async fn list(&self, dir: &str) -> Result<Option<Vec<crate::hdfs::Entry>>, MarkerError> {
         match self.ledger.hdfs().list(dir).await {
-            Ok(l) => Ok(l),
-            Err(HdfsError::FileNotFound(_)) => Ok(Vec::new()),
+            Ok(l) => Ok(Some(l)),
+            Err(HdfsError::FileNotFound(_)) => Ok(None),
             Err(e) => Err(hdfs_err("list", dir)(e)),
         }
     }
