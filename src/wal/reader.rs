@@ -193,6 +193,32 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_is_read_into_exactly_its_own_bytes() {
+        // The sink's frame buffer lives as long as the reader: reading a frame must not leave
+        // it with more room than the frame (no doubling on the way in).
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(WalOptions {
+            segment_bytes_max: 1 << 20,
+            ..opts(dir.path())
+        })
+        .unwrap();
+        let (small, large) = (batch(0, 0, 2), batch(0, 2, 300));
+        for b in [&small, &large] {
+            wal.writer
+                .append(&[EncodedBatch::encode(b).unwrap()])
+                .unwrap();
+        }
+        let mut r = WalReader::new(wal.index.clone());
+        let mut frame = Vec::new();
+        for want in [&small, &large] {
+            let (_, shape) = r.next_frame(&mut frame).unwrap().expect("a frame");
+            assert_eq!(frame, EncodedBatch::encode(want).unwrap().frame);
+            assert_eq!(frame.capacity(), frame.len());
+            assert_eq!(shape.view(&frame).to_batch(), *want);
+        }
+    }
+
+    #[test]
     fn rewind_to_the_current_segment_rereads_it() {
         // Regression: a partition re-assigned with uncommitted batches in the segment under the
         // cursor was never re-read, so its sink waited forever for offsets it had skipped.

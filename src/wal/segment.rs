@@ -316,9 +316,18 @@ pub fn read_frame_bytes_at(
     // Exactly the frame: `resize` alone would double the buffer, which lives as long as the
     // reader or the scan.
     buf.reserve_exact((total as usize).saturating_sub(buf.len()));
-    buf.resize(total as usize, 0);
-    file.read_exact(&mut buf[FRAME_HEADER_BYTES..])
-        .map_err(|e| e.to_string())
+    // Read into the spare capacity: `resize` would zero every frame's bytes first.
+    let body = total - FRAME_HEADER_BYTES as u64;
+    let read = (&*file)
+        .take(body)
+        .read_to_end(buf)
+        .map_err(|e| e.to_string())?;
+    if read as u64 != body {
+        return Err(format!(
+            "the file ends {read} bytes into a {body}-byte frame payload"
+        ));
+    }
+    Ok(())
 }
 
 /// What the channel holds for one segment: its durable length and, per partition, the offset

@@ -252,7 +252,8 @@ impl RecordRef for Record {
     }
 }
 
-fn read_record<'a>(c: &mut Cursor<'a>) -> Result<RecordView<'a>, FrameError> {
+#[inline]
+fn read_record<'a>(c: &mut Cursor<'a>) -> Result<RecordView<'a>, Bad> {
     let offset = c.i64()?;
     let timestamp_ms = c.option(Cursor::i64)?;
     let key = c.option(Cursor::bytes)?;
@@ -272,12 +273,31 @@ fn read_record<'a>(c: &mut Cursor<'a>) -> Result<RecordView<'a>, FrameError> {
     })
 }
 
-fn read_header<'a>(c: &mut Cursor<'a>) -> Result<(&'a [u8], Option<&'a [u8]>), FrameError> {
+#[inline]
+fn read_header<'a>(c: &mut Cursor<'a>) -> Result<(&'a [u8], Option<&'a [u8]>), Bad> {
     Ok((c.bytes()?, c.option(Cursor::bytes)?))
 }
 
 fn decode(message: String) -> FrameError {
     FrameError::Decode(message)
+}
+
+/// Why a cursor read failed: two words, so the per-field reads of the walk over every record
+/// return in registers; it becomes bincode's `FrameError` once, where the walk gives up.
+#[derive(Debug, Clone, Copy)]
+enum Bad {
+    Short { needs: u64, left: usize },
+    Tag(u8),
+}
+
+impl From<Bad> for FrameError {
+    #[cold]
+    fn from(b: Bad) -> Self {
+        match b {
+            Bad::Short { needs, left } => decode(format!("needs {needs} bytes, {left} left")),
+            Bad::Tag(tag) => decode(format!("invalid Option tag {tag}")),
+        }
+    }
 }
 
 /// Reads bincode 1.3.3 fixint little-endian values from `bytes[at..]`, each bounded by what
@@ -289,46 +309,57 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: u64) -> Result<&'a [u8], FrameError> {
-        let left = self.bytes.len() - self.at;
-        if n > left as u64 {
-            return Err(decode(format!("needs {n} bytes, {left} left")));
+    #[inline]
+    fn take(&mut self, n: u64) -> Result<&'a [u8], Bad> {
+        let rest = &self.bytes[self.at..];
+        match rest.get(..usize::try_from(n).unwrap_or(usize::MAX)) {
+            Some(out) => {
+                self.at += out.len();
+                Ok(out)
+            }
+            None => Err(Bad::Short {
+                needs: n,
+                left: rest.len(),
+            }),
         }
-        let out = &self.bytes[self.at..self.at + n as usize];
-        self.at += n as usize;
-        Ok(out)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Bad> {
         Ok(self.take(N as u64)?.try_into().expect("N bytes"))
     }
 
-    fn u64(&mut self) -> Result<u64, FrameError> {
+    #[inline]
+    fn u64(&mut self) -> Result<u64, Bad> {
         self.array().map(u64::from_le_bytes)
     }
 
-    fn i64(&mut self) -> Result<i64, FrameError> {
+    #[inline]
+    fn i64(&mut self) -> Result<i64, Bad> {
         self.array().map(i64::from_le_bytes)
     }
 
-    fn i32(&mut self) -> Result<i32, FrameError> {
+    #[inline]
+    fn i32(&mut self) -> Result<i32, Bad> {
         self.array().map(i32::from_le_bytes)
     }
 
     /// A length-prefixed byte string.
-    fn bytes(&mut self) -> Result<&'a [u8], FrameError> {
+    #[inline]
+    fn bytes(&mut self) -> Result<&'a [u8], Bad> {
         let n = self.u64()?;
         self.take(n)
     }
 
+    #[inline]
     fn option<T>(
         &mut self,
-        read: impl FnOnce(&mut Self) -> Result<T, FrameError>,
-    ) -> Result<Option<T>, FrameError> {
+        read: impl FnOnce(&mut Self) -> Result<T, Bad>,
+    ) -> Result<Option<T>, Bad> {
         match self.array::<1>()?[0] {
             0 => Ok(None),
             1 => read(self).map(Some),
-            tag => Err(decode(format!("invalid Option tag {tag}"))),
+            tag => Err(Bad::Tag(tag)),
         }
     }
 }
