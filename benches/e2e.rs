@@ -17,6 +17,9 @@
 //!   settings (`SourceOptions::client_config`, so the same prefetch budget), partitions
 //!   `assign()`ed from the beginning (no group join), timed from the first message to the last;
 //!   one per-message `poll`, one `rd_kafka_consume_batch_queue` of 1,000;
+//! - **raw relay**, the ceiling of any relay on this testbed: the batch consume writing values
+//!   as lines straight into one HDFS file per partition (no channel, no commit protocol, no
+//!   roll), timed from the first message until every file is closed;
 //! - **live**: the release `flumen run`, from spawn until `/metrics` counts N records committed
 //!   to HDFS;
 //! - **backlog**: two more `flumen run` instances (two groups) with the NameNode stopped, so all N
@@ -439,6 +442,7 @@ fn main() {
     let load_before = common::loadavg();
     let (raw_poll, raw_busy) = busy_cores(|| bench.raw("poll"));
     let raw_batch = bench.raw("batch");
+    let (raw_relay, relay_busy) = busy_cores(|| bench.raw("relay"));
     let ((live, pauses, startup, (fetched, dropped)), live_busy) = busy_cores(|| bench.live());
     let (a, b) = (Flumen::new(&bench, "drain"), Flumen::new(&bench, "replay"));
     let filled = backlog(&bench, &[&a, &b]);
@@ -450,6 +454,7 @@ fn main() {
     let rows = [
         ("raw poll (ceiling)", raw_poll),
         ("raw batch", raw_batch),
+        ("raw relay -> HDFS", raw_relay),
         ("flumen live -> HDFS", live),
         ("drain: restart", drain),
         ("drain: flumen replay", replay),
@@ -467,8 +472,13 @@ fn main() {
         drain.wall_s / live.wall_s,
     );
     println!(
+        "live/raw relay throughput = {:.2} (the relay: batch consume straight to HDFS, no \
+         channel, no commit)",
+        raw_relay.wall_s / live.wall_s
+    );
+    println!(
         "machine busy, every process (Kafka, HDFS and the bench too), of {} cores: raw poll \
-         {raw_busy:.2}, live {live_busy:.2}, drain by restart {drain_busy:.2}, replay \
+         {raw_busy:.2}, raw relay {relay_busy:.2}, live {live_busy:.2}, drain by restart {drain_busy:.2}, replay \
          {replay_busy:.2}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
@@ -528,7 +538,7 @@ fn report(bench: &Bench, rows: &[(&str, Cost)], channel_bytes: u64) {
 /// first to the last.
 fn raw_child(args: &[String]) {
     let [mode, topic, parts, n, config] = args else {
-        panic!("usage: e2e raw poll|batch TOPIC PARTITIONS N CONFIG");
+        panic!("usage: e2e raw poll|batch|relay TOPIC PARTITIONS N CONFIG");
     };
     let (parts, n): (i32, u64) = (parts.parse().unwrap(), n.parse().unwrap());
     let settings = flumen::config::Settings::load(Path::new(config)).unwrap();
@@ -544,6 +554,7 @@ fn raw_child(args: &[String]) {
     let wall = match mode.as_str() {
         "poll" => raw_poll(&consumer, n),
         "batch" => raw_batch(&consumer, n),
+        "relay" => raw_relay(&consumer, &settings, parts, n),
         other => panic!("unknown raw mode {other}"),
     };
     println!("{wall}");
@@ -563,6 +574,13 @@ fn raw_poll(consumer: &BaseConsumer, n: u64) -> f64 {
 }
 
 fn raw_batch(consumer: &BaseConsumer, n: u64) -> f64 {
+    let first = batch_consume(consumer, n, |_, _| {});
+    first.elapsed().as_secs_f64()
+}
+
+/// Takes N messages with `rd_kafka_consume_batch_queue` (1,000 a call) and hands each
+/// one's partition and payload to `each`; returns when the first arrived.
+fn batch_consume(consumer: &BaseConsumer, n: u64, mut each: impl FnMut(i32, &[u8])) -> Instant {
     use rdkafka::bindings as rd;
     let mut first = None;
     let mut seen = 0u64;
@@ -574,18 +592,67 @@ fn raw_batch(consumer: &BaseConsumer, n: u64) -> f64 {
         while seen < n {
             let got = rd::rd_kafka_consume_batch_queue(q, 100, buf.as_mut_ptr(), buf.len());
             for m in &buf[..got.max(0) as usize] {
-                let err = (**m).err;
+                let msg = &**m;
                 assert_eq!(
-                    err,
+                    msg.err,
                     rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
                     "fetch error"
                 );
                 first.get_or_insert_with(Instant::now);
                 seen += 1;
+                let payload = if msg.payload.is_null() {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(msg.payload as *const u8, msg.len)
+                };
+                each(msg.partition, payload);
                 rd::rd_kafka_message_destroy(*m);
             }
         }
         rd::rd_kafka_queue_destroy(q);
     }
-    first.unwrap().elapsed().as_secs_f64()
+    first.expect("n > 0")
+}
+
+/// The ceiling of a relay with no channel and no commit protocol: values as lines straight
+/// from librdkafka's batch consume into one HDFS file per partition (256 KiB writes, as the
+/// sink's), every file closed at the end, on one thread as flumen's sink. Timed from the
+/// first message to the last close.
+fn raw_relay(
+    consumer: &BaseConsumer,
+    settings: &flumen::config::Settings,
+    parts: i32,
+    n: u64,
+) -> f64 {
+    const CHUNK: usize = 256 << 10;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = flumen::hdfs::connect(&settings.hdfs).unwrap();
+    let dir = format!("/flumen-bench/raw-relay-{}", uuid::Uuid::new_v4().simple());
+    let opts = hdfs_native::WriteOptions::default().create_parent(true);
+    let mut writers: Vec<_> = (0..parts)
+        .map(|p| {
+            rt.block_on(client.create(&format!("{dir}/{p}"), opts.clone()))
+                .unwrap()
+        })
+        .collect();
+    let mut bufs = vec![Vec::with_capacity(CHUNK + 4096); parts as usize];
+    let first = batch_consume(consumer, n, |p, value| {
+        let buf = &mut bufs[p as usize];
+        buf.extend_from_slice(value);
+        buf.push(b'\n');
+        if buf.len() >= CHUNK {
+            let chunk = std::mem::replace(buf, Vec::with_capacity(CHUNK + 4096));
+            rt.block_on(writers[p as usize].write_bytes(chunk.into()))
+                .unwrap();
+        }
+    });
+    for (w, buf) in writers.iter_mut().zip(bufs) {
+        rt.block_on(w.write_bytes(buf.into())).unwrap();
+        rt.block_on(w.close()).unwrap();
+    }
+    first.elapsed().as_secs_f64()
 }
