@@ -187,6 +187,27 @@ struct OpenFile {
     max_ms: Option<i64>,
 }
 
+impl OpenFile {
+    /// Counts a record just pushed (`added` bytes) into the file's range and size, the late
+    /// count and the event-time marks of the file and of its partition (`watermark`). The fast
+    /// and the slow write path both end here, so they cannot count differently.
+    fn note_written(
+        &mut self,
+        tp: &TopicPartition,
+        watermark: &mut Option<i64>,
+        added: u64,
+        offset: i64,
+        time_ms: i64,
+    ) {
+        self.records += 1;
+        self.bytes_raw += added;
+        self.last = offset;
+        late::note_late(tp, self.route);
+        self.max_ms = self.max_ms.max(Some(time_ms));
+        *watermark = (*watermark).max(Some(time_ms));
+    }
+}
+
 /// A roll in flight: its task, and the staging token to delete should the task be abandoned.
 struct Closing {
     seq: u64,
@@ -555,12 +576,7 @@ impl Sink {
                 Err(PushError::Misfit(_)) => return Run::Slow(record),
                 Err(PushError::Io(e)) => return Run::Failed(e),
             };
-            f.records += 1;
-            f.bytes_raw += added;
-            f.last = record.offset;
-            late::note_late(tp, f.route);
-            f.max_ms = f.max_ms.max(Some(time_ms));
-            st.watermark = st.watermark.max(Some(time_ms));
+            f.note_written(tp, &mut st.watermark, added, record.offset, time_ms);
             if f.encoder.pending_output_bytes() >= *write_chunk || roll_full(opts, f) {
                 return Run::Due;
             }
@@ -639,12 +655,7 @@ impl Sink {
             }
             Err(PushError::Io(e)) => return Err(SinkError::Channel(e)),
         };
-        f.records += 1;
-        f.bytes_raw += added;
-        f.last = record.offset;
-        late::note_late(tp, f.route);
-        f.max_ms = f.max_ms.max(Some(time_ms));
-        st.watermark = st.watermark.max(Some(time_ms));
+        f.note_written(tp, &mut st.watermark, added, record.offset, time_ms);
         self.flush_chunk(tp).await?;
         Ok(true)
     }
