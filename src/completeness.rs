@@ -289,7 +289,155 @@ fn hdfs_err<'a>(op: &'static str, path: &'a str) -> impl FnOnce(HdfsError) -> Ma
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hdfs::Entry;
     use crate::sink::bucket::Width;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// Directories and empty files, enough for the marker walk. `vanish` deletes a tree the
+    /// moment a given directory is listed, as another instance finishing the same note does.
+    #[derive(Default)]
+    struct Namespace {
+        paths: Mutex<BTreeMap<String, bool>>,
+        vanish: Mutex<Option<(String, String)>>,
+    }
+
+    struct Empty;
+
+    impl HdfsWriter for Empty {
+        async fn write(&mut self, _: bytes::Bytes) -> Result<(), HdfsError> {
+            Ok(())
+        }
+        async fn hsync(&mut self) -> Result<(), HdfsError> {
+            Ok(())
+        }
+        async fn close(&mut self) -> Result<(), HdfsError> {
+            Ok(())
+        }
+    }
+
+    impl Namespace {
+        fn remove_tree(&self, path: &str) -> bool {
+            let mut paths = self.paths.lock().unwrap();
+            let below = format!("{path}/");
+            let before = paths.len();
+            paths.retain(|p, _| p != path && !p.starts_with(&below));
+            paths.len() != before
+        }
+
+        fn files(&self) -> Vec<String> {
+            let paths = self.paths.lock().unwrap();
+            paths
+                .iter()
+                .filter(|(_, dir)| !**dir)
+                .map(|(p, _)| p.clone())
+                .collect()
+        }
+    }
+
+    impl Hdfs for Namespace {
+        type Writer = Empty;
+        async fn create(&self, path: &str) -> Result<Empty, HdfsError> {
+            let mut paths = self.paths.lock().unwrap();
+            if paths.contains_key(path) {
+                return Err(HdfsError::AlreadyExists(path.into()));
+            }
+            paths.insert(path.into(), false);
+            Ok(Empty)
+        }
+        async fn mkdirs(&self, path: &str) -> Result<(), HdfsError> {
+            let mut paths = self.paths.lock().unwrap();
+            for (i, _) in path.match_indices('/').skip(1) {
+                paths.insert(path[..i].into(), true);
+            }
+            paths.insert(path.into(), true);
+            Ok(())
+        }
+        async fn rename(&self, _: &str, _: &str) -> Result<(), HdfsError> {
+            unimplemented!("the marker walk renames nothing")
+        }
+        async fn delete(&self, path: &str, _: bool) -> Result<bool, HdfsError> {
+            Ok(self.remove_tree(path))
+        }
+        async fn list(&self, dir: &str) -> Result<Vec<Entry>, HdfsError> {
+            let vanish = self.vanish.lock().unwrap().clone();
+            if let Some((_, tree)) = vanish.filter(|(listed, _)| listed == dir) {
+                self.remove_tree(&tree);
+            }
+            let paths = self.paths.lock().unwrap();
+            if paths.get(dir) != Some(&true) {
+                return Err(HdfsError::FileNotFound(dir.into()));
+            }
+            let children = paths
+                .iter()
+                .filter(|(p, _)| p.rsplit_once('/').is_some_and(|(parent, _)| parent == dir));
+            Ok(children
+                .map(|(p, is_dir)| Entry {
+                    path: p.clone(),
+                    is_dir: *is_dir,
+                    length: 0,
+                })
+                .collect())
+        }
+        async fn stat(&self, _: &str) -> Result<Entry, HdfsError> {
+            unimplemented!("the marker walk stats nothing")
+        }
+    }
+
+    struct NoKafka;
+
+    impl KafkaView for NoKafka {
+        fn log_ends(&self, _: &str) -> Result<Vec<(i32, i64)>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    const NOTE: &str = "/state/completeness/pending/00000000000000000042";
+
+    /// A namespace holding the note of end 42 for two minute buckets of one day.
+    async fn noted() -> (Markers<Namespace>, Arc<Namespace>) {
+        let ns = Arc::new(Namespace::default());
+        for minute in ["1200", "1201"] {
+            ns.mkdirs(&format!("{NOTE}/out/20261203/{minute}"))
+                .await
+                .unwrap();
+        }
+        let m = Markers {
+            ledger: Arc::new(Ledger::new(ns.clone(), "/state")),
+            rule: Rule {
+                width: Width::Minute,
+                lateness_ms: 0,
+            },
+            marker: "_COMPLETE".into(),
+            pending_dir: "/state/completeness/pending".into(),
+            topics: Vec::new(),
+            kafka: Arc::new(NoKafka),
+        };
+        (m, ns)
+    }
+
+    #[tokio::test]
+    async fn a_note_marks_each_bucket_it_holds_and_nothing_else() {
+        let (m, ns) = noted().await;
+        m.mark(42).await.unwrap();
+        let want = [
+            "/out/20261203/1200/_COMPLETE",
+            "/out/20261203/1201/_COMPLETE",
+        ];
+        assert_eq!(ns.files(), want);
+        assert!(!ns.paths.lock().unwrap().contains_key(NOTE), "note deleted");
+    }
+
+    #[tokio::test]
+    async fn a_note_finished_by_another_instance_during_the_walk_marks_nothing() {
+        // Regression (CI, tests/completeness.rs): the other instance deleted the note while
+        // this walk listed it, the vanished day directory was taken for an empty bucket, and a
+        // marker landed in out/20261203/ above the minute buckets.
+        let (m, ns) = noted().await;
+        *ns.vanish.lock().unwrap() = Some((format!("{NOTE}/out/20261203"), NOTE.into()));
+        m.mark(42).await.unwrap();
+        assert_eq!(ns.files(), Vec::<String>::new());
+    }
 
     #[test]
     fn an_idle_advance_is_written_once_per_bucket() {
