@@ -153,7 +153,9 @@ impl Flumen {
     /// `FLUMEN_BENCH_BIN` runs another build (e.g. a saved copy of the base) under the same
     /// harness, for before/after runs.
     fn spawn(&self, command: &str) -> Child {
-        let bin = std::env::var("FLUMEN_BENCH_BIN").ok().filter(|b| !b.is_empty());
+        let bin = std::env::var("FLUMEN_BENCH_BIN")
+            .ok()
+            .filter(|b| !b.is_empty());
         Command::new(bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_flumen")))
             .args([command, "--config"])
             .arg(&self.config)

@@ -19,43 +19,27 @@ use chrono::{Datelike, NaiveDate, TimeZone, Timelike, Utc};
 
 use super::path::PathTemplate;
 
-/// How wide one bucket is: the finest time escape of the template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Width {
-    Year,
-    Month,
-    Day,
-    Hour,
-    Minute,
-    Second,
-}
-
-/// The escapes from coarsest to finest; a template's escapes must be a prefix of this.
-const ORDER: [(char, Width); 6] = [
-    ('Y', Width::Year),
-    ('m', Width::Month),
-    ('d', Width::Day),
-    ('H', Width::Hour),
-    ('M', Width::Minute),
-    ('S', Width::Second),
-];
+/// How wide one bucket is: the unit of the template's finest time escape.
+pub use super::path::TimeUnit as Width;
 
 impl Width {
     /// The bucket width of `template`, or why it has none usable.
     pub fn of(template: &PathTemplate) -> Result<Width, String> {
-        let present = template.time_escapes();
-        let finest = ORDER
+        let present = template.time_units();
+        let finest = *present
             .iter()
-            .rposition(|(c, _)| present.contains(c))
+            .max()
             .ok_or("holds no time escape (%Y %m %d %H %M %S), so it has no time buckets")?;
-        if let Some((missing, _)) = ORDER[..finest].iter().find(|(c, _)| !present.contains(c)) {
+        let coarser = Width::ALL.into_iter().take_while(|u| *u < finest);
+        if let Some(missing) = coarser.into_iter().find(|u| !present.contains(u)) {
             return Err(format!(
-                "has %{} but not %{missing}: a bucket directory must name one bucket, so every \
+                "has %{} but not %{}: a bucket directory must name one bucket, so every \
                  coarser time escape must be there too",
-                ORDER[finest].0
+                finest.escape(),
+                missing.escape()
             ));
         }
-        Ok(ORDER[finest].1)
+        Ok(finest)
     }
 
     /// The start of the bucket holding `t_ms` (UTC, milliseconds since the epoch).

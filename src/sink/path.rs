@@ -1,16 +1,63 @@
 //! Flume-style path escapes: `%Y %m %d %H %M %S`, `%{topic}`, `%{partition}` and `%%`.
 
-use chrono::{DateTime, Datelike, Local, TimeZone, Timelike, Utc};
+use std::fmt::Write;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(String),
+use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone, Timelike, Utc};
+
+/// The unit of a time escape, coarsest first (the order `Ord` follows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimeUnit {
     Year,
     Month,
     Day,
     Hour,
     Minute,
     Second,
+}
+
+impl TimeUnit {
+    pub const ALL: [TimeUnit; 6] = [
+        TimeUnit::Year,
+        TimeUnit::Month,
+        TimeUnit::Day,
+        TimeUnit::Hour,
+        TimeUnit::Minute,
+        TimeUnit::Second,
+    ];
+
+    /// The letter after `%` in a template.
+    pub fn escape(self) -> char {
+        match self {
+            TimeUnit::Year => 'Y',
+            TimeUnit::Month => 'm',
+            TimeUnit::Day => 'd',
+            TimeUnit::Hour => 'H',
+            TimeUnit::Minute => 'M',
+            TimeUnit::Second => 'S',
+        }
+    }
+
+    fn of_escape(c: char) -> Option<Self> {
+        Self::ALL.into_iter().find(|u| u.escape() == c)
+    }
+
+    /// Appends this field of `t`, zero-padded as Flume does (four digits for the year).
+    fn render(self, t: &NaiveDateTime, out: &mut String) {
+        let _ = match self {
+            TimeUnit::Year => write!(out, "{:04}", t.year()),
+            TimeUnit::Month => write!(out, "{:02}", t.month()),
+            TimeUnit::Day => write!(out, "{:02}", t.day()),
+            TimeUnit::Hour => write!(out, "{:02}", t.hour()),
+            TimeUnit::Minute => write!(out, "{:02}", t.minute()),
+            TimeUnit::Second => write!(out, "{:02}", t.second()),
+        };
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Time(TimeUnit),
     Topic,
     Partition,
 }
@@ -30,17 +77,15 @@ impl PathTemplate {
                 literal.push(c);
                 continue;
             }
-            let part = match chars.next() {
+            let next = chars.next();
+            let part = match next {
                 Some('%') => {
                     literal.push('%');
                     continue;
                 }
-                Some('Y') => Part::Year,
-                Some('m') => Part::Month,
-                Some('d') => Part::Day,
-                Some('H') => Part::Hour,
-                Some('M') => Part::Minute,
-                Some('S') => Part::Second,
+                Some(c) if TimeUnit::of_escape(c).is_some() => {
+                    Part::Time(TimeUnit::of_escape(c).expect("checked"))
+                }
                 Some('{') => {
                     let mut name = String::new();
                     let mut closed = false;
@@ -87,21 +132,14 @@ impl PathTemplate {
         }
     }
 
-    /// The time escapes the template holds (`Y m d H M S`), in template order, once each.
-    pub fn time_escapes(&self) -> Vec<char> {
+    /// The units of the time escapes the template holds, in template order, once each.
+    pub fn time_units(&self) -> Vec<TimeUnit> {
         let mut out = Vec::new();
         for part in &self.parts {
-            let c = match part {
-                Part::Year => 'Y',
-                Part::Month => 'm',
-                Part::Day => 'd',
-                Part::Hour => 'H',
-                Part::Minute => 'M',
-                Part::Second => 'S',
-                _ => continue,
-            };
-            if !out.contains(&c) {
-                out.push(c);
+            if let Part::Time(u) = part {
+                if !out.contains(u) {
+                    out.push(*u);
+                }
             }
         }
         out
@@ -131,14 +169,11 @@ impl PathTemplate {
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Year => out.push_str(&format!("{:04}", t.year())),
-                Part::Month => out.push_str(&format!("{:02}", t.month())),
-                Part::Day => out.push_str(&format!("{:02}", t.day())),
-                Part::Hour => out.push_str(&format!("{:02}", t.hour())),
-                Part::Minute => out.push_str(&format!("{:02}", t.minute())),
-                Part::Second => out.push_str(&format!("{:02}", t.second())),
+                Part::Time(u) => u.render(&t, &mut out),
                 Part::Topic => out.push_str(topic),
-                Part::Partition => out.push_str(&partition.to_string()),
+                Part::Partition => {
+                    let _ = write!(out, "{partition}");
+                }
             }
         }
         out.trim_end_matches('/').to_string()
