@@ -73,7 +73,11 @@ impl Health {
         self.kafka_error_set.load(Ordering::Acquire)
     }
     pub fn set_kafka_ok(&self) {
-        if self.kafka_error_set.swap(false, Ordering::AcqRel) {
+        // Called per message: a plain load first, so the common case writes nothing to a
+        // cache line the HTTP thread reads (the swap alone was 0.5% of live CPU).
+        if self.kafka_error_set.load(Ordering::Acquire)
+            && self.kafka_error_set.swap(false, Ordering::AcqRel)
+        {
             self.with(|i| {
                 i.kafka_error = None;
                 i.kafka_refused = None;
