@@ -10,6 +10,11 @@ use flumen::commit::Ledger;
 use flumen::hdfs::NativeHdfs;
 use flumen::health::Health;
 
+#[path = "../../tests/common/net.rs"]
+mod net;
+#[allow(unused_imports)] // not every bench uses both
+pub use net::{free_port, http_get};
+
 /// A testbed address from the environment; exits 2 naming how to start the testbed.
 pub fn testbed_env(bench: &str, name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -28,15 +33,6 @@ pub fn loadavg() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// A loopback port free right now (for a relay's metrics listener).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Waits for `child` and returns its CPU seconds (`wait4`: its own, not the sum of every
@@ -68,21 +64,6 @@ pub fn vm_hwm_kib(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
     line.trim().trim_end_matches("kB").trim().parse().ok()
-}
-
-/// A GET of `path` from a relay's HTTP listener; `None` if it does not answer.
-pub fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 /// The sum of a counter's series in a relay's `/metrics` (0 if it does not answer).

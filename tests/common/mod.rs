@@ -5,6 +5,7 @@
 //! message saying how to start it; nothing is ever skipped.
 #![allow(dead_code)]
 
+pub mod net;
 pub mod secure_kafka;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdfs_native::Client;
+pub use net::{free_port, http_get};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -526,30 +528,6 @@ pub fn workdir() -> tempfile::TempDir {
         eprintln!("test dir kept: {}", dir.path().display());
     }
     dir
-}
-
-/// A plain HTTP/1.1 GET against the relay's metrics listener; the response with headers.
-pub fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
-/// A free loopback port for a relay's metrics listener.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs a `scripts/testbed` fault command against the fixture's testbed.
