@@ -30,8 +30,8 @@ impl Width {
             .iter()
             .max()
             .ok_or("holds no time escape (%Y %m %d %H %M %S), so it has no time buckets")?;
-        let coarser = Width::ALL.into_iter().take_while(|u| *u < finest);
-        if let Some(missing) = coarser.into_iter().find(|u| !present.contains(u)) {
+        let mut coarser = Width::ALL.into_iter().take_while(|u| *u < finest);
+        if let Some(missing) = coarser.find(|u| !present.contains(u)) {
             return Err(format!(
                 "has %{} but not %{}: a bucket directory must name one bucket, so every \
                  coarser time escape must be there too",

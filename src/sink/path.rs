@@ -77,14 +77,10 @@ impl PathTemplate {
                 literal.push(c);
                 continue;
             }
-            let next = chars.next();
-            let part = match next {
+            let part = match chars.next() {
                 Some('%') => {
                     literal.push('%');
                     continue;
-                }
-                Some(c) if TimeUnit::of_escape(c).is_some() => {
-                    Part::Time(TimeUnit::of_escape(c).expect("checked"))
                 }
                 Some('{') => {
                     let mut name = String::new();
@@ -105,7 +101,10 @@ impl PathTemplate {
                         other => return Err(format!("unsupported escape %{{{other}}}")),
                     }
                 }
-                Some(other) => return Err(format!("unsupported escape %{other}")),
+                Some(other) => match TimeUnit::of_escape(other) {
+                    Some(unit) => Part::Time(unit),
+                    None => return Err(format!("unsupported escape %{other}")),
+                },
                 None => return Err("ends with a lone %".into()),
             };
             if !literal.is_empty() {
