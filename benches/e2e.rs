@@ -20,8 +20,10 @@
 //! - **raw relay**, the ceiling of any relay on this testbed: the batch consume writing values
 //!   as lines straight into one HDFS file per partition (no channel, no commit protocol, no
 //!   roll), timed from the first message until every file is closed;
-//! - **live**: the release `flumen run`, from spawn until `/metrics` counts N records committed
-//!   to HDFS;
+//! - **live**: the release `flumen run`, from its first channel append until `/metrics` counts
+//!   N records committed to HDFS: like the raw rows, from the first message, so without the
+//!   group join and the reconciliation with HDFS, which are printed apart (`startup`), and
+//!   which the drain's wall time, and so live/drain, include on both sides;
 //! - **backlog**: two more `flumen run` instances (two groups) with the NameNode stopped, so all N
 //!   events pile up in their channels; their peak RSS at that backlog, then `kill -9`;
 //! - **drain**: NameNode back; one of them restarts (`flumen run`) and is timed until HDFS holds
@@ -173,6 +175,40 @@ impl Flumen {
 
     /// Polls `/metrics` until `name` reaches `n`; fails after 60 min or if the process exits.
     fn wait_for(&self, child: &mut Child, name: &str, n: u64) {
+        self.wait_every(child, name, n, Duration::from_millis(100))
+    }
+
+    /// From the first append until all N are committed, polling every 20 ms: what the machine
+    /// spent on the data flow (until 90% is committed, before the last files' roll interval
+    /// runs out with the machine idle), and the tail from the last record consumed.
+    fn milestones(&self, child: &mut Child, n: u64) -> Milestones {
+        let names = [
+            "flumen_records_consumed_total",
+            "flumen_records_committed_total",
+        ];
+        let (ticks0, mut flow, mut consumed_at) = (cpu_ticks(), None, None);
+        loop {
+            let [consumed, committed] = common::metrics_counters(&self.metrics, &names);
+            if consumed >= n as f64 && consumed_at.is_none() {
+                consumed_at = Some(Instant::now());
+            }
+            if committed >= (n - n / 10) as f64 && flow.is_none() {
+                flow = Some(Busy::between(ticks0, cpu_ticks()));
+            }
+            if committed >= n as f64 {
+                let tail = consumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                return Milestones {
+                    flow: flow.expect("90% before 100%"),
+                    tail,
+                };
+            }
+            assert!(child.try_wait().unwrap().is_none(), "flumen exited early");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `wait_for`, polling every `every`.
+    fn wait_every(&self, child: &mut Child, name: &str, n: u64, every: Duration) {
         let t = Instant::now();
         while self.counter(name) < n as f64 {
             assert!(child.try_wait().unwrap().is_none(), "flumen exited early");
@@ -180,7 +216,7 @@ impl Flumen {
                 t.elapsed() < Duration::from_secs(3600),
                 "{name} < {n} after 60 min"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(every);
         }
     }
 }
@@ -205,15 +241,41 @@ fn testbed(command: &str) {
     assert!(ok, "scripts/testbed {command} failed");
 }
 
-/// Runs `f` and returns the cores the whole machine kept busy meanwhile, on average (from
-/// `/proc/stat`): near the core count, a phase is bound by CPU, whoever spends it.
-fn busy_cores<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    let (busy0, total0) = cpu_ticks();
+/// What the whole machine spent while a phase ran (from `/proc/stat`), every process alike:
+/// Kafka, HDFS and the bench too.
+#[derive(Clone, Copy)]
+struct Busy {
+    /// Busy cores on average: near the core count, the phase was bound by CPU, whoever spent it.
+    cores: f64,
+    /// Busy core-seconds.
+    core_s: f64,
+}
+
+/// Runs `f` and returns what the machine spent meanwhile.
+fn busy_cores<T>(f: impl FnOnce() -> T) -> (T, Busy) {
+    let ticks0 = cpu_ticks();
     let out = f();
-    let (busy1, total1) = cpu_ticks();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let share = (busy1 - busy0) as f64 / ((total1 - total0) as f64).max(1.0);
-    (out, share * cores)
+    (out, Busy::between(ticks0, cpu_ticks()))
+}
+
+impl Busy {
+    /// Between two readings of `cpu_ticks`.
+    fn between((busy0, total0): (u64, u64), (busy1, total1): (u64, u64)) -> Busy {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let share = (busy1 - busy0) as f64 / ((total1 - total0) as f64).max(1.0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Busy {
+            cores: share * cores,
+            core_s: (busy1 - busy0) as f64 / hz,
+        }
+    }
+}
+
+/// What `Flumen::milestones` saw.
+struct Milestones {
+    flow: Busy,
+    tail: f64,
 }
 
 /// The machine's (busy, total) clock ticks: every state but idle and iowait is busy.
@@ -282,16 +344,11 @@ impl Bench {
         let f = Flumen::new(self, "live");
         let t = Instant::now();
         let mut child = f.spawn("run");
-        f.wait_for(&mut child, "flumen_channel_bytes_appended_total", 1);
+        let first = "flumen_channel_bytes_appended_total";
+        f.wait_every(&mut child, first, 1, Duration::from_millis(10));
         let startup = t.elapsed().as_secs_f64();
-        // The data flow: from the first append until 90% is committed, before the last
-        // files' roll interval runs out with the machine idle.
-        let ((), flow_busy) = busy_cores(|| {
-            let most = self.n - self.n / 10;
-            f.wait_for(&mut child, "flumen_records_committed_total", most)
-        });
-        f.wait_for(&mut child, "flumen_records_committed_total", self.n);
-        let wall_s = t.elapsed().as_secs_f64();
+        let m = f.milestones(&mut child, self.n);
+        let spawn_to_end = t.elapsed().as_secs_f64();
         let pauses = f.counter("flumen_pauses_total");
         std::thread::sleep(Duration::from_millis(1200)); // one more librdkafka statistics report
         let refetch = (
@@ -303,14 +360,16 @@ impl Bench {
         assert!(ok, "flumen run (live) failed");
         Live {
             cost: Cost {
-                wall_s,
+                wall_s: spawn_to_end - startup,
                 cpu_s,
                 rss_mib,
             },
             pauses,
             startup,
+            spawn_to_end,
             refetch,
-            flow_busy,
+            flow_busy: m.flow,
+            tail: m.tail,
         }
     }
 }
@@ -322,10 +381,15 @@ struct Live {
     pauses: f64,
     /// Spawn to the first channel append: the group join and the reconciliation with HDFS.
     startup: f64,
+    /// Spawn to every record committed (`cost.wall_s` is from the first append).
+    spawn_to_end: f64,
     /// librdkafka's fetched records over N, and the records it dropped as outdated.
     refetch: (f64, f64),
-    /// Cores the machine kept busy from the first append until 90% was committed.
-    flow_busy: f64,
+    /// What the machine spent from the first append until 90% was committed.
+    flow_busy: Busy,
+    /// Seconds from the last record consumed to the last committed: the last files' roll
+    /// interval, close and commit.
+    tail: f64,
 }
 
 fn stop(child: &Child) {
@@ -482,18 +546,25 @@ fn main() {
     ];
     report(&bench, &rows, channel_bytes);
     println!(
-        "live: {:.1} s of startup (join, reconcile); {:.0} pauses",
-        run.startup, run.pauses
+        "live: {:.2} s of startup (join, reconcile) before its first append, {:.2} s from spawn \
+         to all committed; {:.0} pauses",
+        run.startup, run.spawn_to_end, run.pauses
+    );
+    println!(
+        "live: {:.2} s from the last record consumed to the last committed (the last files' \
+         roll interval of 1 s, close, commit)",
+        run.tail
     );
     println!(
         "live: librdkafka fetched {fetched:.2}x the events (1.00 = no refetch), \
          {dropped:.0} dropped as outdated"
     );
     println!(
-        "live/raw poll throughput = {:.2}; live/raw poll CPU = {:.2}; live/drain = {:.2}",
+        "live/raw poll throughput = {:.2}; live/raw poll CPU = {:.2}; live/drain = {:.2} \
+         (spawn to all committed on both sides)",
         raw_poll.wall_s / live.wall_s,
         live.cpu_s / raw_poll.cpu_s.max(1e-9),
-        drain.wall_s / live.wall_s,
+        drain.wall_s / run.spawn_to_end,
     );
     println!(
         "live/raw relay throughput = {:.2} (the relay: batch consume straight to HDFS, no \
@@ -502,11 +573,26 @@ fn main() {
     );
     println!(
         "machine busy, every process (Kafka, HDFS and the bench too), of {} cores: raw poll \
-         {raw_busy:.2}, raw relay {relay_busy:.2}, live {live_busy:.2}, drain by restart {drain_busy:.2}, replay \
-         {replay_busy:.2}; live from its first append until 90% was committed {:.2} (the \
-         whole runs include startup and the idle wait for the last roll)",
+         {:.2}, raw relay {:.2}, live {:.2}, drain by restart {:.2}, replay {:.2}; live from its \
+         first append until 90% was committed {:.2} (the whole runs include startup and the idle \
+         wait for the last roll)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        run.flow_busy
+        raw_busy.cores,
+        relay_busy.cores,
+        live_busy.cores,
+        drain_busy.cores,
+        replay_busy.cores,
+        run.flow_busy.cores,
+    );
+    let per_m = |b: Busy| b.core_s / (bench.n as f64 / 1e6);
+    println!(
+        "machine CPU s per M events, every process, whole runs (startup and idle waits cost \
+         little): raw poll {:.2}, raw relay {:.2}, live {:.2}, drain by restart {:.2}, replay {:.2}",
+        per_m(raw_busy),
+        per_m(relay_busy),
+        per_m(live_busy),
+        per_m(drain_busy),
+        per_m(replay_busy),
     );
     for (i, (rss, bytes)) in filled.iter().enumerate() {
         println!(

@@ -68,13 +68,18 @@ pub fn vm_hwm_kib(pid: i32) -> Option<u64> {
 
 /// The sum of a counter's series in a relay's `/metrics` (0 if it does not answer).
 pub fn metrics_counter(addr: &str, name: &str) -> f64 {
-    let Some(body) = http_get(addr, "/metrics") else {
-        return 0.0;
-    };
-    body.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metrics_counters(addr, &[name])[0]
+}
+
+/// `metrics_counter` of each of `names`, from one GET.
+pub fn metrics_counters<const N: usize>(addr: &str, names: &[&str; N]) -> [f64; N] {
+    let body = http_get(addr, "/metrics").unwrap_or_default();
+    names.map(|name| {
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    })
 }
 
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
