@@ -18,8 +18,10 @@
 //!   `assign()`ed from the beginning (no group join), timed from the first message to the last;
 //!   one per-message `poll`, one `rd_kafka_consume_batch_queue` of 1,000;
 //! - **raw relay**, the ceiling of any relay on this testbed: the batch consume writing values
-//!   as lines straight into one HDFS file per partition (no channel, no commit protocol, no
-//!   roll), timed from the first message until every file is closed;
+//!   as lines straight into HDFS files per partition, rolled by the same `roll_bytes_max` and
+//!   `roll_interval_s` as flumen's (so the last files wait for their interval, as flumen's
+//!   do), with no channel and no commit protocol; timed from the first message until every
+//!   file is closed;
 //! - **live**: the release `flumen run`, from its first channel append until `/metrics` counts
 //!   N records committed to HDFS: like the raw rows, from the first message, so without the
 //!   group join and the reconciliation with HDFS, which are printed apart (`startup`), and
@@ -567,8 +569,8 @@ fn main() {
         drain.wall_s / run.spawn_to_end,
     );
     println!(
-        "live/raw relay throughput = {:.2} (the relay: batch consume straight to HDFS, no \
-         channel, no commit)",
+        "live/raw relay throughput = {:.2} (the relay: batch consume straight to HDFS files \
+         rolled by flumen's rules, no channel, no commit)",
         raw_relay.wall_s / live.wall_s
     );
     println!(
@@ -727,44 +729,97 @@ fn batch_consume(consumer: &BaseConsumer, n: u64, mut each: impl FnMut(i32, &[u8
 }
 
 /// The ceiling of a relay with no channel and no commit protocol: values as lines straight
-/// from librdkafka's batch consume into one HDFS file per partition (256 KiB writes, as the
-/// sink's), every file closed at the end, on one thread as flumen's sink. Timed from the
-/// first message to the last close.
+/// from librdkafka's batch consume into HDFS files per partition (256 KiB writes, as the
+/// sink's), rolled by flumen's own rules (`hdfs.roll_bytes_max`, and `roll_interval_s` from a
+/// file's opening, so the last files wait for it as flumen's do), closed in the background as
+/// the sink's are, on one thread as flumen's sink. Timed from the first message to the last
+/// close.
 fn raw_relay(
     consumer: &BaseConsumer,
     settings: &flumen::config::Settings,
     parts: i32,
     n: u64,
 ) -> f64 {
-    const CHUNK: usize = 256 << 10;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let client = flumen::hdfs::connect(&settings.hdfs).unwrap();
+    let client = std::sync::Arc::new(flumen::hdfs::connect(&settings.hdfs).unwrap());
     let dir = format!("/flumen-bench/raw-relay-{}", uuid::Uuid::new_v4().simple());
-    let opts = hdfs_native::WriteOptions::default().create_parent(true);
-    let mut writers: Vec<_> = (0..parts)
-        .map(|p| {
-            rt.block_on(client.create(&format!("{dir}/{p}"), opts.clone()))
-                .unwrap()
-        })
-        .collect();
-    let mut bufs = vec![Vec::with_capacity(CHUNK + 4096); parts as usize];
+    let mut files: Vec<RawFile> = (0..parts).map(|_| RawFile::default()).collect();
+    let mut closing = Vec::new();
     let first = batch_consume(consumer, n, |p, value| {
-        let buf = &mut bufs[p as usize];
-        buf.extend_from_slice(value);
-        buf.push(b'\n');
-        if buf.len() >= CHUNK {
-            let chunk = std::mem::replace(buf, Vec::with_capacity(CHUNK + 4096));
-            rt.block_on(writers[p as usize].write_bytes(chunk.into()))
-                .unwrap();
+        let f = &mut files[p as usize];
+        f.buf.extend_from_slice(value);
+        f.buf.push(b'\n');
+        f.written += value.len() as u64 + 1;
+        if f.buf.len() >= RawFile::CHUNK {
+            rt.block_on(f.write(&client, &dir, p));
+        }
+        if f.written >= settings.hdfs.roll_bytes_max {
+            rt.block_on(f.write(&client, &dir, p));
+            closing.push(rt.spawn(f.close()));
         }
     });
-    for (w, buf) in writers.iter_mut().zip(bufs) {
-        rt.block_on(w.write_bytes(buf.into())).unwrap();
-        rt.block_on(w.close()).unwrap();
+    // The last files: each closes when its roll interval runs out, as flumen's do.
+    let mut last: Vec<(Instant, usize)> = Vec::new();
+    for (p, f) in files.iter_mut().enumerate() {
+        if !f.buf.is_empty() {
+            rt.block_on(f.write(&client, &dir, p as i32));
+        }
+        if let Some((_, opened)) = &f.open {
+            last.push((*opened + settings.hdfs.roll_interval, p));
+        }
+    }
+    last.sort();
+    for (due, p) in last {
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        closing.push(rt.spawn(files[p].close()));
+    }
+    for c in closing {
+        rt.block_on(c).unwrap();
     }
     first.elapsed().as_secs_f64()
+}
+
+/// One partition's file of the raw relay.
+#[derive(Default)]
+struct RawFile {
+    open: Option<(hdfs_native::file::FileWriter, Instant)>,
+    buf: Vec<u8>,
+    written: u64,
+    files: u32,
+}
+
+impl RawFile {
+    const CHUNK: usize = 256 << 10;
+
+    /// Writes what is buffered, opening the partition's next file first if none is open.
+    async fn write(&mut self, client: &hdfs_native::Client, dir: &str, p: i32) {
+        if self.open.is_none() {
+            let opts = hdfs_native::WriteOptions::default().create_parent(true);
+            let path = format!("{dir}/{p}.{}", self.files);
+            self.files += 1;
+            let w = client.create(&path, opts).await.unwrap();
+            self.open = Some((w, Instant::now()));
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::CHUNK + 4096));
+        if !chunk.is_empty() {
+            self.open
+                .as_mut()
+                .unwrap()
+                .0
+                .write_bytes(chunk.into())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Takes the open file out to be closed, so the next record opens a new one.
+    fn close(&mut self) -> impl std::future::Future<Output = ()> + 'static {
+        self.written = 0;
+        let (mut w, _) = self.open.take().expect("a file is open");
+        async move { w.close().await.unwrap() }
+    }
 }
