@@ -352,6 +352,14 @@ impl Bench {
         let m = f.milestones(&mut child, self.n);
         let spawn_to_end = t.elapsed().as_secs_f64();
         let pauses = f.counter("flumen_pauses_total");
+        let fsync = common::metrics_counters(
+            &f.metrics,
+            &[
+                "flumen_channel_fsync_seconds_sum",
+                "flumen_channel_fsync_seconds_count",
+                "flumen_channel_bytes_appended_total",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(1200)); // one more librdkafka statistics report
         let refetch = (
             f.counter("flumen_kafka_fetched_records_total") / self.n as f64,
@@ -372,6 +380,7 @@ impl Bench {
             refetch,
             flow_busy: m.flow,
             tail: m.tail,
+            fsync: (fsync[0], fsync[1], fsync[2]),
         }
     }
 }
@@ -392,6 +401,8 @@ struct Live {
     /// Seconds from the last record consumed to the last committed: the last files' roll
     /// interval, close and commit.
     tail: f64,
+    /// The channel writer's fdatasync seconds, how many, and the bytes appended.
+    fsync: (f64, f64, f64),
 }
 
 fn stop(child: &Child) {
@@ -556,6 +567,13 @@ fn main() {
         "live: {:.2} s from the last record consumed to the last committed (the last files' \
          roll interval of 1 s, close, commit)",
         run.tail
+    );
+    let (fsync_s, fsyncs, appended) = run.fsync;
+    println!(
+        "live: the channel writer spent {fsync_s:.2} s in {fsyncs:.0} fdatasyncs ({:.1} ms each, \
+         {:.1} MB each)",
+        1e3 * fsync_s / fsyncs.max(1.0),
+        appended / 1e6 / fsyncs.max(1.0),
     );
     println!(
         "live: librdkafka fetched {fetched:.2}x the events (1.00 = no refetch), \
