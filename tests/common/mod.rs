@@ -211,8 +211,9 @@ impl Relay {
     /// The log lines that tell a partition's story (ownership, halts, reconciliation, errors),
     /// for a failing assertion's message.
     pub fn key_log_lines(&self) -> String {
-        const KEYS: [&str; 9] = [
+        const KEYS: [&str; 13] = [
             "WARN", "ERROR", "halt", "resum", "reconcil", "assign", "revok", "genesis", "skip",
+            "stuck", "abandon", "restart", "lease",
         ];
         let text = self.log_text();
         let lines: Vec<&str> = text
@@ -245,7 +246,16 @@ impl Relay {
 }
 
 impl Drop for Relay {
+    /// Kills the relay; in a failing test, first prints its log's key lines, since the test
+    /// directory and so the log are deleted (a CI failure is then explained by its own output).
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- key lines of {} (the relay's log) ---\n{}",
+                self.log.display(),
+                self.key_log_lines()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
