@@ -27,7 +27,8 @@ use crate::events;
 use crate::health::Health;
 use crate::poison::{Poison, Rules};
 use crate::wal::encoder::{FrameBuilder, Pushed, RecordFields};
-use crate::wal::{frame::FrameError, BatchSender, EncodedBatch, TopicPartition, WalIndex};
+use crate::wal::{frame::FrameError, BatchSender, EncodedBatch, FrameVersion};
+use crate::wal::{TopicPartition, WalIndex};
 use batch::{MessageQueue, Msg, PartitionQueue};
 
 /// The poll thread's maps, keyed by partition: looked up per message, so foldhash rather than
@@ -136,6 +137,8 @@ pub struct SourceOptions {
     pub resume_bytes: u64,
     /// librdkafka's prefetch memory (`kafka.prefetch_memory_bytes_max`, see `budget`).
     pub prefetch_memory_bytes_max: u64,
+    /// The channel frame version to write (`channel.frame_version`).
+    pub frame_version: FrameVersion,
 }
 
 impl SourceOptions {
@@ -157,6 +160,7 @@ impl SourceOptions {
             capacity_bytes_max: c.channel.capacity_bytes_max,
             resume_bytes: c.channel.resume_bytes,
             prefetch_memory_bytes_max: k.prefetch_memory_bytes_max,
+            frame_version: c.channel.frame_version,
         }
     }
 
@@ -957,11 +961,12 @@ impl Source {
             key,
             value,
         };
-        if encode(st, tp, &record, m)? == Pushed::Full {
+        let version = self.opts.frame_version;
+        if encode(st, tp, &record, m, version)? == Pushed::Full {
             // The frame would pass the payload limit: the batch so far goes first.
             self.flush(tp)?;
             st = self.parts.get_mut(tp).expect("flush keeps the partition");
-            if encode(st, tp, &record, m)? == Pushed::Full {
+            if encode(st, tp, &record, m, version)? == Pushed::Full {
                 let frame = st.pending.as_ref().map(|p| &p.frame);
                 let source = frame.expect("opened by encode").too_large(&record);
                 return Err(SourceError::Encode {
@@ -1118,6 +1123,7 @@ fn encode(
     tp: &TopicPartition,
     record: &RecordFields<'_>,
     m: &Msg<'_>,
+    version: FrameVersion,
 ) -> Result<Pushed, SourceError> {
     let encode_err = |source| SourceError::Encode {
         tp: tp.clone(),
@@ -1125,8 +1131,8 @@ fn encode(
     };
     if st.pending.is_none() {
         let buf = Vec::with_capacity(st.frame_capacity);
-        let frame =
-            FrameBuilder::new(&tp.topic, tp.partition, st.position, buf).map_err(encode_err)?;
+        let frame = FrameBuilder::new(&tp.topic, tp.partition, st.position, version, buf)
+            .map_err(encode_err)?;
         st.pending = Some(Pending {
             frame,
             bytes: 0,
@@ -1186,6 +1192,7 @@ mod tests {
             capacity_bytes_max: 1 << 30,
             resume_bytes: 1 << 29,
             prefetch_memory_bytes_max: 16 << 20,
+            frame_version: FrameVersion::V2,
         }
     }
 

@@ -272,6 +272,14 @@ const CASES: &[(Edit, Expect)] = &[
         Add("channel", "group_commit_bytes_max = 0"),
         Key("channel.group_commit_bytes_max"),
     ),
+    (
+        Add("channel", "frame_version = 3"),
+        Key("channel.frame_version"),
+    ),
+    (
+        Add("channel", "frame_version = 0"),
+        Key("channel.frame_version"),
+    ),
     // HDFS values.
     (
         Replace("\"hdfs://127.0.0.1:9000\"", "\"hdfs://\""),

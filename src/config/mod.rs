@@ -101,6 +101,8 @@ pub struct ChannelSettings {
     pub group_commit_bytes_max: usize,
     /// Free space the channel's filesystem always keeps; consumption pauses instead.
     pub disk_free_bytes_min: u64,
+    /// The frame version written; 1 keeps the channel readable by binaries before version 2.
+    pub frame_version: crate::wal::FrameVersion,
 }
 
 #[derive(Debug, Clone)]

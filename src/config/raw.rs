@@ -83,6 +83,8 @@ pub struct ChannelConfig {
     pub group_commit_bytes_max: usize,
     #[serde(default = "default_disk_free_bytes_min")]
     pub disk_free_bytes_min: u64,
+    #[serde(default = "default_frame_version")]
+    pub frame_version: u8,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,6 +271,9 @@ fn default_group_commit_bytes_max() -> usize {
 }
 fn default_disk_free_bytes_min() -> u64 {
     512 << 20
+}
+fn default_frame_version() -> u8 {
+    2
 }
 /// Flume HDFS sink `hdfs.filePrefix` is `FlumeData`; ours names what the files hold.
 fn default_file_prefix() -> String {

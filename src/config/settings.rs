@@ -14,6 +14,7 @@ use super::{
 };
 use crate::sink::bucket::{Rule, Width};
 use crate::sink::path::PathTemplate;
+use crate::wal::FrameVersion;
 
 /// The limits flumen puts on values. librdkafka's own ranges (CONFIGURATION.md) where a value
 /// is passed to it; otherwise the largest value that is still a sane setting.
@@ -275,6 +276,13 @@ fn channel(at: &At, c: raw::ChannelConfig) -> Result<ChannelSettings, ConfigErro
             GROUP_COMMIT_BYTES,
         )?,
         disk_free_bytes_min: c.disk_free_bytes_min,
+        frame_version: FrameVersion::from_byte(at.range(
+            S,
+            "frame_version",
+            c.frame_version,
+            1..=2,
+        )?)
+        .expect("1 and 2 are versions"),
     })
 }
 

@@ -2,14 +2,17 @@
 //! bytes, into one growing buffer. The source encodes every Kafka message into its
 //! partition's pending frame as it arrives, with no `Record`/`Batch` copy in between.
 //!
-//! The bytes are exactly what `frame::encode_frame` writes for the equivalent [`Batch`]
-//! (bincode 1.3.3, fixed-width little-endian integers; `wal-format.md` §2), which the tests
-//! below check byte for byte. Layout of the payload:
+//! It writes frame version 2 (`wal-format.md` §2.3), or version 1 where `channel.frame_version`
+//! asks for it (byte for byte what bincode 1.3.3 writes for the same `Batch`, which a property
+//! test checks). The batch header is the same in both:
 //! topic (u64 length + bytes), partition i32, start_offset i64, last_offset i64, record count
-//! u64, then per record: offset i64, timestamp (u8 tag 0/1 + i64), key and value (u8 tag 0/1 +
-//! u64 length + bytes), header count u64, per header: name (u64 length + bytes), value (tag +
-//! length + bytes). `last_offset` and the record count are patched by [`FrameBuilder::finish`],
-//! the frame header (length, CRC32) too.
+//! u64, all little-endian. Each record is then: the offset's distance from the previous one
+//! less one (the first counts from `start_offset - 1`), as a varint; the timestamp as a tag
+//! 0/1 and a zigzag varint of its difference from the previous record's timestamp (0 before
+//! the first); key and value as a varint of length + 1, 0 for none, then the bytes; a varint
+//! header count, and per header the name (varint length + bytes) and the value as a key is.
+//! `last_offset` and the record count are patched by [`FrameBuilder::finish`], the frame
+//! header (length, CRC32) too.
 //!
 //! Invariants, as `Batch::validate` states them for the serde path: the start offset is not
 //! negative, record offsets increase from the start, `last_offset` is at least the start and
@@ -19,8 +22,8 @@
 //! [`Batch`]: super::frame::Batch
 
 use super::frame::{
-    FrameError, FRAME_HEADER_BYTES, FRAME_KIND_BATCH, FRAME_MAGIC, FRAME_PAYLOAD_BYTES_MAX,
-    FRAME_VERSION,
+    Batch, FrameError, FrameVersion, FRAME_HEADER_BYTES, FRAME_KIND_BATCH, FRAME_MAGIC,
+    FRAME_PAYLOAD_BYTES_MAX,
 };
 
 /// One record's fields, borrowed from wherever they live (a librdkafka message).
@@ -47,9 +50,12 @@ pub enum Pushed {
 #[derive(Debug)]
 pub struct FrameBuilder {
     buf: Vec<u8>,
+    version: FrameVersion,
     start: i64,
     /// The last record's offset; `start - 1` while there is none.
     previous: i64,
+    /// The last timestamp written, the base of the next one's delta; 0 before the first.
+    previous_ts: i64,
     records: u64,
     /// Where `last_offset` sits in `buf` (the record count follows it).
     last_at: usize,
@@ -65,12 +71,13 @@ pub struct Frame {
 }
 
 impl FrameBuilder {
-    /// Starts a frame for `topic`/`partition` whose range begins at `start`, writing into
-    /// `buf` (cleared; pass a buffer with capacity to avoid regrowing it).
+    /// Starts a frame of `version` for `topic`/`partition` whose range begins at `start`,
+    /// writing into `buf` (cleared; pass a buffer with capacity to avoid regrowing it).
     pub fn new(
         topic: &str,
         partition: i32,
         start: i64,
+        version: FrameVersion,
         mut buf: Vec<u8>,
     ) -> Result<Self, FrameError> {
         if start < 0 {
@@ -78,17 +85,20 @@ impl FrameBuilder {
         }
         buf.clear();
         buf.extend_from_slice(&FRAME_MAGIC);
-        buf.extend_from_slice(&[FRAME_VERSION, FRAME_KIND_BATCH, 0, 0]);
+        buf.extend_from_slice(&[version.byte(), FRAME_KIND_BATCH, 0, 0]);
         buf.extend_from_slice(&[0; 8]); // payload length and CRC, patched by `finish`
-        put_bytes(&mut buf, topic.as_bytes());
+        buf.extend_from_slice(&(topic.len() as u64).to_le_bytes());
+        buf.extend_from_slice(topic.as_bytes());
         buf.extend_from_slice(&partition.to_le_bytes());
         buf.extend_from_slice(&start.to_le_bytes());
         let last_at = buf.len();
         buf.extend_from_slice(&[0; 16]); // last_offset and record count, patched by `finish`
         let b = Self {
             buf,
+            version,
             start,
             previous: start - 1,
+            previous_ts: 0,
             records: 0,
             last_at,
         };
@@ -109,33 +119,41 @@ impl FrameBuilder {
             return Err(FrameError::Invalid("record offsets not increasing"));
         }
         let mark = self.buf.len();
-        let b = &mut self.buf;
-        b.extend_from_slice(&r.offset.to_le_bytes());
-        match r.timestamp_ms {
-            None => b.push(0),
-            Some(t) => {
-                b.push(1);
-                b.extend_from_slice(&t.to_le_bytes());
-            }
+        match self.version {
+            FrameVersion::V1 => put_record_v1(&mut self.buf, r, headers),
+            FrameVersion::V2 => self.put_record_v2(r, headers),
         }
-        put_option(b, r.key);
-        put_option(b, r.value);
-        let count_at = b.len();
-        b.extend_from_slice(&[0; 8]);
-        let mut count = 0u64;
-        for (name, value) in headers {
-            put_bytes(b, name);
-            put_option(b, value);
-            count += 1;
-        }
-        b[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
         if self.payload_len() > FRAME_PAYLOAD_BYTES_MAX {
             self.buf.truncate(mark);
             return Ok(Pushed::Full);
         }
         self.previous = r.offset;
+        self.previous_ts = r.timestamp_ms.unwrap_or(self.previous_ts);
         self.records += 1;
         Ok(Pushed::Kept)
+    }
+
+    fn put_record_v2<'h>(
+        &mut self,
+        r: &RecordFields<'_>,
+        headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
+    ) {
+        let b = &mut self.buf;
+        // The true distance is 1..2^64 since `offset > previous`, so the wrap is exact.
+        put_varint(
+            b,
+            r.offset.wrapping_sub(self.previous).wrapping_sub(1) as u64,
+        );
+        match r.timestamp_ms {
+            None => b.push(0),
+            Some(t) => {
+                b.push(1);
+                put_varint(b, zigzag(t.wrapping_sub(self.previous_ts)));
+            }
+        }
+        put_option(b, r.key);
+        put_option(b, r.value);
+        put_headers(b, headers);
     }
 
     /// The error for a record refused by an empty frame: it alone exceeds the payload limit.
@@ -187,30 +205,131 @@ impl FrameBuilder {
     }
 }
 
-/// The frame's CRC, computed as `frame::encode_frame` computes it.
+/// The frame's CRC over header bytes 4..12 and the payload (`wal-format.md` §2.2).
 fn frame_crc(frame: &[u8]) -> u32 {
     super::frame::frame_crc(&frame[..12], &frame[FRAME_HEADER_BYTES..])
 }
 
+/// The frame of a whole `Batch` (the tools' and tests' path; the source pushes as it polls).
+pub fn encode_batch(batch: &Batch, version: FrameVersion) -> Result<Frame, FrameError> {
+    let bytes = batch.payload_bytes() + 64;
+    let mut b = FrameBuilder::new(
+        &batch.topic,
+        batch.partition,
+        batch.start_offset,
+        version,
+        Vec::with_capacity(bytes),
+    )?;
+    for r in &batch.records {
+        let fields = RecordFields {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+        };
+        let headers = r.headers.iter().map(|h| (&h.key[..], h.value.as_deref()));
+        if b.push(&fields, headers)? == Pushed::Full {
+            return Err(b.too_large(&fields));
+        }
+    }
+    b.finish(Some(batch.last_offset))
+}
+
+/// A version 1 record: bincode 1.3.3's fixed-width little-endian fields.
+fn put_record_v1<'h>(
+    b: &mut Vec<u8>,
+    r: &RecordFields<'_>,
+    headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
+) {
+    let fixed_bytes = |b: &mut Vec<u8>, bytes: &[u8]| {
+        b.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        b.extend_from_slice(bytes);
+    };
+    let fixed_option = |b: &mut Vec<u8>, bytes: Option<&[u8]>| match bytes {
+        None => b.push(0),
+        Some(bytes) => {
+            b.push(1);
+            fixed_bytes(b, bytes);
+        }
+    };
+    b.extend_from_slice(&r.offset.to_le_bytes());
+    match r.timestamp_ms {
+        None => b.push(0),
+        Some(t) => {
+            b.push(1);
+            b.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+    fixed_option(b, r.key);
+    fixed_option(b, r.value);
+    let count_at = b.len();
+    b.extend_from_slice(&[0; 8]);
+    let mut count = 0u64;
+    for (name, value) in headers {
+        fixed_bytes(b, name);
+        fixed_option(b, value);
+        count += 1;
+    }
+    b[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+}
+
+/// Unsigned LEB128: seven bits a byte, low first, the high bit set on all but the last.
+pub(crate) fn put_varint(b: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        b.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    b.push(v as u8);
+}
+
+/// Maps a signed difference to an unsigned one that is small when the difference is near 0.
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
 fn put_bytes(b: &mut Vec<u8>, bytes: &[u8]) {
-    b.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    put_varint(b, bytes.len() as u64);
     b.extend_from_slice(bytes);
 }
 
+/// Length + 1, or 0 for none, then the bytes.
 fn put_option(b: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         None => b.push(0),
         Some(bytes) => {
-            b.push(1);
-            put_bytes(b, bytes);
+            put_varint(b, bytes.len() as u64 + 1);
+            b.extend_from_slice(bytes);
         }
+    }
+}
+
+/// The header count, then each header. The count is not known until the iterator ends: one
+/// byte is kept for it and widened in place in the rare case of 128 headers or more.
+fn put_headers<'h>(
+    b: &mut Vec<u8>,
+    headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
+) {
+    let count_at = b.len();
+    b.push(0);
+    let mut count = 0u64;
+    for (name, value) in headers {
+        put_bytes(b, name);
+        put_option(b, value);
+        count += 1;
+    }
+    if count < 0x80 {
+        b[count_at] = count as u8;
+    } else {
+        let mut varint = Vec::with_capacity(10);
+        put_varint(&mut varint, count);
+        b.splice(count_at..count_at + 1, varint);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::frame::{decode_frame, encode_frame, Batch, Header, Record};
+    use crate::wal::frame::{decode_frame, encode_frame, encode_frame_v1, Batch, Header, Record};
     use proptest::prelude::*;
 
     fn view(r: &Record) -> RecordFields<'_> {
@@ -223,10 +342,15 @@ mod tests {
     }
 
     fn build(batch: &Batch, through: Option<i64>) -> Frame {
+        build_as(batch, through, FrameVersion::V2)
+    }
+
+    fn build_as(batch: &Batch, through: Option<i64>, version: FrameVersion) -> Frame {
         let mut b = FrameBuilder::new(
             &batch.topic,
             batch.partition,
             batch.start_offset,
+            version,
             Vec::new(),
         )
         .unwrap();
@@ -301,6 +425,10 @@ mod tests {
         fn builder_matches_encode_frame_byte_for_byte((batch, through) in batch()) {
             let mut want = Vec::new();
             encode_frame(&batch, &mut want).unwrap();
+            let mut v1 = Vec::new();
+            encode_frame_v1(&batch, &mut v1).unwrap();
+            prop_assert_eq!(&build_as(&batch, through, FrameVersion::V1).bytes, &v1);
+            prop_assert_eq!(decode_frame(&v1).unwrap().0, batch.clone());
             let got = build(&batch, through);
             prop_assert_eq!(&got.bytes, &want);
             prop_assert_eq!(got.start_offset, batch.start_offset);
@@ -312,10 +440,40 @@ mod tests {
         }
     }
 
+    /// The header count is written before the headers are known: 128 and more take a wider
+    /// varint, moved into place after them.
+    #[test]
+    fn a_record_with_many_headers_round_trips() {
+        for n in [127usize, 128, 300] {
+            let headers: Vec<Header> = (0..n)
+                .map(|i| Header {
+                    key: i.to_string().into_bytes(),
+                    value: (i % 2 == 0).then(|| vec![i as u8]),
+                })
+                .collect();
+            let record = |offset| Record {
+                offset,
+                timestamp_ms: Some(-5),
+                key: None,
+                value: Some(b"v".to_vec()),
+                headers: headers.clone(),
+            };
+            let batch = Batch {
+                topic: "t".into(),
+                partition: 1,
+                start_offset: 0,
+                last_offset: 1,
+                records: vec![record(0), record(1)],
+            };
+            let frame = build(&batch, None);
+            assert_eq!(decode_frame(&frame.bytes).unwrap().0, batch, "{n} headers");
+        }
+    }
+
     #[test]
     fn offsets_must_increase_and_start_must_not_be_negative() {
-        assert!(FrameBuilder::new("t", 0, -1, Vec::new()).is_err());
-        let mut b = FrameBuilder::new("t", 0, 10, Vec::new()).unwrap();
+        assert!(FrameBuilder::new("t", 0, -1, FrameVersion::V2, Vec::new()).is_err());
+        let mut b = FrameBuilder::new("t", 0, 10, FrameVersion::V2, Vec::new()).unwrap();
         let r = |offset| RecordFields {
             offset,
             timestamp_ms: None,
@@ -342,7 +500,7 @@ mod tests {
             key: None,
             value: Some(value),
         };
-        let mut b = FrameBuilder::new("t", 3, 0, Vec::new()).unwrap();
+        let mut b = FrameBuilder::new("t", 3, 0, FrameVersion::V2, Vec::new()).unwrap();
         assert_eq!(b.push(&r(0, &big), []), Ok(Pushed::Kept));
         let len = b.len();
         assert_eq!(b.push(&r(1, &big), []), Ok(Pushed::Full));
@@ -352,7 +510,7 @@ mod tests {
         assert_eq!((decoded.records.len(), decoded.last_offset), (1, 0));
 
         let huge = vec![7u8; FRAME_PAYLOAD_BYTES_MAX];
-        let mut empty = FrameBuilder::new("t", 3, 0, Vec::new()).unwrap();
+        let mut empty = FrameBuilder::new("t", 3, 0, FrameVersion::V2, Vec::new()).unwrap();
         assert_eq!(empty.push(&r(0, &huge), []), Ok(Pushed::Full));
         assert!(empty.is_empty());
         assert!(matches!(

@@ -5,9 +5,40 @@ use serde::{Deserialize, Serialize};
 
 /// Magic bytes that open every frame: ASCII "FLWB" (flumen WAL batch).
 pub const FRAME_MAGIC: [u8; 4] = *b"FLWB";
-/// Version of the frame header and of the batch payload encoding.
-pub const FRAME_VERSION: u8 = 1;
-/// Frame kind for a record batch; the only kind in version 1.
+/// The frame version this binary writes: the batch header as in version 1, records with
+/// varint lengths and offset and timestamp deltas (`wal-format.md` §2.3).
+pub const FRAME_VERSION: u8 = 2;
+/// The first version, bincode 1.3.3 throughout; still read, no longer written.
+pub const FRAME_VERSION_V1: u8 = 1;
+/// The frame versions this binary writes and reads (`channel.frame_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameVersion {
+    /// bincode 1.3.3, fixed-width integers: what binaries before version 2 read.
+    V1,
+    /// Varint lengths, offset and timestamp deltas.
+    #[default]
+    V2,
+}
+
+impl FrameVersion {
+    /// The version byte of a frame header (byte 4).
+    pub fn byte(self) -> u8 {
+        match self {
+            Self::V1 => FRAME_VERSION_V1,
+            Self::V2 => FRAME_VERSION,
+        }
+    }
+
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            FRAME_VERSION_V1 => Some(Self::V1),
+            FRAME_VERSION => Some(Self::V2),
+            _ => None,
+        }
+    }
+}
+
+/// Frame kind for a record batch; the only kind in versions 1 and 2.
 pub const FRAME_KIND_BATCH: u8 = 1;
 /// magic(4) + version(1) + kind(1) + reserved(2) + payload_len(4) + crc32(4).
 pub const FRAME_HEADER_BYTES: usize = 16;
@@ -115,12 +146,23 @@ impl Batch {
     }
 }
 
-/// Appends one complete frame for `batch` to `out` and returns the frame length.
+/// Appends one complete frame for `batch` to `out`, in the version this binary writes
+/// (through the streaming encoder the source uses), and returns the frame length.
 pub fn encode_frame(batch: &Batch, out: &mut Vec<u8>) -> Result<usize, FrameError> {
+    batch.validate()?;
+    let frame = super::encoder::encode_batch(batch, FrameVersion::default())?;
+    out.extend_from_slice(&frame.bytes);
+    Ok(frame.bytes.len())
+}
+
+/// Appends one version 1 frame (bincode 1.3.3) for `batch`: what binaries before version 2
+/// wrote, for the tests that hold the reader to it.
+#[cfg(test)]
+pub(crate) fn encode_frame_v1(batch: &Batch, out: &mut Vec<u8>) -> Result<usize, FrameError> {
     batch.validate()?;
     let start = out.len();
     out.extend_from_slice(&FRAME_MAGIC);
-    out.push(FRAME_VERSION);
+    out.push(FRAME_VERSION_V1);
     out.push(FRAME_KIND_BATCH);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&[0; 8]); // length and crc, patched below
@@ -158,7 +200,7 @@ pub fn decode_header(header: &[u8]) -> Result<usize, FrameError> {
     if magic != FRAME_MAGIC {
         return Err(FrameError::BadMagic { found: magic });
     }
-    if header[4] != FRAME_VERSION {
+    if FrameVersion::from_byte(header[4]).is_none() {
         return Err(FrameError::UnsupportedVersion(header[4]));
     }
     if header[5] != FRAME_KIND_BATCH {
@@ -194,8 +236,14 @@ pub(crate) fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), FrameError
     Ok((payload, total))
 }
 
-/// Decodes one frame from the front of `bytes`; returns the batch and the frame length.
+/// Decodes one frame from the front of `bytes`; returns the batch and the frame length. A
+/// version 1 frame goes through bincode itself (the reference the borrowed view is held to),
+/// a version 2 frame through the view.
 pub fn decode_frame(bytes: &[u8]) -> Result<(Batch, usize), FrameError> {
+    if bytes.get(4) == Some(&FRAME_VERSION) {
+        let (view, total) = super::view::BatchView::parse(bytes)?;
+        return Ok((view.to_batch(), total));
+    }
     let (payload, total) = checked_payload(bytes)?;
     let batch: Batch = codec()
         .deserialize(payload)
@@ -241,18 +289,100 @@ mod tests {
     }
 
     #[test]
-    fn payload_is_bincode_1_fixint_little_endian() {
-        // The spec promises bincode 1.3.3's default wire format; the legacy free function
+    fn a_version_1_payload_is_bincode_1_fixint_little_endian() {
+        // Version 1 is bincode 1.3.3's default wire format; the legacy free function
         // `bincode::serialize` produces exactly that, so the two must agree byte for byte.
         let batch = sample(0, 0, 2);
         let mut buf = Vec::new();
-        encode_frame(&batch, &mut buf).unwrap();
+        encode_frame_v1(&batch, &mut buf).unwrap();
+        assert_eq!(buf[4], 1);
         assert_eq!(
             &buf[FRAME_HEADER_BYTES..],
             &bincode::serialize(&batch).unwrap()[..]
         );
         // The topic length prefix is a u64 little-endian: 1 for "t".
         assert_eq!(&buf[16..24], &1u64.to_le_bytes());
+        assert_eq!(decode_frame(&buf).unwrap(), (batch, buf.len()));
+    }
+
+    /// Version 2 byte for byte, as `wal-format.md` §2.3 lays it out.
+    #[test]
+    fn a_version_2_frame_is_laid_out_as_the_spec_says() {
+        let ts = 1_700_000_000_000i64;
+        let record = |offset, timestamp_ms, key: Option<&[u8]>, value: Option<&[u8]>| Record {
+            offset,
+            timestamp_ms,
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: vec![],
+        };
+        let mut second = record(12, Some(ts - 1), None, Some(b""));
+        second.headers = vec![Header {
+            key: b"h".to_vec(),
+            value: Some(b"x".to_vec()),
+        }];
+        let batch = Batch {
+            topic: "t".into(),
+            partition: 3,
+            start_offset: 10,
+            last_offset: 13,
+            records: vec![record(10, Some(ts), Some(b"ab"), None), second],
+        };
+        let mut payload = 1u64.to_le_bytes().to_vec();
+        payload.push(b't');
+        payload.extend_from_slice(&3i32.to_le_bytes());
+        payload.extend_from_slice(&10i64.to_le_bytes());
+        payload.extend_from_slice(&13i64.to_le_bytes());
+        payload.extend_from_slice(&2u64.to_le_bytes());
+        // Offset 10 is 0 past start - 1 + 1; ts zigzag 2*ts as LEB128; key "ab" as 3; no value;
+        // no headers.
+        payload.push(0);
+        payload.push(1);
+        let mut zz = 2 * ts as u64;
+        while zz >= 0x80 {
+            payload.push(zz as u8 | 0x80);
+            zz >>= 7;
+        }
+        payload.push(zz as u8);
+        payload.extend_from_slice(&[3, b'a', b'b', 0, 0]);
+        // Offset 12 is 1 past 10 + 1; ts -1 zigzags to 1; no key; an empty value is 1; one
+        // header "h" = Some("x").
+        payload.extend_from_slice(&[1, 1, 1, 0, 1, 1, 1, b'h', 2, b'x']);
+        let mut want = FRAME_MAGIC.to_vec();
+        want.extend_from_slice(&[2, FRAME_KIND_BATCH, 0, 0]);
+        want.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        want.extend_from_slice(&frame_crc(&want[..12], &payload).to_le_bytes());
+        want.extend_from_slice(&payload);
+        let mut got = Vec::new();
+        encode_frame(&batch, &mut got).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(decode_frame(&got).unwrap(), (batch, got.len()));
+    }
+
+    /// What version 2 is for: a 100-byte event with an 8-byte key and a timestamp takes 114
+    /// bytes of channel instead of version 1's 151.
+    #[test]
+    fn version_2_stores_a_small_event_in_fewer_bytes() {
+        let batch = Batch {
+            topic: "t".into(),
+            partition: 0,
+            start_offset: 0,
+            last_offset: 999,
+            records: (0..1000)
+                .map(|o| Record {
+                    offset: o,
+                    timestamp_ms: Some(1_700_000_000_000 + o / 10),
+                    key: Some(format!("{o:08}").into_bytes()),
+                    value: Some(vec![b'x'; 100]),
+                    headers: vec![],
+                })
+                .collect(),
+        };
+        let (mut v1, mut v2) = (Vec::new(), Vec::new());
+        encode_frame_v1(&batch, &mut v1).unwrap();
+        encode_frame(&batch, &mut v2).unwrap();
+        let per_record = |f: &Vec<u8>| f.len() / batch.records.len();
+        assert_eq!((per_record(&v1), per_record(&v2)), (151, 114));
     }
 
     /// Regression guard for the change of `Header::key` from `String` to bytes (a non-UTF-8
@@ -308,7 +438,7 @@ mod tests {
         };
         let payload = bincode::serialize(&old).unwrap();
         let mut frame = FRAME_MAGIC.to_vec();
-        frame.extend_from_slice(&[FRAME_VERSION, FRAME_KIND_BATCH, 0, 0]);
+        frame.extend_from_slice(&[FRAME_VERSION_V1, FRAME_KIND_BATCH, 0, 0]);
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&frame_crc(&frame[..12], &payload).to_le_bytes());
         frame.extend_from_slice(&payload);
@@ -322,7 +452,7 @@ mod tests {
         assert_eq!(keys, [&b"trace-id"[..], "é".as_bytes()]);
         assert_eq!(batch.records[0].headers[0].value, Some(vec![0xff]));
         let mut again = Vec::new();
-        encode_frame(&batch, &mut again).unwrap();
+        encode_frame_v1(&batch, &mut again).unwrap();
         assert_eq!(again, frame, "the new type writes the old bytes");
         // And a key that no String could hold goes through.
         let mut bytes_key = batch;

@@ -1,4 +1,4 @@
-//! The durable local channel: an append-only log of CRC-framed, bincode-encoded record batches,
+//! The durable local channel: an append-only log of CRC-framed record batches (`wal-format.md`),
 //! split into segment files and trimmed once HDFS holds everything a segment carries.
 //!
 //! The byte layout, the durability assumptions and the crash analysis live in `wal-format.md`.
@@ -20,7 +20,7 @@ pub mod segment;
 pub mod view;
 pub mod writer;
 
-pub use frame::{Batch, Header, Record};
+pub use frame::{Batch, FrameVersion, Header, Record};
 pub use gaps::{ChainHole, Gaps, HoleCause, MissingSegments};
 pub use index::WalIndex;
 pub use log::{Damage, EncodedBatch, Wal, WalError, WalOptions};

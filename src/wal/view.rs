@@ -1,18 +1,41 @@
 //! A zero-copy view over one channel frame: the sink formats records straight from the frame's
 //! bytes instead of decoding a `Batch` (a `Vec` per key, value and header).
 //!
-//! The view accepts exactly the frames [`decode_frame`](super::frame::decode_frame) accepts:
-//! the same header, length and CRC checks, the payload read as bincode 1.3.3 reads it (fixed
-//! little-endian integers, `u64` lengths bounded by the bytes left, `Option` tags 0 or 1, a
-//! UTF-8 topic, no trailing bytes), then `Batch::validate`'s offset rules, in that order.
-//! The tests below hold the two to that on random batches and corruptions.
+//! It reads both frame versions (`wal-format.md` §2.3). A version 1 frame is accepted exactly
+//! when [`decode_frame`](super::frame::decode_frame)'s bincode accepts it: the same header,
+//! length and CRC checks, the payload read as bincode 1.3.3 reads it (fixed little-endian
+//! integers, `u64` lengths bounded by the bytes left, `Option` tags 0 or 1, a UTF-8 topic, no
+//! trailing bytes), then `Batch::validate`'s offset rules, in that order. The tests below hold
+//! the two to that on random batches and corruptions. A version 2 frame has the same batch
+//! header; its records use varints (at most 64 bits) and offset and timestamp deltas, and an
+//! offset that would pass `i64::MAX` is refused.
 
-use super::frame::{checked_payload, Batch, FrameError, Header, Record, FRAME_HEADER_BYTES};
+use super::frame::{
+    checked_payload, Batch, FrameError, FrameVersion as Wire, Header, Record, FRAME_HEADER_BYTES,
+};
+
+/// What a version 2 record's deltas count from: the previous record's offset (the start less
+/// one before the first) and timestamp (0 before the first).
+#[derive(Debug, Clone, Copy)]
+struct Prev {
+    offset: i64,
+    ts: i64,
+}
+
+impl Prev {
+    fn first(start_offset: i64) -> Self {
+        Self {
+            offset: start_offset.saturating_sub(1),
+            ts: 0,
+        }
+    }
+}
 
 /// A frame that passed every check, by position only, so a reader can check it into its own
 /// buffer and hand it out without borrowing ([`FrameShape::view`] borrows it again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameShape {
+    wire: Wire,
     topic: (usize, usize),
     partition: i32,
     start_offset: i64,
@@ -31,6 +54,7 @@ impl FrameShape {
     }
 
     fn check_payload(frame: &[u8]) -> Result<Self, FrameError> {
+        let wire = Wire::from_byte(frame[4]).expect("checked_payload knows the version");
         let mut c = Cursor {
             bytes: frame,
             at: FRAME_HEADER_BYTES,
@@ -42,10 +66,11 @@ impl FrameShape {
         let count = c.u64()?;
         let records_at = c.at;
         // Decode every record first, as bincode does, then apply `Batch::validate`'s rules.
-        let (mut increasing, mut previous) = (true, start_offset - 1);
+        let (mut increasing, mut previous) = (true, start_offset.saturating_sub(1));
+        let mut prev = Prev::first(start_offset);
         let mut n = 0u64;
         while n < count {
-            let offset = read_record(&mut c)?.offset;
+            let offset = read_record(&mut c, wire, &mut prev)?.offset;
             increasing &= offset > previous;
             previous = offset;
             n += 1;
@@ -55,6 +80,7 @@ impl FrameShape {
         }
         validate(start_offset, last_offset, increasing, previous)?;
         Ok(Self {
+            wire,
             topic,
             partition,
             start_offset,
@@ -133,6 +159,8 @@ impl<'a> BatchView<'a> {
                 at: self.shape.records.0,
             },
             left: self.shape.count,
+            wire: self.shape.wire,
+            prev: Prev::first(self.start_offset),
         }
     }
 
@@ -152,6 +180,8 @@ impl<'a> BatchView<'a> {
 pub struct Records<'a> {
     c: Cursor<'a>,
     left: usize,
+    wire: Wire,
+    prev: Prev,
 }
 
 impl<'a> Iterator for Records<'a> {
@@ -162,7 +192,8 @@ impl<'a> Iterator for Records<'a> {
             return None;
         }
         self.left -= 1;
-        Some(read_record(&mut self.c).expect("checked when the frame was read"))
+        let r = read_record(&mut self.c, self.wire, &mut self.prev);
+        Some(r.expect("checked when the frame was read"))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -179,13 +210,14 @@ pub struct RecordView<'a> {
     pub value: Option<&'a [u8]>,
     headers: Cursor<'a>,
     header_count: u64,
+    wire: Wire,
 }
 
 impl<'a> RecordView<'a> {
     /// Each header's key and value, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> {
-        let mut c = self.headers;
-        (0..self.header_count).map(move |_| read_header(&mut c).expect("checked"))
+        let (mut c, wire) = (self.headers, self.wire);
+        (0..self.header_count).map(move |_| read_header(&mut c, wire).expect("checked"))
     }
 
     pub fn to_record(&self) -> Record {
@@ -252,17 +284,34 @@ impl RecordRef for Record {
     }
 }
 
+/// Reads one record and moves `prev` on to it.
 #[inline]
-fn read_record<'a>(c: &mut Cursor<'a>) -> Result<RecordView<'a>, Bad> {
-    let offset = c.i64()?;
-    let timestamp_ms = c.option(Cursor::i64)?;
-    let key = c.option(Cursor::bytes)?;
-    let value = c.option(Cursor::bytes)?;
-    let header_count = c.u64()?;
+fn read_record<'a>(c: &mut Cursor<'a>, wire: Wire, prev: &mut Prev) -> Result<RecordView<'a>, Bad> {
+    let (offset, timestamp_ms, key, value, header_count) = match wire {
+        Wire::V1 => (
+            c.i64()?,
+            c.option(Cursor::i64)?,
+            c.option(Cursor::bytes)?,
+            c.option(Cursor::bytes)?,
+            c.u64()?,
+        ),
+        Wire::V2 => {
+            let step = c.varint()?;
+            let offset = prev
+                .offset
+                .checked_add(1)
+                .and_then(|o| o.checked_add_unsigned(step));
+            let offset = offset.ok_or(Bad::Offset)?;
+            let ts = c.option(|c| Ok(prev.ts.wrapping_add(unzigzag(c.varint()?))))?;
+            (offset, ts, c.sized()?, c.sized()?, c.varint()?)
+        }
+    };
     let headers = *c;
     for _ in 0..header_count {
-        read_header(c)?;
+        read_header(c, wire)?;
     }
+    prev.offset = offset;
+    prev.ts = timestamp_ms.unwrap_or(prev.ts);
     Ok(RecordView {
         offset,
         timestamp_ms,
@@ -270,12 +319,23 @@ fn read_record<'a>(c: &mut Cursor<'a>) -> Result<RecordView<'a>, Bad> {
         value,
         headers,
         header_count,
+        wire,
     })
 }
 
 #[inline]
-fn read_header<'a>(c: &mut Cursor<'a>) -> Result<(&'a [u8], Option<&'a [u8]>), Bad> {
-    Ok((c.bytes()?, c.option(Cursor::bytes)?))
+fn read_header<'a>(c: &mut Cursor<'a>, wire: Wire) -> Result<(&'a [u8], Option<&'a [u8]>), Bad> {
+    match wire {
+        Wire::V1 => Ok((c.bytes()?, c.option(Cursor::bytes)?)),
+        Wire::V2 => {
+            let n = c.varint()?;
+            Ok((c.take(n)?, c.sized()?))
+        }
+    }
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 
 fn decode(message: String) -> FrameError {
@@ -288,6 +348,8 @@ fn decode(message: String) -> FrameError {
 enum Bad {
     Short { needs: u64, left: usize },
     Tag(u8),
+    Varint,
+    Offset,
 }
 
 impl From<Bad> for FrameError {
@@ -296,12 +358,14 @@ impl From<Bad> for FrameError {
         match b {
             Bad::Short { needs, left } => decode(format!("needs {needs} bytes, {left} left")),
             Bad::Tag(tag) => decode(format!("invalid Option tag {tag}")),
+            Bad::Varint => decode("a varint longer than 64 bits".into()),
+            Bad::Offset => decode("a record offset past i64::MAX".into()),
         }
     }
 }
 
-/// Reads bincode 1.3.3 fixint little-endian values from `bytes[at..]`, each bounded by what
-/// is left.
+/// Reads bincode 1.3.3 fixint little-endian values (and version 2's varints) from
+/// `bytes[at..]`, each bounded by what is left.
 #[derive(Debug, Clone, Copy)]
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -351,6 +415,32 @@ impl<'a> Cursor<'a> {
         self.take(n)
     }
 
+    /// Unsigned LEB128, at most ten bytes and 64 bits.
+    #[inline]
+    fn varint(&mut self) -> Result<u64, Bad> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.array::<1>()?[0];
+            if shift == 63 && byte > 1 {
+                return Err(Bad::Varint);
+            }
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(Bad::Varint)
+    }
+
+    /// Version 2's optional bytes: a varint of length + 1, 0 for none, then the bytes.
+    #[inline]
+    fn sized(&mut self) -> Result<Option<&'a [u8]>, Bad> {
+        match self.varint()? {
+            0 => Ok(None),
+            n => self.take(n - 1).map(Some),
+        }
+    }
+
     #[inline]
     fn option<T>(
         &mut self,
@@ -367,7 +457,9 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::frame::{decode_frame, encode_frame, frame_crc, FRAME_KIND_BATCH, FRAME_MAGIC};
+    use crate::wal::frame::{
+        decode_frame, encode_frame, encode_frame_v1, frame_crc, FRAME_KIND_BATCH, FRAME_MAGIC,
+    };
     use proptest::prelude::*;
 
     fn bytes() -> impl Strategy<Value = Option<Vec<u8>>> {
@@ -416,11 +508,15 @@ mod tests {
             })
     }
 
-    /// A frame around any payload, with a correct length and CRC, so a corruption of the
-    /// payload reaches the decoders instead of the checksum.
+    /// A version 1 frame around any payload, with a correct length and CRC, so a corruption
+    /// of the payload reaches the decoders instead of the checksum.
     fn frame(payload: &[u8]) -> Vec<u8> {
+        framed(1, payload)
+    }
+
+    fn framed(version: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = FRAME_MAGIC.to_vec();
-        f.extend_from_slice(&[1, FRAME_KIND_BATCH, 0, 0]);
+        f.extend_from_slice(&[version, FRAME_KIND_BATCH, 0, 0]);
         f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         let crc = frame_crc(&f[..12], payload);
         f.extend_from_slice(&crc.to_le_bytes());
@@ -450,19 +546,55 @@ mod tests {
     }
 
     proptest! {
+        /// Both versions: the view reads back the batch that was written, and a version 1
+        /// frame exactly as bincode does.
         #[test]
         fn the_view_reads_what_decode_frame_reads(b in batch()) {
-            let mut buf = Vec::new();
-            encode_frame(&b, &mut buf).unwrap();
-            buf.extend_from_slice(b"next frame");
-            let (view, len) = BatchView::parse(&buf).unwrap();
-            prop_assert_eq!(len, buf.len() - 10);
-            prop_assert_eq!(view.topic, b.topic.as_str());
-            for (v, r) in view.records().zip(&b.records) {
-                prop_assert_eq!(v.value, r.value.as_deref());
-                prop_assert_eq!(RecordRef::headers(&v).count(), r.headers.len());
+            let (mut v1, mut v2) = (Vec::new(), Vec::new());
+            encode_frame_v1(&b, &mut v1).unwrap();
+            encode_frame(&b, &mut v2).unwrap();
+            for (version, mut buf) in [(1, v1), (2, v2)] {
+                prop_assert_eq!(buf[4], version);
+                buf.extend_from_slice(b"next frame");
+                let (view, len) = BatchView::parse(&buf).unwrap();
+                prop_assert_eq!(len, buf.len() - 10);
+                prop_assert_eq!(view.topic, b.topic.as_str());
+                for (v, r) in view.records().zip(&b.records) {
+                    prop_assert_eq!(v.value, r.value.as_deref());
+                    prop_assert_eq!(RecordRef::headers(&v).count(), r.headers.len());
+                }
+                prop_assert_eq!(view.to_batch(), b.clone());
+                agree(&buf)?;
             }
-            agree(&buf)?;
+        }
+
+        /// A version 2 payload changed anywhere (CRC made right again), cut short or extended:
+        /// the view never panics, and what it accepts is a valid batch it can walk whole.
+        #[test]
+        fn the_view_survives_any_corrupt_version_2_payload(
+            b in batch(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            cut in 1usize..40,
+            extra in proptest::collection::vec(any::<u8>(), 1..3),
+        ) {
+            let mut whole = Vec::new();
+            encode_frame(&b, &mut whole).unwrap();
+            let payload = &whole[FRAME_HEADER_BYTES..];
+            let mut changed = payload.to_vec();
+            changed[at.index(payload.len())] = byte;
+            let short = &payload[..payload.len().saturating_sub(cut)];
+            let mut long = payload.to_vec();
+            long.extend_from_slice(&extra);
+            for p in [&changed[..], short, &long[..]] {
+                if let Ok((view, _)) = BatchView::parse(&framed(2, p)) {
+                    let batch = view.to_batch();
+                    prop_assert!(batch.validate().is_ok());
+                    prop_assert_eq!(batch.records.len(), view.len());
+                }
+            }
+            prop_assert!(BatchView::parse(&framed(2, short)).is_err() || short.len() == payload.len());
+            prop_assert!(BatchView::parse(&framed(2, &long)).is_err());
         }
 
         /// Any byte of the payload changed (CRC made right again), the payload cut short or
@@ -545,5 +677,46 @@ mod tests {
             assert!(matches!(BatchView::parse(&f), Err(FrameError::Decode(_))));
         }
         assert!(BatchView::parse(&frame(&bincode::serialize(&good).unwrap())).is_ok());
+    }
+
+    /// Version 2's own rules: a varint past 64 bits, an offset past `i64::MAX`, a record past
+    /// `last_offset`, a length past the payload.
+    #[test]
+    fn the_view_refuses_bad_version_2_records() {
+        let head = |last: i64, count: u64| {
+            let mut p = 1u64.to_le_bytes().to_vec();
+            p.push(b't');
+            p.extend_from_slice(&0i32.to_le_bytes());
+            p.extend_from_slice(&5i64.to_le_bytes());
+            p.extend_from_slice(&last.to_le_bytes());
+            p.extend_from_slice(&count.to_le_bytes());
+            p
+        };
+        let with = |last, record: &[u8]| {
+            let mut p = head(last, 1);
+            p.extend_from_slice(record);
+            framed(2, &p)
+        };
+        let good = with(5, &[0, 0, 0, 2, b'v', 0]);
+        assert_eq!(
+            BatchView::parse(&good).unwrap().0.to_batch().records[0].offset,
+            5
+        );
+        let eleven_bytes = [0xff; 10].iter().chain(&[1]).copied().collect::<Vec<u8>>();
+        let mut too_long = eleven_bytes.clone();
+        too_long.extend_from_slice(&[0, 0, 0, 0]);
+        let mut past_max = [0x80; 9].to_vec(); // a step of 2^63 from offset 5
+        past_max.extend_from_slice(&[1, 0, 0, 0, 0]);
+        let cases: [(Vec<u8>, &str); 4] = [
+            (with(5, &too_long), "varint"),
+            (with(i64::MAX, &past_max), "i64::MAX"),
+            (with(5, &[1, 0, 0, 0, 0]), "beyond last offset"),
+            (with(5, &[0, 0, 0, 9, b'v', 0]), "needs 8 bytes"),
+        ];
+        for (f, why) in cases {
+            let e = BatchView::parse(&f).unwrap_err().to_string();
+            assert!(e.contains(why), "{e} should say {why}");
+            assert_eq!(decode_frame(&f).unwrap_err().to_string(), e);
+        }
     }
 }
