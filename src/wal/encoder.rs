@@ -212,6 +212,7 @@ fn frame_crc(frame: &[u8]) -> u32 {
 
 /// The frame of a whole `Batch` (the tools' and tests' path; the source pushes as it polls).
 pub fn encode_batch(batch: &Batch, version: FrameVersion) -> Result<Frame, FrameError> {
+    batch.validate()?;
     let bytes = batch.payload_bytes() + 64;
     let mut b = FrameBuilder::new(
         &batch.topic,
@@ -274,16 +275,25 @@ fn put_record_v1<'h>(
 }
 
 /// Unsigned LEB128: seven bits a byte, low first, the high bit set on all but the last.
-pub(crate) fn put_varint(b: &mut Vec<u8>, mut v: u64) {
+fn put_varint(b: &mut Vec<u8>, v: u64) {
+    let (bytes, n) = varint(v);
+    b.extend_from_slice(&bytes[..n]);
+}
+
+/// `v` as unsigned LEB128, and how many of the ten bytes it takes.
+#[inline]
+fn varint(mut v: u64) -> ([u8; 10], usize) {
+    let (mut bytes, mut n) = ([0u8; 10], 0);
     while v >= 0x80 {
-        b.push(v as u8 | 0x80);
-        v >>= 7;
+        bytes[n] = v as u8 | 0x80;
+        (n, v) = (n + 1, v >> 7);
     }
-    b.push(v as u8);
+    bytes[n] = v as u8;
+    (bytes, n + 1)
 }
 
 /// Maps a signed difference to an unsigned one that is small when the difference is near 0.
-pub(crate) fn zigzag(v: i64) -> u64 {
+fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
@@ -320,9 +330,8 @@ fn put_headers<'h>(
     if count < 0x80 {
         b[count_at] = count as u8;
     } else {
-        let mut varint = Vec::with_capacity(10);
-        put_varint(&mut varint, count);
-        b.splice(count_at..count_at + 1, varint);
+        let (bytes, n) = varint(count);
+        b.splice(count_at..count_at + 1, bytes[..n].iter().copied());
     }
 }
 
@@ -467,6 +476,49 @@ mod tests {
             };
             let frame = build(&batch, None);
             assert_eq!(decode_frame(&frame.bytes).unwrap().0, batch, "{n} headers");
+        }
+    }
+
+    /// The extremes of both versions: offsets at `i64::MAX` from a start of 0 and from a start
+    /// of `i64::MAX`, timestamps jumping between `i64::MIN` and `i64::MAX`, none between.
+    #[test]
+    fn extreme_offsets_and_timestamps_round_trip() {
+        let record = |offset, timestamp_ms| Record {
+            offset,
+            timestamp_ms,
+            key: Some(Vec::new()),
+            value: None,
+            headers: vec![],
+        };
+        let batches = [
+            (
+                0,
+                vec![record(0, Some(i64::MIN)), record(i64::MAX, Some(i64::MAX))],
+            ),
+            (i64::MAX, vec![record(i64::MAX, Some(-1))]),
+            (
+                5,
+                vec![
+                    record(5, Some(i64::MAX)),
+                    record(6, None),
+                    record(7, Some(i64::MIN)),
+                    record(i64::MAX - 1, Some(0)),
+                ],
+            ),
+        ];
+        for (start, records) in batches {
+            let last = records.last().unwrap().offset;
+            let batch = Batch {
+                topic: "t".into(),
+                partition: 0,
+                start_offset: start,
+                last_offset: last,
+                records,
+            };
+            for version in [FrameVersion::V1, FrameVersion::V2] {
+                let frame = build_as(&batch, None, version);
+                assert_eq!(decode_frame(&frame.bytes).unwrap().0, batch, "{version:?}");
+            }
         }
     }
 

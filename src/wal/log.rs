@@ -7,7 +7,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::frame::{self, Batch, FrameError};
+use super::encoder;
+use super::frame::{Batch, FrameError, FrameVersion};
 use super::gaps::Gaps;
 pub use super::index::WalIndex;
 pub use super::segment::{
@@ -60,9 +61,10 @@ pub struct EncodedBatch {
 }
 
 impl EncodedBatch {
+    /// The batch in the frame version this binary writes by default (tools and tests; the
+    /// source encodes as it polls, in `channel.frame_version`).
     pub fn encode(batch: &Batch) -> Result<Self, FrameError> {
-        let mut frame = Vec::with_capacity(batch.payload_bytes() + 256);
-        frame::encode_frame(batch, &mut frame)?;
+        let frame = encoder::encode_batch(batch, FrameVersion::default())?.bytes;
         Ok(Self {
             tp: TopicPartition::new(batch.topic.clone(), batch.partition),
             start_offset: batch.start_offset,

@@ -225,6 +225,61 @@ mod tests {
         assert!(r.next_batch().unwrap().is_none());
     }
 
+    /// Damage in a version 1 frame is skipped to the version 2 frames after it, and only the
+    /// damaged batch is missing.
+    #[test]
+    fn damage_in_a_version_1_frame_resumes_at_the_version_2_frame_after_it() {
+        use crate::wal::{encoder::encode_batch, FrameVersion};
+        let dir = tempfile::tempdir().unwrap();
+        let batches: Vec<Batch> = (0..4).map(|i| batch(0, i * 10, 10)).collect();
+        let segment_bytes_max = 1 << 20;
+        {
+            let mut wal = Wal::open(WalOptions {
+                segment_bytes_max,
+                ..opts(dir.path())
+            })
+            .unwrap();
+            for (i, b) in batches.iter().enumerate() {
+                let version = if i == 1 {
+                    FrameVersion::V1
+                } else {
+                    FrameVersion::V2
+                };
+                let e = EncodedBatch {
+                    tp: crate::wal::TopicPartition::new("t", 0),
+                    start_offset: b.start_offset,
+                    last_offset: b.last_offset,
+                    frame: encode_batch(b, version).unwrap().bytes,
+                };
+                wal.writer.append(&[e]).unwrap();
+            }
+        }
+        let path = crate::wal::log::segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let v1_at = 32
+            + encode_batch(&batches[0], FrameVersion::V2)
+                .unwrap()
+                .bytes
+                .len();
+        assert_eq!(bytes[v1_at + 4], 1, "the second frame is version 1");
+        bytes[v1_at + 100] ^= 0x40; // inside its payload
+        std::fs::write(&path, bytes).unwrap();
+        let wal = Wal::open(WalOptions {
+            segment_bytes_max,
+            ..opts(dir.path())
+        })
+        .unwrap();
+        assert_eq!(wal.damage.len(), 1);
+        assert_eq!(wal.damage[0].byte_start, v1_at as u64);
+        assert_eq!(wal.batches_recovered, 3);
+        let mut r = WalReader::new(wal.index.clone());
+        let (_, first) = r
+            .next_batch()
+            .unwrap()
+            .expect("the batch before the damage");
+        assert_eq!(first, batches[0]);
+    }
+
     #[test]
     fn a_frame_is_read_into_exactly_its_own_bytes() {
         // The sink's frame buffer lives as long as the reader: reading a frame must not leave

@@ -160,7 +160,7 @@ impl<'a> BatchView<'a> {
             },
             left: self.shape.count,
             wire: self.shape.wire,
-            prev: Prev::first(self.start_offset),
+            prev: Prev::first(self.shape.start_offset),
         }
     }
 
