@@ -5,24 +5,27 @@
 //!   above `FRAME_PAYLOAD_BYTES_MAX` are refused from the header, shorter inputs are
 //!   `Truncated`, and bincode runs with a size limit (libFuzzer's -malloc_limit_mb catches
 //!   a big allocation);
-//! - a decoded batch is valid, re-encodes, decodes to the same batch, and its payload bytes are
-//!   the canonical encoding (bincode 1 fixint has exactly one encoding per value);
-//! - `scan_segment` on a file never panics or fails with an I/O error; the frames it reports
-//!   are contiguous from byte 32, each decodes on its own, the intact prefix ends where the
-//!   damage (if any) starts, and damage is reported iff the prefix stops short of the file end.
+//! - a decoded batch is valid, re-encodes in its frame's version and decodes to the same batch;
+//!   a version 1 payload is also the canonical encoding (bincode 1 fixint has exactly one
+//!   encoding per value; version 2 readers accept varints longer than the shortest form);
+//! - `scan_segment` on a file never panics or fails with an I/O error; behind a valid header
+//!   the intact frames and the damaged ranges it reports tile the file from byte 32 to its end
+//!   in order, each frame decodes on its own, and the intact end is the last frame's end.
 //!
 //! The first input byte selects the shape: bit 0 puts a valid segment header in front of the
 //! segment bytes, bit 1 cuts the rest into length-prefixed chunks and wraps each in a valid frame
-//! header and CRC (so the fuzzer reaches bincode and `Batch::validate` past the checksum).
+//! header and CRC (so the fuzzer reaches the decoders and `Batch::validate` past the checksum),
+//! bit 2 makes those headers (and the wrapped raw bytes') version 2 instead of 1.
 
 #![no_main]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use flumen::wal::encoder::encode_batch;
 use flumen::wal::frame::{
-    decode_frame, decode_header, encode_frame, FRAME_HEADER_BYTES, FRAME_KIND_BATCH, FRAME_MAGIC,
-    FRAME_PAYLOAD_BYTES_MAX, FRAME_VERSION,
+    decode_frame, decode_header, FrameVersion, FRAME_HEADER_BYTES, FRAME_KIND_BATCH, FRAME_MAGIC,
+    FRAME_PAYLOAD_BYTES_MAX,
 };
 use flumen::wal::log::{
     scan_segment, segment_path, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION,
@@ -31,11 +34,11 @@ use libfuzzer_sys::fuzz_target;
 
 const SEGMENT_ID: u64 = 7;
 
-/// Wraps `payload` in a frame header with the right length and CRC.
-fn frame_around(payload: &[u8]) -> Vec<u8> {
+/// Wraps `payload` in a frame header of `version` with the right length and CRC.
+fn frame_around(version: FrameVersion, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
     out.extend_from_slice(&FRAME_MAGIC);
-    out.push(FRAME_VERSION);
+    out.push(version.byte());
     out.push(FRAME_KIND_BATCH);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -66,17 +69,18 @@ fn check_frame(bytes: &[u8]) {
             assert_eq!(header, Ok(len - FRAME_HEADER_BYTES));
             assert!(len - FRAME_HEADER_BYTES <= FRAME_PAYLOAD_BYTES_MAX);
             batch.validate().expect("decoded batch validates");
-            let mut again = Vec::new();
-            let n = encode_frame(&batch, &mut again).expect("decoded batch re-encodes");
-            assert_eq!(n, again.len());
+            let version = FrameVersion::from_byte(bytes[4]).expect("a decoded frame's version");
+            let again = encode_batch(&batch, version).expect("decoded batch re-encodes").bytes;
             let (round, used) = decode_frame(&again).expect("re-encoded frame decodes");
             assert_eq!(used, again.len());
             assert_eq!(round, batch);
-            assert_eq!(
-                &again[FRAME_HEADER_BYTES..],
-                &bytes[FRAME_HEADER_BYTES..len],
-                "payload encoding is not canonical"
-            );
+            if version == FrameVersion::V1 {
+                assert_eq!(
+                    &again[FRAME_HEADER_BYTES..],
+                    &bytes[FRAME_HEADER_BYTES..len],
+                    "payload encoding is not canonical"
+                );
+            }
         }
         Err(_) => {
             // A header that parses but whose frame does not decode is fine; a header that
@@ -102,40 +106,41 @@ fn check_segment(bytes: &[u8], header_valid: bool) {
     let path = scratch_file();
     std::fs::write(path, bytes).expect("write scratch segment");
     let mut frames = Vec::new();
-    let (end, damage) = scan_segment(path, SEGMENT_ID, |f| frames.push((f.pos, f.len, f.batch.to_batch())))
-        .expect("scan_segment does not fail on content");
+    let scan = scan_segment(path, SEGMENT_ID, |f| {
+        frames.push((f.pos, f.len, f.batch.to_batch()))
+    })
+    .expect("scan_segment does not fail on content");
     let file_len = bytes.len() as u64;
-    assert!(
-        end <= file_len,
-        "intact prefix {end} past the file end {file_len}"
-    );
-    if header_valid {
-        let mut pos = SEGMENT_HEADER_BYTES;
-        for (at, len, batch) in &frames {
-            assert_eq!(*at, pos, "frames are contiguous");
-            let slice = &bytes[*at as usize..(*at + *len) as usize];
-            let (decoded, used) = decode_frame(slice).expect("a scanned frame decodes alone");
-            assert_eq!(used as u64, *len);
-            assert_eq!(&decoded, batch);
-            pos += len;
+    assert_eq!(scan.file_len, file_len);
+    assert!(scan.end <= file_len, "intact end {} past the file end {file_len}", scan.end);
+    if !header_valid {
+        if bytes.len() < SEGMENT_HEADER_BYTES as usize {
+            assert!(frames.is_empty() && scan.end == 0);
         }
-        assert_eq!(end, pos, "intact prefix ends after the last frame");
-    } else if bytes.len() < SEGMENT_HEADER_BYTES as usize {
-        assert!(frames.is_empty());
-        assert_eq!(end, 0);
+        return;
     }
-    match &damage {
-        Some(d) => {
-            assert_eq!(d.segment, SEGMENT_ID);
-            assert_eq!(d.byte_start, end);
-            assert_eq!(d.byte_end, file_len);
-            assert!(
-                end < file_len || end == 0,
-                "damage reported on a complete segment"
-            );
-        }
-        None => assert_eq!(end, file_len, "no damage, so everything is intact"),
+    // Frames and damaged ranges, in file order, cover 32..file_len exactly once.
+    let mut pieces: Vec<(u64, u64)> = frames.iter().map(|(at, len, _)| (*at, at + len)).collect();
+    for d in &scan.damage {
+        assert_eq!(d.segment, SEGMENT_ID);
+        assert!(d.byte_start < d.byte_end, "an empty damaged range");
+        pieces.push((d.byte_start, d.byte_end));
     }
+    pieces.sort();
+    let mut pos = SEGMENT_HEADER_BYTES;
+    for (start, end) in pieces {
+        assert_eq!(start, pos, "frames and damage tile the segment");
+        pos = end;
+    }
+    assert_eq!(pos, file_len, "frames and damage reach the file's end");
+    for (at, len, batch) in &frames {
+        let slice = &bytes[*at as usize..(*at + *len) as usize];
+        let (decoded, used) = decode_frame(slice).expect("a scanned frame decodes alone");
+        assert_eq!(used as u64, *len);
+        assert_eq!(&decoded, batch);
+    }
+    let last_end = frames.last().map_or(SEGMENT_HEADER_BYTES, |(at, len, _)| at + len);
+    assert_eq!(scan.end, last_end, "the intact end is the last frame's end");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -143,8 +148,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // The raw bytes as a frame, and as a payload behind a correct header and CRC.
+    let version = if mode & 4 != 0 {
+        FrameVersion::V2
+    } else {
+        FrameVersion::V1
+    };
     check_frame(rest);
-    check_frame(&frame_around(rest));
+    check_frame(&frame_around(version, rest));
 
     // The segment body: either the raw bytes or length-prefixed chunks, each a valid frame
     // around arbitrary payload bytes.
@@ -153,7 +163,7 @@ fuzz_target!(|data: &[u8]| {
         let mut r = rest;
         while let Some((&n, tail)) = r.split_first() {
             let n = (n as usize).min(tail.len());
-            body.extend_from_slice(&frame_around(&tail[..n]));
+            body.extend_from_slice(&frame_around(version, &tail[..n]));
             r = &tail[n..];
         }
         body
