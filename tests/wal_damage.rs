@@ -542,9 +542,9 @@ fn a_lost_segment_is_fetched_again_and_health_says_so_until_hdfs_holds_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Ready says the lost offsets are in HDFS; a partition that lost nothing commits on its own
-    // roll, maybe a moment later (which partitions the lost segment held depends on the frame
-    // sizes), so wait for every partition's last offset.
+    // Ready says the lost offsets are in HDFS; a partition that lost nothing (here partition
+    // 1: the lost segment holds one batch each of partitions 0 and 2) commits its own file,
+    // maybe a moment later, so wait for every partition's last offset.
     let t = Instant::now();
     loop {
         let rows = offsets_json(&case.config);

@@ -5,36 +5,29 @@ use serde::{Deserialize, Serialize};
 
 /// Magic bytes that open every frame: ASCII "FLWB" (flumen WAL batch).
 pub const FRAME_MAGIC: [u8; 4] = *b"FLWB";
-/// The frame version this binary writes: the batch header as in version 1, records with
-/// varint lengths and offset and timestamp deltas (`wal-format.md` §2.3).
-pub const FRAME_VERSION: u8 = 2;
-/// The first version, bincode 1.3.3 throughout; still read, no longer written.
-pub const FRAME_VERSION_V1: u8 = 1;
-/// The frame versions this binary writes and reads (`channel.frame_version`).
+/// The frame versions this binary writes and reads (`channel.frame_version`); the value is
+/// the version byte of a frame header (byte 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
 pub enum FrameVersion {
     /// bincode 1.3.3, fixed-width integers: what binaries before version 2 read.
-    V1,
-    /// Varint lengths, offset and timestamp deltas.
+    V1 = 1,
+    /// Varint lengths, offset and timestamp deltas (`wal-format.md` §2.3).
     #[default]
-    V2,
+    V2 = 2,
 }
+
+/// The frame version this binary writes by default.
+pub const FRAME_VERSION: u8 = FrameVersion::V2 as u8;
 
 impl FrameVersion {
     /// The version byte of a frame header (byte 4).
     pub fn byte(self) -> u8 {
-        match self {
-            Self::V1 => FRAME_VERSION_V1,
-            Self::V2 => FRAME_VERSION,
-        }
+        self as u8
     }
 
     pub fn from_byte(byte: u8) -> Option<Self> {
-        match byte {
-            FRAME_VERSION_V1 => Some(Self::V1),
-            FRAME_VERSION => Some(Self::V2),
-            _ => None,
-        }
+        [Self::V1, Self::V2].into_iter().find(|v| v.byte() == byte)
     }
 }
 
@@ -162,7 +155,7 @@ pub(crate) fn encode_frame_v1(batch: &Batch, out: &mut Vec<u8>) -> Result<usize,
     batch.validate()?;
     let start = out.len();
     out.extend_from_slice(&FRAME_MAGIC);
-    out.push(FRAME_VERSION_V1);
+    out.push(FrameVersion::V1.byte());
     out.push(FRAME_KIND_BATCH);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&[0; 8]); // length and crc, patched below
@@ -438,7 +431,7 @@ mod tests {
         };
         let payload = bincode::serialize(&old).unwrap();
         let mut frame = FRAME_MAGIC.to_vec();
-        frame.extend_from_slice(&[FRAME_VERSION_V1, FRAME_KIND_BATCH, 0, 0]);
+        frame.extend_from_slice(&[FrameVersion::V1.byte(), FRAME_KIND_BATCH, 0, 0]);
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&frame_crc(&frame[..12], &payload).to_le_bytes());
         frame.extend_from_slice(&payload);

@@ -66,19 +66,17 @@ impl FrameShape {
         let count = c.u64()?;
         let records_at = c.at;
         // Decode every record first, as bincode does, then apply `Batch::validate`'s rules.
-        let (mut increasing, mut previous) = (true, start_offset.saturating_sub(1));
-        let mut prev = Prev::first(start_offset);
+        let (mut increasing, mut prev) = (true, Prev::first(start_offset));
         let mut n = 0u64;
         while n < count {
-            let offset = read_record(&mut c, wire, &mut prev)?.offset;
-            increasing &= offset > previous;
-            previous = offset;
+            let before = prev.offset;
+            increasing &= read_record(&mut c, wire, &mut prev)?.offset > before;
             n += 1;
         }
         if c.at != frame.len() {
             return Err(decode("trailing bytes after the batch".into()));
         }
-        validate(start_offset, last_offset, increasing, previous)?;
+        validate(start_offset, last_offset, increasing, prev.offset)?;
         Ok(Self {
             wire,
             topic,
