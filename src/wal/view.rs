@@ -413,9 +413,21 @@ impl<'a> Cursor<'a> {
         self.take(n)
     }
 
-    /// Unsigned LEB128, at most ten bytes and 64 bits.
+    /// Unsigned LEB128, at most ten bytes and 64 bits. Most of a frame's varints (deltas,
+    /// lengths of keys and short values) are one byte, read here without a loop.
     #[inline]
     fn varint(&mut self) -> Result<u64, Bad> {
+        match self.bytes.get(self.at) {
+            Some(&byte) if byte < 0x80 => {
+                self.at += 1;
+                Ok(u64::from(byte))
+            }
+            _ => self.varint_wide(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_wide(&mut self) -> Result<u64, Bad> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.array::<1>()?[0];
@@ -460,8 +472,11 @@ mod tests {
     };
     use proptest::prelude::*;
 
+    /// Mostly short, sometimes past 127 bytes, so that version 2 lengths take one varint
+    /// byte and two.
     fn bytes() -> impl Strategy<Value = Option<Vec<u8>>> {
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40))
+        let len = prop_oneof![4 => 0usize..40, 1 => 120usize..300];
+        proptest::option::of(len.prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n)))
     }
 
     fn batch() -> impl Strategy<Value = Batch> {
