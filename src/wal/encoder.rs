@@ -274,13 +274,6 @@ fn put_record_v1<'h>(
     b[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
 }
 
-/// Unsigned LEB128: seven bits a byte, low first, the high bit set on all but the last.
-fn put_varint(b: &mut Vec<u8>, v: u64) {
-    let mut head = Varints::new();
-    head.put(v);
-    b.extend_from_slice(head.bytes());
-}
-
 /// A few varints gathered on the stack, to be copied into a frame at once. 32 bytes: the most
 /// a record puts here is 31 (offset delta, timestamp tag and delta, key length). Handed on by
 /// reference: moving the struct right after its bytes were stored one by one stalls the load
@@ -305,7 +298,8 @@ impl Varints {
         self.len += 1;
     }
 
-    /// `v` as unsigned LEB128.
+    /// `v` as unsigned LEB128: seven bits a byte, low first, the high bit set on all but the
+    /// last.
     #[inline]
     fn put(&mut self, mut v: u64) {
         while v >= 0x80 {
@@ -326,8 +320,11 @@ fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
+/// A varint length, then the bytes.
 fn put_bytes(b: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(b, bytes.len() as u64);
+    let mut head = Varints::new();
+    head.put(bytes.len() as u64);
+    b.extend_from_slice(head.bytes());
     b.extend_from_slice(bytes);
 }
 

@@ -17,9 +17,6 @@ pub enum FrameVersion {
     V2 = 2,
 }
 
-/// The frame version this binary writes by default.
-pub const FRAME_VERSION: u8 = FrameVersion::V2 as u8;
-
 impl FrameVersion {
     /// The version byte of a frame header (byte 4).
     pub fn byte(self) -> u8 {
@@ -233,7 +230,7 @@ pub(crate) fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), FrameError
 /// version 1 frame goes through bincode itself (the reference the borrowed view is held to),
 /// a version 2 frame through the view.
 pub fn decode_frame(bytes: &[u8]) -> Result<(Batch, usize), FrameError> {
-    if bytes.get(4) == Some(&FRAME_VERSION) {
+    if bytes.get(4) == Some(&FrameVersion::V2.byte()) {
         let (view, total) = super::view::BatchView::parse(bytes)?;
         return Ok((view.to_batch(), total));
     }
