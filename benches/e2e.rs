@@ -8,6 +8,7 @@
 //! FLUMEN_BENCH_BIN=/tmp/flumen-base cargo bench --bench e2e  # another flumen build, same harness
 //! FLUMEN_BENCH_KAFKA='prefetch_memory_bytes_max = 67108864' cargo bench --bench e2e  # extra [kafka] keys
 //! FLUMEN_BENCH_PROPERTIES='"fetch.queue.backoff.ms" = "1"' cargo bench --bench e2e  # librdkafka's
+//! FLUMEN_BENCH_BATCH_RECORDS=1000 cargo bench --bench e2e  # kafka.batch_records_max (10,000)
 //! ```
 //!
 //! It preloads N 100-byte events (key `cell-N`, lz4) into a fresh topic of P partitions
@@ -31,9 +32,14 @@
 //! - **drain**: NameNode back; one of them restarts (`flumen run`) and is timed until HDFS holds
 //!   its channel, the other's channel is delivered by `flumen replay`.
 //!
+//! Before the measured rows, one raw relay runs unmeasured so that the JVMs' JIT has compiled
+//! Kafka's fetch path and HDFS's write path, and before each measured phase `sync` flushes
+//! what earlier phases left for the kernel to write back.
+//!
 //! It prints events/s, channel MB/s (the backlog's channel bytes over the wall time), CPU
 //! seconds per million events (which is also the cores needed per 1M ev/s at that rate), peak
-//! RSS, flumen's pauses, the ratios, and the load average before and after.
+//! RSS, flumen's pauses, the ratios, the machine's CPU per path split by process (the path's
+//! own, the Kafka brokers', HDFS's, the rest), and the load average before and after.
 
 #[allow(dead_code)] // shared with the other benches
 mod common;
@@ -102,7 +108,7 @@ group_id = "{group}"
 # Static membership: the drain's restart after kill -9 takes its partitions back at once
 # instead of waiting kafka.session_timeout_ms for its dead predecessor.
 group_instance_id = "{group}-1"
-batch_records_max = 10000
+batch_records_max = {batch_records}
 batch_duration_ms = 200
 batch_bytes_max = 8388608
 {extra_kafka}
@@ -132,6 +138,7 @@ listen = "127.0.0.1:{port}"
         // Extra [kafka] keys and librdkafka properties for flumen and the raw consumers alike
         // (they take flumen's client settings), to compare a setting on one testbed.
         extra_kafka = std::env::var("FLUMEN_BENCH_KAFKA").unwrap_or_default(),
+        batch_records = common::env_or("FLUMEN_BENCH_BATCH_RECORDS", 10_000u64),
         extra_properties = std::env::var("FLUMEN_BENCH_PROPERTIES").unwrap_or_default(),
     )
 }
@@ -264,13 +271,74 @@ struct Busy {
     cores: f64,
     /// Busy core-seconds.
     core_s: f64,
+    /// Of those, the core-seconds of the testbed's Kafka brokers and of its HDFS (zero where
+    /// not measured).
+    services: Services,
 }
 
 /// Runs `f` and returns what the machine spent meanwhile.
 fn busy_cores<T>(f: impl FnOnce() -> T) -> (T, Busy) {
-    let ticks0 = cpu_ticks();
+    // The kernel's writeback of what an earlier phase wrote (HDFS block files, the preload's
+    // log) would otherwise run, and be counted, during this one.
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    let (ticks0, services0) = (cpu_ticks(), Services::ticks());
     let out = f();
-    (out, Busy::between(ticks0, cpu_ticks()))
+    let mut busy = Busy::between(ticks0, cpu_ticks());
+    busy.services = Services::since(&Services::ticks(), &services0);
+    (out, busy)
+}
+
+/// CPU core-seconds of the testbed's services: every Kafka broker, and HDFS.
+#[derive(Clone, Copy, Default)]
+struct Services {
+    kafka_s: f64,
+    hdfs_s: f64,
+}
+
+impl Services {
+    /// The services' CPU so far, by pid: each process in `scripts/testbed`'s pid files.
+    fn ticks() -> Vec<(String, i32, f64)> {
+        let dir = PathBuf::from(common::testbed_env("e2e", "FLUMEN_TESTBED_DIR")).join("pids");
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        entries
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                let pid: i32 = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+                let name = path.file_stem()?.to_string_lossy().into_owned();
+                Some((name, pid, process_cpu_s(pid)?))
+            })
+            .collect()
+    }
+
+    /// What each service spent between two readings of `ticks`; a process that was not there
+    /// at the first counts from its start.
+    fn since(now: &[(String, i32, f64)], before: &[(String, i32, f64)]) -> Services {
+        let mut out = Services::default();
+        for (name, pid, cpu_s) in now {
+            let base = before.iter().find(|b| b.1 == *pid).map_or(0.0, |b| b.2);
+            let slot = if name.starts_with("kafka") {
+                &mut out.kafka_s
+            } else {
+                &mut out.hdfs_s
+            };
+            *slot += cpu_s - base;
+        }
+        out
+    }
+}
+
+/// A process's user plus system CPU seconds, every thread (`/proc/PID/stat`).
+fn process_cpu_s(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) as f64 / hz)
 }
 
 impl Busy {
@@ -283,6 +351,7 @@ impl Busy {
         Busy {
             cores: share * cores,
             core_s: (busy1 - busy0) as f64 / hz,
+            services: Services::default(),
         }
     }
 }
@@ -556,6 +625,11 @@ fn main() {
     if std::env::var_os("FLUMEN_BENCH_BACKLOG_ONLY").is_some() {
         return backlog_only(&bench);
     }
+    // Unmeasured: the first reader of a fresh topic and the first writer to HDFS pay for the
+    // JVMs' JIT compiling their fetch and write paths (Kafka's C2 compiler thread took 2.3 s
+    // of CPU over one run), and would charge it to whichever row came first.
+    let warm = bench.raw("relay");
+    eprintln!("warm-up (not counted): raw relay in {:.1} s", warm.wall_s);
     let load_before = common::loadavg();
     let (raw_poll, raw_busy) = busy_cores(|| bench.raw("poll"));
     let raw_batch = bench.raw("batch");
@@ -653,6 +727,25 @@ fn main() {
         per_m(drain_busy),
         per_m(replay_busy),
     );
+    let paths = [
+        ("raw poll", raw_poll, raw_busy),
+        ("raw relay", raw_relay, relay_busy),
+        ("live", live, live_busy),
+        ("drain by restart", drain, drain_busy),
+        ("replay", replay, replay_busy),
+    ];
+    println!("the same, by process (CPU s per M events): path = its own process + Kafka + HDFS + the rest");
+    for (name, cost, busy) in paths {
+        let s = busy.services;
+        println!(
+            "  {name}: {:.2} = {:.2} + {:.2} + {:.2} + {:.2}",
+            per_m(busy),
+            cost.cpu_s / (bench.n as f64 / 1e6),
+            s.kafka_s / (bench.n as f64 / 1e6),
+            s.hdfs_s / (bench.n as f64 / 1e6),
+            (busy.core_s - cost.cpu_s - s.kafka_s - s.hdfs_s) / (bench.n as f64 / 1e6),
+        );
+    }
     for (i, (rss, bytes)) in filled.iter().enumerate() {
         println!(
             "backlog instance {i} (NameNode down): channel {:.0} MiB, peak RSS {rss} MiB",
