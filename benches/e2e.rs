@@ -330,7 +330,31 @@ impl Services {
 
 /// A process's user plus system CPU seconds, every thread (`/proc/PID/stat`).
 fn process_cpu_s(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_s(&format!("/proc/{pid}/stat"))
+}
+
+/// A process's CPU seconds by thread name (threads of one name added up), most first.
+fn thread_cpu_s(pid: u32) -> Vec<(String, f64)> {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for task in tasks.filter_map(Result::ok) {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let cpu_s = stat_cpu_s(&dir.join("stat").to_string_lossy()).unwrap_or(0.0);
+        match by_name.iter_mut().find(|(n, _)| n == name.trim()) {
+            Some((_, total)) => *total += cpu_s,
+            None => by_name.push((name.trim().to_string(), cpu_s)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    by_name
+}
+
+/// User plus system CPU seconds from a `stat` file of `/proc`.
+fn stat_cpu_s(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name, which may hold spaces: state is field 3, utime 14.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split_whitespace().skip(11);
@@ -344,12 +368,11 @@ fn process_cpu_s(pid: i32) -> Option<f64> {
 impl Busy {
     /// Between two readings of `cpu_ticks`.
     fn between((busy0, total0): (u64, u64), (busy1, total1): (u64, u64)) -> Busy {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let share = (busy1 - busy0) as f64 / ((total1 - total0) as f64).max(1.0);
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         Busy {
-            cores: share * cores,
+            cores: share * cores(),
             core_s: (busy1 - busy0) as f64 / hz,
             services: Services::default(),
         }
@@ -454,6 +477,7 @@ impl Bench {
             ],
         );
         let refetch = (fetched / self.n as f64, dropped);
+        let threads = thread_cpu_s(child.id());
         stop(&child);
         let (ok, cpu_s, rss_mib) = common::reap(&mut child);
         assert!(ok, "flumen run (live) failed");
@@ -470,6 +494,7 @@ impl Bench {
             flow_busy: m.flow,
             tail: m.tail,
             fsync: (fsync_s, fsyncs, appended),
+            threads,
         }
     }
 }
@@ -492,6 +517,8 @@ struct Live {
     tail: f64,
     /// The channel writer's fdatasync seconds, how many, and the bytes appended.
     fsync: (f64, f64, f64),
+    /// CPU seconds by thread name, most first, when every record was committed.
+    threads: Vec<(String, f64)>,
 }
 
 fn stop(child: &Child) {
@@ -632,7 +659,7 @@ fn main() {
     eprintln!("warm-up (not counted): raw relay in {:.1} s", warm.wall_s);
     let load_before = common::loadavg();
     let (raw_poll, raw_busy) = busy_cores(|| bench.raw("poll"));
-    let raw_batch = bench.raw("batch");
+    let (raw_batch, batch_busy) = busy_cores(|| bench.raw("batch"));
     let (raw_relay, relay_busy) = busy_cores(|| bench.raw("relay"));
     // Live twice: as configured, and writing channel frame version 1 (151 bytes per event
     // against version 2's 114). Which goes first is a coin toss, printed, so the warmer second
@@ -664,6 +691,17 @@ fn main() {
         "live: {:.2} s of startup (join, reconcile) before its first append, {:.2} s from spawn \
          to all committed; {:.0} pauses",
         run.startup, run.spawn_to_end, run.pauses
+    );
+    let top: Vec<String> = run
+        .threads
+        .iter()
+        .take(6)
+        .map(|(n, s)| format!("{n} {s:.2}"))
+        .collect();
+    println!(
+        "live: CPU s by thread over its {:.2} s from the first append: {}",
+        live.wall_s,
+        top.join(", ")
     );
     println!(
         "live: {:.2} s from the last record consumed to the last committed (the last files' \
@@ -717,35 +755,23 @@ fn main() {
         replay_busy.cores,
         run.flow_busy.cores,
     );
-    let per_m = |b: Busy| b.core_s / (bench.n as f64 / 1e6);
-    println!(
-        "machine CPU s per M events, every process, whole runs (startup and idle waits cost \
-         little): raw poll {:.2}, raw relay {:.2}, live {:.2}, drain by restart {:.2}, replay {:.2}",
-        per_m(raw_busy),
-        per_m(relay_busy),
-        per_m(live_busy),
-        per_m(drain_busy),
-        per_m(replay_busy),
-    );
     let paths = [
         ("raw poll", raw_poll, raw_busy),
+        ("raw batch", raw_batch, batch_busy),
         ("raw relay", raw_relay, relay_busy),
         ("live", live, live_busy),
         ("drain by restart", drain, drain_busy),
         ("replay", replay, replay_busy),
     ];
-    println!("the same, by process (CPU s per M events): path = its own process + Kafka + HDFS + the rest");
-    for (name, cost, busy) in paths {
-        let s = busy.services;
-        println!(
-            "  {name}: {:.2} = {:.2} + {:.2} + {:.2} + {:.2}",
-            per_m(busy),
-            cost.cpu_s / (bench.n as f64 / 1e6),
-            s.kafka_s / (bench.n as f64 / 1e6),
-            s.hdfs_s / (bench.n as f64 / 1e6),
-            (busy.core_s - cost.cpu_s - s.kafka_s - s.hdfs_s) / (bench.n as f64 / 1e6),
-        );
-    }
+    report_by_process(&bench, &paths);
+    let floor_s = live_busy.core_s / cores();
+    println!(
+        "live's floor from CPU alone: its machine CPU over the {} cores is {floor_s:.2} s, so \
+         live/drain could reach {:.2} and live/raw relay {:.2} only with every core busy all along",
+        cores(),
+        drain.wall_s / floor_s,
+        raw_relay.wall_s / floor_s,
+    );
     for (i, (rss, bytes)) in filled.iter().enumerate() {
         println!(
             "backlog instance {i} (NameNode down): channel {:.0} MiB, peak RSS {rss} MiB",
@@ -753,6 +779,31 @@ fn main() {
         );
     }
     println!("load average before {load_before}, after {load_after}");
+}
+
+/// Each path's machine CPU per M events, split by process.
+fn report_by_process(bench: &Bench, paths: &[(&str, Cost, Busy)]) {
+    let m = bench.n as f64 / 1e6;
+    println!(
+        "machine CPU s per M events by process: path = its own process + Kafka + HDFS + the \
+         rest (kernel threads, the bench)"
+    );
+    for (name, cost, busy) in paths {
+        let s = busy.services;
+        let rest = busy.core_s - cost.cpu_s - s.kafka_s - s.hdfs_s;
+        println!(
+            "  {name}: {:.2} = {:.2} + {:.2} + {:.2} + {:.2}",
+            busy.core_s / m,
+            cost.cpu_s / m,
+            s.kafka_s / m,
+            s.hdfs_s / m,
+            rest / m,
+        );
+    }
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
 /// `FLUMEN_BENCH_BACKLOG_ONLY=1`: one relay fills its channel with every event while the
