@@ -317,10 +317,11 @@ impl Services {
         let mut out = Services::default();
         for (name, pid, cpu_s) in now {
             let base = before.iter().find(|b| b.1 == *pid).map_or(0.0, |b| b.2);
-            let slot = if name.starts_with("kafka") {
-                &mut out.kafka_s
-            } else {
-                &mut out.hdfs_s
+            // The KDC and the Kerberized HDFS of `up --secure` count in the rest.
+            let slot = match name {
+                n if n.starts_with("kafka") => &mut out.kafka_s,
+                n if n.starts_with("hdfs") => &mut out.hdfs_s,
+                _ => continue,
             };
             *slot += cpu_s - base;
         }
