@@ -282,10 +282,10 @@ fn busy_cores<T>(f: impl FnOnce() -> T) -> (T, Busy) {
     // log) would otherwise run, and be counted, during this one.
     // SAFETY: sync has no preconditions.
     unsafe { libc::sync() };
-    let (ticks0, services0) = (cpu_ticks(), Services::ticks());
+    let (ticks0, services0) = (cpu_ticks(), Services::cpu_now());
     let out = f();
     let mut busy = Busy::between(ticks0, cpu_ticks());
-    busy.services = Services::since(&Services::ticks(), &services0);
+    busy.services = Services::since(&Services::cpu_now(), &services0);
     (out, busy)
 }
 
@@ -297,8 +297,9 @@ struct Services {
 }
 
 impl Services {
-    /// The services' CPU so far, by pid: each process in `scripts/testbed`'s pid files.
-    fn ticks() -> Vec<(String, i32, f64)> {
+    /// Each service process's CPU seconds so far (name, pid, seconds), from `scripts/testbed`'s
+    /// pid files.
+    fn cpu_now() -> Vec<(String, i32, f64)> {
         let dir = PathBuf::from(common::testbed_env("e2e", "FLUMEN_TESTBED_DIR")).join("pids");
         let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         entries
@@ -306,12 +307,12 @@ impl Services {
                 let path = e.ok()?.path();
                 let pid: i32 = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
                 let name = path.file_stem()?.to_string_lossy().into_owned();
-                Some((name, pid, process_cpu_s(pid)?))
+                Some((name, pid, common::process_cpu_s(pid)?))
             })
             .collect()
     }
 
-    /// What each service spent between two readings of `ticks`; a process that was not there
+    /// What each service spent between two readings of `cpu_now`; a process that was not there
     /// at the first counts from its start.
     fn since(now: &[(String, i32, f64)], before: &[(String, i32, f64)]) -> Services {
         let mut out = Services::default();
@@ -329,11 +330,6 @@ impl Services {
     }
 }
 
-/// A process's user plus system CPU seconds, every thread (`/proc/PID/stat`).
-fn process_cpu_s(pid: i32) -> Option<f64> {
-    stat_cpu_s(&format!("/proc/{pid}/stat"))
-}
-
 /// A process's CPU seconds by thread name (threads of one name added up), most first.
 fn thread_cpu_s(pid: u32) -> Vec<(String, f64)> {
     let mut by_name: Vec<(String, f64)> = Vec::new();
@@ -343,7 +339,7 @@ fn thread_cpu_s(pid: u32) -> Vec<(String, f64)> {
     for task in tasks.filter_map(Result::ok) {
         let dir = task.path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        let cpu_s = stat_cpu_s(&dir.join("stat").to_string_lossy()).unwrap_or(0.0);
+        let cpu_s = common::stat_cpu_s(&dir.join("stat").to_string_lossy()).unwrap_or(0.0);
         match by_name.iter_mut().find(|(n, _)| n == name.trim()) {
             Some((_, total)) => *total += cpu_s,
             None => by_name.push((name.trim().to_string(), cpu_s)),
@@ -353,28 +349,13 @@ fn thread_cpu_s(pid: u32) -> Vec<(String, f64)> {
     by_name
 }
 
-/// User plus system CPU seconds from a `stat` file of `/proc`.
-fn stat_cpu_s(path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    // Fields after the command name, which may hold spaces: state is field 3, utime 14.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some((utime + stime) as f64 / hz)
-}
-
 impl Busy {
     /// Between two readings of `cpu_ticks`.
     fn between((busy0, total0): (u64, u64), (busy1, total1): (u64, u64)) -> Busy {
         let share = (busy1 - busy0) as f64 / ((total1 - total0) as f64).max(1.0);
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         Busy {
             cores: share * cores(),
-            core_s: (busy1 - busy0) as f64 / hz,
+            core_s: (busy1 - busy0) as f64 / common::clock_ticks_per_s(),
             services: Services::default(),
         }
     }
@@ -748,7 +729,7 @@ fn main() {
          {:.2}, raw relay {:.2}, live {:.2}, drain by restart {:.2}, replay {:.2}; live from its \
          first append until 90% was committed {:.2} (the whole runs include startup and the idle \
          wait for the last roll)",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores(),
         raw_busy.cores,
         relay_busy.cores,
         live_busy.cores,

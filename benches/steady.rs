@@ -148,16 +148,6 @@ fn proc_field(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
 /// "op mean_ms (count)" per HDFS operation, from flumen's `flumen_hdfs_call_seconds`.
 fn hdfs_call_means(port: u16) -> String {
     use std::io::{Read, Write};
@@ -266,7 +256,10 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let (load0, cpu0) = (common::loadavg(), cpu_seconds(child.id()));
+    let (load0, cpu0) = (
+        common::loadavg(),
+        common::process_cpu_s(child.id() as i32).unwrap_or(0.0),
+    );
     let t = Instant::now();
     let n = produce(&bootstrap, &topic, &p);
     let produce_s = t.elapsed().as_secs_f64();
@@ -297,7 +290,7 @@ fn main() {
     }
     let catch_up_s = t.elapsed().as_secs_f64();
     let (cpu, rss_kib, load1) = (
-        cpu_seconds(child.id()) - cpu0,
+        common::process_cpu_s(child.id() as i32).unwrap_or(0.0) - cpu0,
         proc_field(child.id(), "VmHWM:"),
         common::loadavg(),
     );

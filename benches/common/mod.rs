@@ -59,6 +59,28 @@ pub fn reap(child: &mut Child) -> (bool, f64, u64) {
     (ok, secs(u.ru_utime) + secs(u.ru_stime), hwm_kib / 1024)
 }
 
+/// Clock ticks per second, the unit of `/proc`'s CPU times.
+pub fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// A process's user plus system CPU seconds, every thread (`/proc/PID/stat`).
+pub fn process_cpu_s(pid: i32) -> Option<f64> {
+    stat_cpu_s(&format!("/proc/{pid}/stat"))
+}
+
+/// User plus system CPU seconds from a `stat` file of `/proc` (a process's or a thread's).
+pub fn stat_cpu_s(path: &str) -> Option<f64> {
+    let stat = fs::read_to_string(path).ok()?;
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / clock_ticks_per_s())
+}
+
 /// The peak resident set of a live process, in KiB.
 pub fn vm_hwm_kib(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
