@@ -175,13 +175,9 @@ impl Flumen {
         }
     }
 
-    /// `FLUMEN_BENCH_BIN` runs another build (e.g. a saved copy of the base) under the same
-    /// harness, for before/after runs.
+    /// `common::flumen_bin()`: this build, or `FLUMEN_BENCH_BIN`.
     fn spawn(&self, command: &str) -> Child {
-        let bin = std::env::var("FLUMEN_BENCH_BIN")
-            .ok()
-            .filter(|b| !b.is_empty());
-        Command::new(bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_flumen")))
+        Command::new(common::flumen_bin())
             .args([command, "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "warn")

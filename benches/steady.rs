@@ -6,6 +6,7 @@
 //! cargo bench --bench steady                      # 2,000 ev/s, 3 partitions, 10 s rolls, 60 s
 //! FLUMEN_BENCH_PARTITIONS=1000 FLUMEN_BENCH_RATE=20000 FLUMEN_BENCH_ROLL_INTERVAL_S=60 \
 //!   FLUMEN_BENCH_SECONDS=180 cargo bench --bench steady
+//! FLUMEN_BENCH_BIN=/tmp/flumen-base cargo bench --bench steady  # another flumen build
 //! ```
 //!
 //! It starts the release `flumen run` on a fresh topic, waits until every partition is
@@ -217,7 +218,7 @@ fn main() {
     )
     .unwrap();
     let log = work.path().join("flumen.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flumen"))
+    let mut child = Command::new(common::flumen_bin())
         .args(["run", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "warn,flumen::events=info")

@@ -104,6 +104,15 @@ pub fn metrics_counters<const N: usize>(addr: &str, names: &[&str; N]) -> [f64; 
     })
 }
 
+/// The flumen binary a bench runs: this build's, or `FLUMEN_BENCH_BIN` (e.g. a saved copy of
+/// the base build) for before/after runs under the same harness.
+pub fn flumen_bin() -> String {
+    std::env::var("FLUMEN_BENCH_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_flumen").to_string())
+}
+
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
