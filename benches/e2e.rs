@@ -388,6 +388,24 @@ struct Bench {
     dir: tempfile::TempDir,
 }
 
+/// What every path wrote to HDFS goes when the bench ends (each run writes about 5 GB at
+/// 7M events, which soon fills the testbed's disk); the topic stays, it is small.
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let dir = format!("/flumen-bench/{}", self.topic);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let removed = rt.block_on(async {
+            let client = hdfs_native::ClientBuilder::new()
+                .with_url(&self.hdfs)
+                .build()?;
+            client.delete(&dir, true).await
+        });
+        if let Err(e) = removed {
+            eprintln!("could not delete {dir} from HDFS: {e}");
+        }
+    }
+}
+
 impl Bench {
     fn work(&self) -> &Path {
         self.dir.path()
@@ -925,7 +943,12 @@ fn raw_relay(
         .build()
         .unwrap();
     let client = std::sync::Arc::new(flumen::hdfs::connect(&settings.hdfs).unwrap());
-    let dir = format!("/flumen-bench/raw-relay-{}", uuid::Uuid::new_v4().simple());
+    // Under the topic's directory, which the bench deletes when it ends.
+    let topic = &settings.kafka.topics[0];
+    let dir = format!(
+        "/flumen-bench/{topic}/raw-relay-{}",
+        uuid::Uuid::new_v4().simple()
+    );
     let mut files: Vec<RawFile> = (0..parts).map(|_| RawFile::default()).collect();
     let mut closing = Vec::new();
     let first = batch_consume(consumer, n, |p, value| {
