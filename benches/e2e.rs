@@ -125,7 +125,7 @@ disk_free_bytes_min = 268435456
 {extra_channel}
 [hdfs]
 url = "{hdfs}"
-path = "/flumen-bench/{topic}/{group}"
+path = "{dir}/{group}"
 file_prefix = "bench"
 format = "text"
 roll_bytes_max = 33554432
@@ -133,6 +133,7 @@ roll_interval_s = 1
 [metrics]
 listen = "127.0.0.1:{port}"
 "#,
+        dir = topic_dir(topic),
         channel = work.join(group).join("channel").display(),
         port = common::free_port(),
         // Extra [kafka] keys and librdkafka properties for flumen and the raw consumers alike
@@ -141,6 +142,11 @@ listen = "127.0.0.1:{port}"
         batch_records = common::env_or("FLUMEN_BENCH_BATCH_RECORDS", 10_000u64),
         extra_properties = std::env::var("FLUMEN_BENCH_PROPERTIES").unwrap_or_default(),
     )
+}
+
+/// Where every path of the run writes in HDFS, each under its own directory.
+fn topic_dir(topic: &str) -> String {
+    format!("/flumen-bench/{topic}")
 }
 
 /// One `flumen run` (or another subcommand) on a written config.
@@ -392,14 +398,9 @@ struct Bench {
 /// 7M events, which soon fills the testbed's disk); the topic stays, it is small.
 impl Drop for Bench {
     fn drop(&mut self) {
-        let dir = format!("/flumen-bench/{}", self.topic);
+        let dir = topic_dir(&self.topic);
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let removed = rt.block_on(async {
-            let client = hdfs_native::ClientBuilder::new()
-                .with_url(&self.hdfs)
-                .build()?;
-            client.delete(&dir, true).await
-        });
+        let removed = rt.block_on(common::hdfs_client(&self.hdfs).delete(&dir, true));
         if let Err(e) = removed {
             eprintln!("could not delete {dir} from HDFS: {e}");
         }
@@ -555,10 +556,7 @@ fn backlog(bench: &Bench, relays: &[&Flumen]) -> Vec<(u64, u64)> {
 /// and safe mode ended), so the drain times flumen, not the NameNode's restart.
 fn wait_hdfs_writable(url: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = hdfs_native::ClientBuilder::new()
-        .with_url(url)
-        .build()
-        .unwrap();
+    let client = common::hdfs_client(url);
     let path = "/flumen-bench/.writable-probe";
     let t = Instant::now();
     let opts = hdfs_native::WriteOptions::default()
@@ -943,12 +941,9 @@ fn raw_relay(
         .build()
         .unwrap();
     let client = std::sync::Arc::new(flumen::hdfs::connect(&settings.hdfs).unwrap());
-    // Under the topic's directory, which the bench deletes when it ends.
-    let topic = &settings.kafka.topics[0];
-    let dir = format!(
-        "/flumen-bench/{topic}/raw-relay-{}",
-        uuid::Uuid::new_v4().simple()
-    );
+    // Under the topic's directory (its config's path), which the bench deletes when it ends.
+    let prefix = settings.hdfs.path.static_prefix();
+    let dir = format!("{prefix}/{}", uuid::Uuid::new_v4().simple());
     let mut files: Vec<RawFile> = (0..parts).map(|_| RawFile::default()).collect();
     let mut closing = Vec::new();
     let first = batch_consume(consumer, n, |p, value| {

@@ -143,10 +143,7 @@ listen = "127.0.0.1:{port}"
 /// Bytes of the final files under `dir` (not `_`/`.` names), and their count.
 fn hdfs_bytes(hdfs: &str, dir: &str) -> (u64, usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = hdfs_native::ClientBuilder::new()
-        .with_url(hdfs)
-        .build()
-        .unwrap();
+    let client = common::hdfs_client(hdfs);
     let list = rt.block_on(client.list_status(dir, true)).unwrap();
     let files: Vec<_> = list
         .iter()
@@ -213,10 +210,7 @@ fn main() {
     }
     println!("load average after: {}", common::loadavg());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = hdfs_native::ClientBuilder::new()
-        .with_url(&hdfs)
-        .build()
-        .unwrap();
+    let client = common::hdfs_client(&hdfs);
     let _ = rt.block_on(client.delete(&format!("/flumen-bench/{topic}"), true));
     let _ = Command::new(python())
         .args([

@@ -321,7 +321,7 @@ fn main() {
         }
     });
     // What the run wrote goes (at 250k ev/s for 30 s, 860 MB): repeated runs fill the disk.
-    let dir = format!("/flumen-bench/steady/{topic}");
+    let dir = config.hdfs.path.static_prefix();
     if let Err(e) = rt.block_on(client.delete(&dir, true)) {
         eprintln!("could not delete {dir} from HDFS: {e}");
     }

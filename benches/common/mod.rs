@@ -147,18 +147,21 @@ pub fn filesystem_of(path: &Path) -> String {
     best.map_or_else(|| "unknown filesystem".into(), |(_, s)| s)
 }
 
+/// A plain hdfs-native client for `url` (the testbed's NameNode).
+pub fn hdfs_client(url: &str) -> hdfs_native::Client {
+    hdfs_native::ClientBuilder::new()
+        .with_url(url)
+        .build()
+        .unwrap()
+}
+
 /// An hdfs-native client for `url` and the ledger of `config`, to read committed ends.
 #[allow(dead_code)] // not every bench reads the ledger
 pub fn ledger(
     url: &str,
     config: &flumen::config::Settings,
 ) -> (Arc<hdfs_native::Client>, Ledger<NativeHdfs>) {
-    let client = Arc::new(
-        hdfs_native::ClientBuilder::new()
-            .with_url(url)
-            .build()
-            .unwrap(),
-    );
+    let client = Arc::new(hdfs_client(url));
     let hdfs = NativeHdfs::new(
         client.clone(),
         Duration::from_secs(1),
