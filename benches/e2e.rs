@@ -474,6 +474,7 @@ impl Bench {
             ],
         );
         let refetch = (fetched / self.n as f64, dropped);
+        eprintln!("live: {}", hdfs_call_seconds(&f.metrics));
         let threads = thread_cpu_s(child.id());
         stop(&child);
         let (ok, cpu_s, rss_mib) = common::reap(&mut child);
@@ -516,6 +517,31 @@ struct Live {
     fsync: (f64, f64, f64),
     /// CPU seconds by thread name, most first, when every record was committed.
     threads: Vec<(String, f64)>,
+}
+
+/// Seconds the process spent inside HDFS calls, by call (`flumen_hdfs_call_seconds`): a write
+/// includes its wait for the writer's window of unacknowledged bytes.
+fn hdfs_call_seconds(metrics: &str) -> String {
+    let body = common::http_get(metrics, "/metrics").unwrap_or_default();
+    let value = |line: &str| line.rsplit(' ').next()?.parse::<f64>().ok();
+    let mut out = Vec::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("flumen_hdfs_call_seconds_sum{op=\"") else {
+            continue;
+        };
+        let op = rest.split('"').next().unwrap_or("?");
+        let count_name = format!("flumen_hdfs_call_seconds_count{{op=\"{op}\"}}");
+        let count = body
+            .lines()
+            .find(|l| l.starts_with(&count_name))
+            .and_then(value);
+        let (sum, count) = (value(line).unwrap_or(0.0), count.unwrap_or(0.0));
+        out.push(format!("{op} {sum:.2} s / {count:.0}"));
+    }
+    format!(
+        "seconds in HDFS calls (a write includes its window wait): {}",
+        out.join(", ")
+    )
 }
 
 fn stop(child: &Child) {
@@ -588,6 +614,7 @@ fn drain_by_restart(bench: &Bench, a: &Flumen) -> Cost {
     let mut child = a.spawn("run");
     a.wait_for(&mut child, "flumen_records_committed_total", bench.n);
     let wall_s = t.elapsed().as_secs_f64();
+    eprintln!("drain: {}", hdfs_call_seconds(&a.metrics));
     stop(&child);
     let (ok, cpu_s, rss_mib) = common::reap(&mut child);
     assert!(ok, "flumen run (drain) failed");
