@@ -679,11 +679,6 @@ impl Sink {
             events::error(events::ErrorCode::HdfsIo);
             self.restart_partition(tp, true).await?;
         }
-        // The write woke the writer's packet sender (an hdfs-native task) into this worker's
-        // LIFO slot, which the other worker may not steal: until this task yields, the chunk's
-        // packets wait while the next chunk is encoded. Yielding sends them now and lets the
-        // other worker take this task (the sink's time in writes halved, ARCHITECTURE.md).
-        tokio::task::yield_now().await;
         Ok(())
     }
 
