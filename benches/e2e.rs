@@ -474,7 +474,7 @@ impl Bench {
             ],
         );
         let refetch = (fetched / self.n as f64, dropped);
-        eprintln!("live: {}", hdfs_call_seconds(&f.metrics));
+        eprintln!("{}", hdfs_call_seconds(&f));
         let threads = thread_cpu_s(child.id());
         stop(&child);
         let (ok, cpu_s, rss_mib) = common::reap(&mut child);
@@ -519,28 +519,32 @@ struct Live {
     threads: Vec<(String, f64)>,
 }
 
-/// Seconds the process spent inside HDFS calls, by call (`flumen_hdfs_call_seconds`): a write
-/// includes its wait for the writer's window of unacknowledged bytes.
-fn hdfs_call_seconds(metrics: &str) -> String {
-    let body = common::http_get(metrics, "/metrics").unwrap_or_default();
-    let value = |line: &str| line.rsplit(' ').next()?.parse::<f64>().ok();
-    let mut out = Vec::new();
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix("flumen_hdfs_call_seconds_sum{op=\"") else {
-            continue;
-        };
-        let op = rest.split('"').next().unwrap_or("?");
-        let count_name = format!("flumen_hdfs_call_seconds_count{{op=\"{op}\"}}");
-        let count = body
-            .lines()
-            .find(|l| l.starts_with(&count_name))
-            .and_then(value);
-        let (sum, count) = (value(line).unwrap_or(0.0), count.unwrap_or(0.0));
-        out.push(format!("{op} {sum:.2} s / {count:.0}"));
-    }
+/// Seconds `f`'s process spent inside HDFS calls, by call (`flumen_hdfs_call_seconds`): a
+/// write includes its wait for the writer's window of unacknowledged bytes.
+fn hdfs_call_seconds(f: &Flumen) -> String {
+    let body = common::http_get(&f.metrics, "/metrics").unwrap_or_default();
+    // `<prefix>{op="<op>"} <value>` as (op, value).
+    let series = |prefix: &str| -> Vec<(String, f64)> {
+        body.lines()
+            .filter_map(|l| {
+                let (labels, value) = l.strip_prefix(prefix)?.split_once(' ')?;
+                let op = labels.strip_prefix("{op=\"")?.strip_suffix("\"}")?;
+                Some((op.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    };
+    let counts = series("flumen_hdfs_call_seconds_count");
+    let calls: Vec<String> = series("flumen_hdfs_call_seconds_sum")
+        .into_iter()
+        .map(|(op, sum)| {
+            let count = counts.iter().find(|(o, _)| *o == op).map_or(0.0, |c| c.1);
+            format!("{op} {sum:.2} s / {count:.0}")
+        })
+        .collect();
+    let group = f.config.file_stem().unwrap_or_default().to_string_lossy();
     format!(
-        "seconds in HDFS calls (a write includes its window wait): {}",
-        out.join(", ")
+        "{group}: seconds in HDFS calls (a write includes its window wait): {}",
+        calls.join(", ")
     )
 }
 
@@ -614,7 +618,7 @@ fn drain_by_restart(bench: &Bench, a: &Flumen) -> Cost {
     let mut child = a.spawn("run");
     a.wait_for(&mut child, "flumen_records_committed_total", bench.n);
     let wall_s = t.elapsed().as_secs_f64();
-    eprintln!("drain: {}", hdfs_call_seconds(&a.metrics));
+    eprintln!("{}", hdfs_call_seconds(a));
     stop(&child);
     let (ok, cpu_s, rss_mib) = common::reap(&mut child);
     assert!(ok, "flumen run (drain) failed");
