@@ -36,6 +36,13 @@
 //! Kafka's fetch path and HDFS's write path, and before each measured phase `sync` flushes
 //! what earlier phases left for the kernel to write back.
 //!
+//! Besides each path's whole run, it prints its rate while data flows: from 10% to 90% of N,
+//! consumed for the raw consumers and the raw relay (whose consume waits for its HDFS
+//! writes), committed to HDFS for the live runs (the rate between the two commits that crossed
+//! 10% and 90%). That is the throughput of a relay that runs for days; the whole run adds
+//! fixed costs (startup, and the last files' 1 s roll interval and close, about 1.5 s) that a
+//! short run cannot amortize.
+//!
 //! It prints events/s, channel MB/s (the backlog's channel bytes over the wall time), CPU
 //! seconds per million events (which is also the cores needed per 1M ev/s at that rate), peak
 //! RSS, flumen's pauses, the ratios, the machine's CPU per path split by process (the path's
@@ -59,6 +66,9 @@ struct Cost {
     wall_s: f64,
     cpu_s: f64,
     rss_mib: u64,
+    /// Events/s while data flows: from 10% to 90% of N (consumed for the raw paths, committed
+    /// for flumen's live runs), so without startup, ramp-up and the last files' roll interval.
+    mid_rate: Option<f64>,
 }
 
 fn preload(bootstrap: &str, topic: &str, n: u64) {
@@ -205,18 +215,21 @@ impl Flumen {
 
     /// From the first append until all N are committed, polling every 20 ms: what the machine
     /// spent on the data flow (until 90% is committed, before the last files' roll interval
-    /// runs out with the machine idle), and the tail from the last record consumed.
+    /// runs out with the machine idle), the commit rate while data flows, and the tail from the
+    /// last record consumed.
     fn milestones(&self, child: &mut Child, n: u64) -> Milestones {
         let names = [
             "flumen_records_consumed_total",
             "flumen_records_committed_total",
         ];
         let (ticks0, mut flow, mut consumed_at) = (cpu_ticks(), None, None);
+        let mut mid = MidRate::new(n);
         loop {
             let [consumed, committed] = common::metrics_counters(&self.metrics, &names);
             if consumed >= n as f64 && consumed_at.is_none() {
                 consumed_at = Some(Instant::now());
             }
+            mid.sample(committed);
             if committed >= (n - n / 10) as f64 && flow.is_none() {
                 flow = Some(Busy::between(ticks0, cpu_ticks()));
             }
@@ -224,7 +237,12 @@ impl Flumen {
                 let tail = consumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 // A small N can commit its last 10% and more between two polls.
                 let flow = flow.unwrap_or_else(|| Busy::between(ticks0, cpu_ticks()));
-                return Milestones { flow, tail };
+                let mid_rate = mid.rate();
+                return Milestones {
+                    flow,
+                    tail,
+                    mid_rate,
+                };
             }
             assert!(child.try_wait().unwrap().is_none(), "flumen exited early");
             std::thread::sleep(Duration::from_millis(20));
@@ -367,6 +385,44 @@ impl Busy {
 struct Milestones {
     flow: Busy,
     tail: f64,
+    /// Records committed per second from the first poll past 10% of N to the first past 90%.
+    mid_rate: Option<f64>,
+}
+
+/// The rate between the first sample at or past 10% of N and the first at or past 90%,
+/// counting the records those two samples actually saw. Commits come a file at a time, so
+/// this is the rate between two commits, which a threshold on its own would blur by a file.
+struct MidRate {
+    n: u64,
+    low: Option<(Instant, f64)>,
+    high: Option<(Instant, f64)>,
+}
+
+impl MidRate {
+    fn new(n: u64) -> Self {
+        MidRate {
+            n,
+            low: None,
+            high: None,
+        }
+    }
+
+    fn sample(&mut self, count: f64) {
+        let now = Instant::now();
+        if count >= (self.n / 10) as f64 && self.low.is_none() {
+            self.low = Some((now, count));
+        }
+        if count >= (self.n - self.n / 10) as f64 && self.high.is_none() {
+            self.high = Some((now, count));
+        }
+    }
+
+    /// None until both were seen; a run that crossed both between two samples gives none.
+    fn rate(&self) -> Option<f64> {
+        let ((t0, c0), (t1, c1)) = (self.low?, self.high?);
+        let s = t1.duration_since(t0).as_secs_f64();
+        (s > 0.0 && c1 > c0).then(|| (c1 - c0) / s)
+    }
 }
 
 /// The machine's (busy, total) clock ticks: every state but idle and iowait is busy.
@@ -432,14 +488,18 @@ impl Bench {
         let mut out = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
         assert!(ok, "raw {mode} consumer failed");
-        let wall_s = out
-            .trim()
-            .parse()
-            .expect("raw child prints its wall seconds");
+        let parsed: Vec<f64> = out
+            .split_whitespace()
+            .map(|w| w.parse().expect("raw child prints numbers"))
+            .collect();
+        let [wall_s, mid_s] = parsed[..] else {
+            panic!("raw child prints its wall seconds and its middle 80%'s: {out:?}");
+        };
         Cost {
             wall_s,
             cpu_s,
             rss_mib,
+            mid_rate: Some(0.8 * self.n as f64 / mid_s),
         }
     }
 
@@ -484,6 +544,7 @@ impl Bench {
                 wall_s: spawn_to_end - startup,
                 cpu_s,
                 rss_mib,
+                mid_rate: m.mid_rate,
             },
             pauses,
             startup,
@@ -626,6 +687,7 @@ fn drain_by_restart(bench: &Bench, a: &Flumen) -> Cost {
         wall_s,
         cpu_s,
         rss_mib,
+        mid_rate: None,
     }
 }
 
@@ -639,6 +701,7 @@ fn drain_by_replay(b: &Flumen) -> Cost {
         wall_s: t.elapsed().as_secs_f64(),
         cpu_s,
         rss_mib,
+        mid_rate: None,
     }
 }
 
@@ -767,6 +830,14 @@ fn main() {
          rolled by flumen's rules, no channel, no commit)",
         raw_relay.wall_s / live.wall_s
     );
+    let mid = |a: &Cost, b: &Cost| a.mid_rate.zip(b.mid_rate).map_or(f64::NAN, |(a, b)| a / b);
+    println!(
+        "while data flows (10% to 90% of N): live/raw poll throughput = {:.2}, live/raw batch \
+         = {:.2}, live/raw relay = {:.2}",
+        mid(&live, &raw_poll),
+        mid(&live, &raw_batch),
+        mid(&live, &raw_relay),
+    );
     println!(
         "machine busy, every process (Kafka, HDFS and the bench too), of {} cores: raw poll \
          {:.2}, raw relay {:.2}, live {:.2}, drain by restart {:.2}, replay {:.2}; live from its \
@@ -856,22 +927,26 @@ fn report(bench: &Bench, rows: &[(&str, Cost)], channel_bytes: u64) {
         bench.n, bench.partitions
     );
     println!(
-        "{:<22} {:>8} {:>11} {:>10} {:>14} {:>13}",
-        "path", "wall s", "events/s", "MB/s", "CPU s / M ev", "peak RSS MiB"
+        "{:<22} {:>8} {:>11} {:>10} {:>14} {:>13} {:>11}",
+        "path", "wall s", "events/s", "MB/s", "CPU s / M ev", "peak RSS MiB", "10-90% ev/s"
     );
     for (name, c) in rows {
+        let mid = c.mid_rate.map_or("-".into(), |r| format!("{r:.0}"));
         println!(
-            "{:<22} {:>8.2} {:>11.0} {:>10.1} {:>14.2} {:>13}",
+            "{:<22} {:>8.2} {:>11.0} {:>10.1} {:>14.2} {:>13} {:>11}",
             name,
             c.wall_s,
             bench.n as f64 / c.wall_s,
             channel_bytes as f64 / 1e6 / c.wall_s,
             c.cpu_s / m,
-            c.rss_mib
+            c.rss_mib,
+            mid
         );
     }
     println!("(MB/s: the channel bytes of this data over the wall time, for every row alike;");
-    println!(" CPU s / M ev is also the cores needed per 1M ev/s at that rate)");
+    println!(" CPU s / M ev is also the cores needed per 1M ev/s at that rate;");
+    println!(" 10-90% ev/s: while data flows, from 10% to 90% of N, consumed by the raw rows,");
+    println!(" committed to HDFS by the live rows, so without startup and the last roll interval)");
 }
 
 /// `raw MODE TOPIC PARTITIONS N CONFIG`: consumes N messages and prints the seconds from the
@@ -891,38 +966,72 @@ fn raw_child(args: &[String]) {
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
-    let wall = match mode.as_str() {
+    let marks = match mode.as_str() {
         "poll" => raw_poll(&consumer, n),
-        "batch" => raw_batch(&consumer, n),
+        "batch" => batch_consume(&consumer, n, |_, _| {}),
         "relay" => raw_relay(&consumer, &settings, parts, n),
         other => panic!("unknown raw mode {other}"),
     };
-    println!("{wall}");
+    let mid_s = marks.high.unwrap().duration_since(marks.low.unwrap());
+    println!(
+        "{} {}",
+        marks.first.elapsed().as_secs_f64(),
+        mid_s.as_secs_f64()
+    );
 }
 
-fn raw_poll(consumer: &BaseConsumer, n: u64) -> f64 {
-    let mut first = None;
+/// When a raw consumer took its first message, its (N/10)th and its (N - N/10)th.
+struct Marks {
+    n: u64,
+    first: Instant,
+    low: Option<Instant>,
+    high: Option<Instant>,
+}
+
+impl Marks {
+    fn new(n: u64) -> Self {
+        let first = Instant::now();
+        Marks {
+            n,
+            first,
+            low: None,
+            high: None,
+        }
+    }
+
+    /// Called with the count so far after each message (1 after the first).
+    fn seen(&mut self, seen: u64) {
+        if seen == 1 {
+            self.first = Instant::now();
+        }
+        if seen == (self.n / 10).max(1) {
+            self.low = Some(Instant::now());
+        }
+        if seen == self.n - self.n / 10 {
+            self.high = Some(Instant::now());
+        }
+    }
+}
+
+fn raw_poll(consumer: &BaseConsumer, n: u64) -> Marks {
+    let mut marks = Marks::new(n);
     let mut seen = 0u64;
     while seen < n {
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             m.unwrap();
-            first.get_or_insert_with(Instant::now);
             seen += 1;
+            marks.seen(seen);
         }
     }
-    first.unwrap().elapsed().as_secs_f64()
-}
-
-fn raw_batch(consumer: &BaseConsumer, n: u64) -> f64 {
-    let first = batch_consume(consumer, n, |_, _| {});
-    first.elapsed().as_secs_f64()
+    marks
 }
 
 /// Takes N messages with `rd_kafka_consume_batch_queue` (1,000 a call) and hands each
-/// one's partition and payload to `each`; returns when the first arrived.
-fn batch_consume(consumer: &BaseConsumer, n: u64, mut each: impl FnMut(i32, &[u8])) -> Instant {
+/// one's partition and payload to `each`; returns when the first, the 10% and the 90% mark
+/// arrived.
+fn batch_consume(consumer: &BaseConsumer, n: u64, mut each: impl FnMut(i32, &[u8])) -> Marks {
     use rdkafka::bindings as rd;
-    let mut first = None;
+    let mut marks = Marks::new(n);
     let mut seen = 0u64;
     let mut buf = vec![std::ptr::null_mut::<rd::rd_kafka_message_t>(); 1000];
     // SAFETY: the queue and every message returned are destroyed exactly once; messages are
@@ -938,8 +1047,8 @@ fn batch_consume(consumer: &BaseConsumer, n: u64, mut each: impl FnMut(i32, &[u8
                     rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
                     "fetch error"
                 );
-                first.get_or_insert_with(Instant::now);
                 seen += 1;
+                marks.seen(seen);
                 let payload = if msg.payload.is_null() {
                     &[][..]
                 } else {
@@ -951,7 +1060,7 @@ fn batch_consume(consumer: &BaseConsumer, n: u64, mut each: impl FnMut(i32, &[u8
         }
         rd::rd_kafka_queue_destroy(q);
     }
-    first.expect("n > 0")
+    marks
 }
 
 /// The ceiling of a relay with no channel and no commit protocol: values as lines straight
@@ -965,7 +1074,7 @@ fn raw_relay(
     settings: &flumen::config::Settings,
     parts: i32,
     n: u64,
-) -> f64 {
+) -> Marks {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -977,7 +1086,7 @@ fn raw_relay(
     let dir = format!("{prefix}/{}", uuid::Uuid::new_v4().simple());
     let mut files: Vec<RawFile> = (0..parts).map(|_| RawFile::default()).collect();
     let mut closing = Vec::new();
-    let first = batch_consume(consumer, n, |p, value| {
+    let marks = batch_consume(consumer, n, |p, value| {
         let f = &mut files[p as usize];
         f.buf.extend_from_slice(value);
         f.buf.push(b'\n');
@@ -1008,7 +1117,7 @@ fn raw_relay(
     for c in closing {
         rt.block_on(c).unwrap();
     }
-    first.elapsed().as_secs_f64()
+    marks
 }
 
 /// One partition's file of the raw relay.
