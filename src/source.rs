@@ -10,6 +10,7 @@ mod batch;
 mod budget;
 mod headers;
 pub mod reports;
+mod run;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::TrySendError;
@@ -26,7 +27,7 @@ use crate::config::IsolationLevel;
 use crate::events;
 use crate::health::Health;
 use crate::poison::{Poison, Rules};
-use crate::wal::encoder::{FrameBuilder, Pushed, RecordFields};
+use crate::wal::encoder::FrameBuilder;
 use crate::wal::{frame::FrameError, BatchSender, EncodedBatch, FrameVersion};
 use crate::wal::{TopicPartition, WalIndex};
 use batch::{MessageQueue, Msg, PartitionQueue};
@@ -640,12 +641,11 @@ impl Source {
     }
 
     /// Each message of `batch`, in order: a record, or an error such as out of range, mapped
-    /// as rdkafka maps the errors `poll` returns.
+    /// as rdkafka maps the errors `poll` returns. Records come in runs of one partition (a
+    /// fetch's worth), and each run looks the partition up once.
     fn accept_batch(&mut self, batch: &batch::Batch) -> Result<(), SourceError> {
-        // The partition of the previous message, named by its topic handle: two live messages
-        // (the batch holds them all) with the same handle have the same topic.
-        let mut current: Option<((usize, i32), TopicPartition)> = None;
-        for m in batch.iter() {
+        let mut msgs = batch.iter().peekable();
+        while let Some(m) = msgs.next() {
             if let Some(err) = m.error() {
                 // As rdkafka's `BorrowedMessage::from_client` maps it for `poll`.
                 self.consume_error(match err {
@@ -656,13 +656,14 @@ impl Source {
                 })?;
                 continue;
             }
-            let id = (m.topic_handle(), m.partition());
-            if current.as_ref().is_none_or(|(c, _)| *c != id) {
-                current = Some((id, TopicPartition::new(m.topic(), m.partition())));
-            }
-            let (_, tp) = current.as_ref().expect("set above");
             self.health.set_kafka_ok();
-            self.accept_from(tp, &m)?;
+            // Two live messages (the batch holds them all) with the same topic handle have
+            // the same topic.
+            let id = (m.topic_handle(), m.partition());
+            let same = |n: &Msg<'_>| n.error().is_none() && (n.topic_handle(), n.partition()) == id;
+            let mut run = std::iter::once(m).chain(std::iter::from_fn(|| msgs.next_if(same)));
+            let tp = TopicPartition::new(m.topic(), m.partition());
+            self.accept_run(&tp, &mut run)?;
         }
         Ok(())
     }
@@ -933,56 +934,44 @@ impl Source {
             Some(tp) if same => tp,
             _ => TopicPartition::new(m.topic(), m.partition()),
         };
-        let r = self.accept_from(&tp, m);
+        let r = self.accept_run(&tp, &mut std::iter::once(*m));
         self.current = Some(tp);
         r
     }
 
-    /// One map look-up per message: the partition's state is borrowed once and handed to
-    /// `encode`; only a full frame (once per batch) looks it up again.
-    fn accept_from(&mut self, tp: &TopicPartition, m: &Msg<'_>) -> Result<(), SourceError> {
-        let Some(mut st) = self.parts.get_mut(tp) else {
-            return Ok(()); // fetched before reconciliation or after revoke: refetched later
-        };
-        let offset = m.offset();
-        if offset < st.position {
-            return Ok(()); // a prefetched record from before our seek
-        }
-        let (key, value) = (m.key(), m.payload());
-        if let Some(poison) = self.opts.poison.halts(value) {
-            return self.halt_poisoned(tp, offset, poison);
-        }
-        if !self.recovering.is_empty() && self.recovering.remove(tp) {
-            self.ownership.resumed(tp);
-        }
-        let record = RecordFields {
-            offset,
-            timestamp_ms: m.timestamp_ms(),
-            key,
-            value,
-        };
-        let version = self.opts.frame_version;
-        if encode(st, tp, &record, m, version)? == Pushed::Full {
-            // The frame would pass the payload limit: the batch so far goes first.
-            self.flush(tp)?;
-            st = self.parts.get_mut(tp).expect("flush keeps the partition");
-            if encode(st, tp, &record, m, version)? == Pushed::Full {
-                let frame = st.pending.as_ref().map(|p| &p.frame);
-                let source = frame.expect("opened by encode").too_large(&record);
-                return Err(SourceError::Encode {
-                    tp: tp.clone(),
-                    source,
-                });
+    /// Messages of partition `tp`, in order. The partition's state is looked up once for the
+    /// run, and again only after a flush, which needs all of `self`.
+    fn accept_run<'b>(
+        &mut self,
+        tp: &TopicPartition,
+        run: &mut impl Iterator<Item = Msg<'b>>,
+    ) -> Result<(), SourceError> {
+        let mut retry = None;
+        loop {
+            let Some(st) = self.parts.get_mut(tp) else {
+                // Fetched before reconciliation, after a revoke or a halt: fetched again from
+                // the partition's position once it is owned again.
+                run.for_each(drop);
+                return Ok(());
+            };
+            let cx = run::RunCtx {
+                opts: &self.opts,
+                recovering: &mut self.recovering,
+                ownership: &*self.ownership,
+            };
+            match run::encode_run(st, cx, tp, retry.take(), run)? {
+                run::RunStop::Done => return Ok(()),
+                run::RunStop::Flush => self.flush(tp)?,
+                run::RunStop::Retry(m) => {
+                    // The frame would pass the payload limit: the batch so far goes first.
+                    self.flush(tp)?;
+                    retry = Some(m);
+                }
+                run::RunStop::Poison(offset, poison) => {
+                    return self.halt_poisoned(tp, offset, poison)
+                }
             }
         }
-        st.position = offset + 1;
-        let p = st.pending.as_ref().expect("encode opened it");
-        if p.frame.records() >= self.opts.batch_records_max as u64
-            || p.bytes >= self.opts.batch_bytes_max
-        {
-            self.flush(tp)?;
-        }
-        Ok(())
     }
 
     /// A poison record under policy `fail` at `offset`: the batch before it goes to the
@@ -1118,39 +1107,6 @@ impl Source {
 
 /// Encodes `record` (with `m`'s headers) into `tp`'s pending frame, opening one at the
 /// partition's position if there is none. `Full` leaves the frame as it was.
-fn encode(
-    st: &mut PartState,
-    tp: &TopicPartition,
-    record: &RecordFields<'_>,
-    m: &Msg<'_>,
-    version: FrameVersion,
-) -> Result<Pushed, SourceError> {
-    let encode_err = |source| SourceError::Encode {
-        tp: tp.clone(),
-        source,
-    };
-    if st.pending.is_none() {
-        let buf = Vec::with_capacity(st.frame_capacity);
-        let frame = FrameBuilder::new(&tp.topic, tp.partition, st.position, version, buf)
-            .map_err(encode_err)?;
-        st.pending = Some(Pending {
-            frame,
-            bytes: 0,
-            opened: Instant::now(),
-        });
-    }
-    let p = st.pending.as_mut().expect("opened above");
-    let pushed = p
-        .frame
-        .push(record, headers::borrow(m))
-        .map_err(encode_err)?;
-    if pushed == Pushed::Kept {
-        let len = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
-        p.bytes += len(record.key) + len(record.value);
-    }
-    Ok(pushed)
-}
-
 fn single(tp: &TopicPartition, offset: Option<i64>) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     match offset {
