@@ -294,6 +294,9 @@ struct Busy {
     /// Of those, the core-seconds of the testbed's Kafka brokers and of its HDFS (zero where
     /// not measured).
     services: Services,
+    /// Cores stolen on average: time our vCPUs wanted to run while the host ran someone else
+    /// (`/proc/stat` steal; not counted in `cores`). The noise of a shared machine, shown.
+    steal: f64,
 }
 
 /// Runs `f` and returns what the machine spent meanwhile.
@@ -371,12 +374,13 @@ fn thread_cpu_s(pid: u32) -> Vec<(String, f64)> {
 
 impl Busy {
     /// Between two readings of `cpu_ticks`.
-    fn between((busy0, total0): (u64, u64), (busy1, total1): (u64, u64)) -> Busy {
-        let share = (busy1 - busy0) as f64 / ((total1 - total0) as f64).max(1.0);
+    fn between(t0: Ticks, t1: Ticks) -> Busy {
+        let total = ((t1.total - t0.total) as f64).max(1.0);
         Busy {
-            cores: share * cores(),
-            core_s: (busy1 - busy0) as f64 / common::clock_ticks_per_s(),
+            cores: (t1.busy - t0.busy) as f64 / total * cores(),
+            core_s: (t1.busy - t0.busy) as f64 / common::clock_ticks_per_s(),
             services: Services::default(),
+            steal: (t1.steal - t0.steal) as f64 / total * cores(),
         }
     }
 }
@@ -425,8 +429,16 @@ impl MidRate {
     }
 }
 
-/// The machine's (busy, total) clock ticks: every state but idle and iowait is busy.
-fn cpu_ticks() -> (u64, u64) {
+/// The machine's clock ticks from `/proc/stat`, all cores added up.
+#[derive(Clone, Copy)]
+struct Ticks {
+    /// Every state but idle, iowait and steal.
+    busy: u64,
+    total: u64,
+    steal: u64,
+}
+
+fn cpu_ticks() -> Ticks {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<u64> = stat
         .lines()
@@ -436,9 +448,14 @@ fn cpu_ticks() -> (u64, u64) {
         .skip(1)
         .filter_map(|t| t.parse().ok())
         .collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
     let total: u64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let (idle, iowait, steal) = (at(3), at(4), at(7));
+    Ticks {
+        busy: total - idle - iowait - steal,
+        total,
+        steal,
+    }
 }
 
 struct Bench {
@@ -864,6 +881,16 @@ fn main() {
         drain_busy.cores,
         replay_busy.cores,
         run.flow_busy.cores,
+    );
+    println!(
+        "stolen by the host (its other guests), of {} cores: raw poll {:.2}, raw relay {:.2}, \
+         live {:.2}, drain by restart {:.2}, replay {:.2}",
+        cores(),
+        raw_busy.steal,
+        relay_busy.steal,
+        live_busy.steal,
+        drain_busy.steal,
+        replay_busy.steal,
     );
     let paths = [
         ("raw poll", raw_poll, raw_busy),
