@@ -467,8 +467,9 @@ struct Bench {
     dir: tempfile::TempDir,
 }
 
-/// What every path wrote to HDFS goes when the bench ends (each run writes about 5 GB at
-/// 7M events, which soon fills the testbed's disk); the topic stays, it is small.
+/// What every path wrote to HDFS and the topic go when the bench ends: each run writes about
+/// 5 GB to HDFS at 7M events, and its topic holds N events (a 35M or 95M run's topic is
+/// gigabytes), which soon fill the testbed's disk.
 impl Drop for Bench {
     fn drop(&mut self) {
         let dir = topic_dir(&self.topic);
@@ -477,7 +478,26 @@ impl Drop for Bench {
         if let Err(e) = removed {
             eprintln!("could not delete {dir} from HDFS: {e}");
         }
+        if let Err(e) = rt.block_on(delete_topic(&self.bootstrap, &self.topic)) {
+            eprintln!("could not delete topic {}: {e}", self.topic);
+        }
     }
+}
+
+async fn delete_topic(bootstrap: &str, topic: &str) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .delete_topics(&[topic], &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    results
+        .into_iter()
+        .try_for_each(|r| r.map(drop).map_err(|(t, code)| format!("{t}: {code}")))
 }
 
 impl Bench {
