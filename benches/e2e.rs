@@ -67,7 +67,8 @@ struct Cost {
     cpu_s: f64,
     rss_mib: u64,
     /// Events/s while data flows: from 10% to 90% of N (consumed for the raw paths, committed
-    /// for flumen's live runs), so without startup, ramp-up and the last files' roll interval.
+    /// for flumen's live runs and its drain by restart; none for `replay`, which serves no
+    /// metrics), so without startup, ramp-up and the last files' roll interval.
     mid_rate: Option<f64>,
 }
 
