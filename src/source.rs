@@ -1105,8 +1105,6 @@ impl Source {
     }
 }
 
-/// Encodes `record` (with `m`'s headers) into `tp`'s pending frame, opening one at the
-/// partition's position if there is none. `Full` leaves the frame as it was.
 fn single(tp: &TopicPartition, offset: Option<i64>) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     match offset {

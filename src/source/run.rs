@@ -87,7 +87,8 @@ pub(super) fn encode_run<'b>(
     Ok(RunStop::Done)
 }
 
-/// Encodes one record into the partition's pending frame, opening one if there is none.
+/// Encodes `record` (with `m`'s headers) into `tp`'s pending frame, opening one at the
+/// partition's position if there is none. `Full` leaves the frame as it was.
 fn encode(
     st: &mut PartState,
     tp: &TopicPartition,
