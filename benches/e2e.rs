@@ -397,6 +397,7 @@ struct Milestones {
 /// The rate between the first sample at or past 10% of N and the first at or past 90%,
 /// counting the records those two samples actually saw. Commits come a file at a time, so
 /// this is the rate between two commits, which a threshold on its own would blur by a file.
+/// The clock is read only at those two samples, so a raw consumer can sample every message.
 struct MidRate {
     n: u64,
     low: Option<(Instant, f64)>,
@@ -413,12 +414,11 @@ impl MidRate {
     }
 
     fn sample(&mut self, count: f64) {
-        let now = Instant::now();
-        if count >= (self.n / 10) as f64 && self.low.is_none() {
-            self.low = Some((now, count));
+        if self.low.is_none() && count >= (self.n / 10) as f64 {
+            self.low = Some((Instant::now(), count));
         }
-        if count >= (self.n - self.n / 10) as f64 && self.high.is_none() {
-            self.high = Some((now, count));
+        if self.high.is_none() && count >= (self.n - self.n / 10) as f64 {
+            self.high = Some((Instant::now(), count));
         }
     }
 
@@ -530,14 +530,14 @@ impl Bench {
             .split_whitespace()
             .map(|w| w.parse().expect("raw child prints numbers"))
             .collect();
-        let [wall_s, mid_s] = parsed[..] else {
-            panic!("raw child prints its wall seconds and its middle 80%'s: {out:?}");
+        let [wall_s, mid_rate] = parsed[..] else {
+            panic!("raw child prints its wall seconds and its 10-90% rate: {out:?}");
         };
         Cost {
             wall_s,
             cpu_s,
             rss_mib,
-            mid_rate: Some(0.8 * self.n as f64 / mid_s),
+            mid_rate: Some(mid_rate).filter(|r| r.is_finite()),
         }
     }
 
@@ -1034,30 +1034,21 @@ fn raw_child(args: &[String]) {
         "relay" => raw_relay(&consumer, &settings, parts, n),
         other => panic!("unknown raw mode {other}"),
     };
-    let mid_s = marks.high.unwrap().duration_since(marks.low.unwrap());
-    println!(
-        "{} {}",
-        marks.first.elapsed().as_secs_f64(),
-        mid_s.as_secs_f64()
-    );
+    let rate = marks.mid.rate().unwrap_or(f64::NAN);
+    println!("{} {rate}", marks.first.elapsed().as_secs_f64());
 }
 
-/// When a raw consumer took its first message, its (N/10)th and its (N - N/10)th.
+/// When a raw consumer took its first message, and its rate from 10% to 90% of N.
 struct Marks {
-    n: u64,
     first: Instant,
-    low: Option<Instant>,
-    high: Option<Instant>,
+    mid: MidRate,
 }
 
 impl Marks {
     fn new(n: u64) -> Self {
-        let first = Instant::now();
         Marks {
-            n,
-            first,
-            low: None,
-            high: None,
+            first: Instant::now(),
+            mid: MidRate::new(n),
         }
     }
 
@@ -1066,12 +1057,7 @@ impl Marks {
         if seen == 1 {
             self.first = Instant::now();
         }
-        if seen == (self.n / 10).max(1) {
-            self.low = Some(Instant::now());
-        }
-        if seen == self.n - self.n / 10 {
-            self.high = Some(Instant::now());
-        }
+        self.mid.sample(seen as f64);
     }
 }
 
