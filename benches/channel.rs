@@ -136,6 +136,7 @@ impl Channel {
             dir: dir.to_path_buf(),
             segment_bytes_max: SEGMENT_BYTES_MAX,
             group_commit_bytes_max: 4 << 20,
+            segment_version: flumen::wal::log::SEGMENT_VERSION,
         })
         .expect("open channel");
         Self { wal }

@@ -255,6 +255,7 @@ fn channel_options(cfg: &Config, dir: &Path) -> WalOptions {
         dir: dir.to_path_buf(),
         segment_bytes_max: cfg.segment_bytes,
         group_commit_bytes_max: 4 << 20,
+        segment_version: flumen::wal::log::SEGMENT_VERSION,
     }
 }
 

@@ -59,6 +59,7 @@ pub fn wal_options(c: &Settings) -> WalOptions {
         dir: c.channel.dir.clone(),
         segment_bytes_max: c.channel.segment_bytes_max,
         group_commit_bytes_max: c.channel.group_commit_bytes_max,
+        segment_version: c.channel.segment_version,
     }
 }
 

@@ -72,6 +72,43 @@ fn crash_after_rename_before_offset_commit() {
     crash_at("commit-after-rename");
 }
 
+/// Dies reusing a trimmed segment's file (`wal-format.md` §7, row 11c): after its new header
+/// and end marker are synced, before the rename makes it the next segment. Each round of
+/// events fills about one 1 MiB segment; once the first are delivered and trimmed into the
+/// pool, a later roll reuses a file and the relay dies there.
+#[test]
+fn crash_inside_segment_recycling() {
+    let tb = testbed();
+    let mut c = common::Case::new("fp-recycle");
+    c.cfg.extra_hdfs = "roll_records_max = 100000\nroll_interval_s = 1\n".into();
+    c.rewrite();
+    let topic = c.cfg.topic.clone();
+    let p = common::producer(tb);
+    let mut first = spawn_relay(&c.config, Some("wal-mid-recycle=return"));
+    let (round, mut produced) = (40_000, 0);
+    let status = loop {
+        common::produce(&p, &topic, produced, produced + round);
+        produced += round;
+        if let Some(status) = first.wait_for(Duration::from_secs(6)) {
+            break status;
+        }
+        let log = first.log_text();
+        assert!(produced < 10 * round, "no segment file was reused:\n{log}");
+    };
+    let log = first.log_text();
+    assert!(!status.success(), "{status:?}\n{log}");
+    assert!(log.contains("failpoint wal-mid-recycle hit"), "{log}");
+    let _second = spawn_relay(&c.config, None);
+    let client = common::hdfs(tb);
+    let landed = common::wait_landed(
+        &client,
+        &c.cfg.hdfs_path,
+        produced as usize,
+        Duration::from_secs(240),
+    );
+    assert_exactly_once(&landed, produced);
+}
+
 /// Recovery itself dies right after rolling a claim forward; the next recovery must finish.
 #[test]
 fn crash_during_recovery() {

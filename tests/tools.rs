@@ -218,6 +218,7 @@ fn wal_check_reports_every_planted_corruption() {
             dir: dir.path().to_path_buf(),
             segment_bytes_max: 1 << 20,
             group_commit_bytes_max: 1 << 20,
+            segment_version: flumen::wal::log::SEGMENT_VERSION,
         })
         .unwrap();
         for i in 0..60i64 {

@@ -53,6 +53,7 @@ fn write_channel(dir: &Path, topic: &str, partitions: i32, rounds: i64, segment_
         dir: dir.to_path_buf(),
         segment_bytes_max,
         group_commit_bytes_max: 1 << 20,
+        segment_version: flumen::wal::log::SEGMENT_VERSION,
     })
     .expect("open channel");
     for round in 0..rounds {
@@ -183,6 +184,7 @@ fn a_flipped_byte_loses_only_its_frame() {
             dir: dir.path().to_path_buf(),
             segment_bytes_max: 8 << 20,
             group_commit_bytes_max: 1 << 20,
+            segment_version: flumen::wal::log::SEGMENT_VERSION,
         })
         .unwrap();
         let mut n = 0;
@@ -236,6 +238,7 @@ fn a_flipped_byte_loses_only_its_frame() {
         dir: dir.path().to_path_buf(),
         segment_bytes_max: 8 << 20,
         group_commit_bytes_max: 1 << 20,
+        segment_version: flumen::wal::log::SEGMENT_VERSION,
     })
     .unwrap();
     assert_eq!(wal.batches_recovered, (n - 2) as u64);

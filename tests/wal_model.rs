@@ -19,7 +19,10 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use flumen::wal::log::{list_segments, segment_path, survey, SEGMENT_HEADER_BYTES};
+use flumen::wal::frame::Seed;
+use flumen::wal::log::{
+    list_segments, segment_path, survey, END_MARKER, SEGMENT_HEADER_BYTES, SEGMENT_VERSION,
+};
 use flumen::wal::{
     Batch, EncodedBatch, Header, Record, TopicPartition, Wal, WalIndex, WalOptions, WalReader,
 };
@@ -29,6 +32,13 @@ use proptest::test_runner::Config as ProptestConfig;
 const TOPIC: &str = "t";
 const PARTITIONS: usize = 3;
 const HDR: u64 = SEGMENT_HEADER_BYTES;
+/// What follows the frames of a segment a session left active: a version 2 segment's end
+/// marker (the writer cuts it off when it rolls to the next segment).
+const TAIL: &[u8] = if SEGMENT_VERSION >= 2 {
+    &END_MARKER
+} else {
+    &[]
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -76,6 +86,7 @@ fn opts(dir: &Path, segment_bytes_max: u64) -> WalOptions {
         dir: dir.to_path_buf(),
         segment_bytes_max,
         group_commit_bytes_max: 1 << 20,
+        segment_version: flumen::wal::log::SEGMENT_VERSION,
     }
 }
 
@@ -132,8 +143,16 @@ fn write_session(dir: &Path, segment_bytes_max: u64, batches: &[Batch]) -> Vec<V
     let mut frames = Vec::new();
     for b in batches {
         let e = encode(b);
-        frames.push(e.frame.clone());
+        let mut frame = e.frame.clone();
         wal.writer.append(&[e]).expect("append");
+        // On disk the CRC is bound to the segment the frame landed in (version 2).
+        let seed = match SEGMENT_VERSION {
+            1 => Seed::NONE,
+            _ => Seed::segment(wal.index.active_segment()),
+        };
+        let crc = seed.reseal(&frame);
+        frame[12..16].copy_from_slice(&crc.to_le_bytes());
+        frames.push(frame);
     }
     frames
 }
@@ -540,15 +559,20 @@ fn truncation_of_last_segment_at_every_byte() {
     let files = snapshot(base.path());
     let (last_id, last_bytes) = files.last().cloned().unwrap();
     assert_eq!(last_id, earlier_ids.last().unwrap() + 1);
-    // The layout the expectations below rely on: header, then the frames back to back.
-    assert_eq!(&last_bytes[HDR as usize..], &frames.concat()[..]);
+    // The layout the expectations below rely on: header, then the frames back to back, then the
+    // end marker (version 2), which a cut may take any part of without damage.
+    assert_eq!(
+        &last_bytes[HDR as usize..],
+        &[frames.concat(), TAIL.to_vec()].concat()[..]
+    );
 
     // Frame boundaries in the last segment: 32, 32 + f1, 32 + f1 + f2, ...
     let mut boundaries = vec![HDR];
     for f in &frames {
         boundaries.push(boundaries.last().unwrap() + f.len() as u64);
     }
-    assert_eq!(*boundaries.last().unwrap(), last_bytes.len() as u64);
+    let data_end = *boundaries.last().unwrap();
+    assert_eq!(data_end + TAIL.len() as u64, last_bytes.len() as u64);
 
     for cut in 0..=last_bytes.len() as u64 {
         let mut cut_files = files.clone();
@@ -563,7 +587,7 @@ fn truncation_of_last_segment_at_every_byte() {
         expected.extend_from_slice(&last[..intact_frames]);
         // A cut inside the 32-byte header is what a crash inside segment creation leaves: the
         // segment never held a batch, so it is not damage (open removes it).
-        let clean = boundaries.contains(&cut) || cut < HDR;
+        let clean = boundaries.contains(&cut) || cut < HDR || cut >= data_end;
 
         let mut wal = Wal::open(opts(dir.path(), 1 << 20))
             .unwrap_or_else(|e| panic!("open after cut at {cut}: {e}"));
@@ -663,7 +687,7 @@ fn three_segments() -> ThreeSegments {
     for (s, (_, bytes)) in files.iter().enumerate() {
         assert_eq!(
             &bytes[HDR as usize..],
-            &frames[s].concat()[..],
+            &[frames[s].concat(), TAIL.to_vec()].concat()[..],
             "segment {} layout",
             s + 1
         );
@@ -695,7 +719,13 @@ fn check_flip_in_frame(log: &ThreeSegments, frame: usize, pos: usize, bit: u8) {
     assert_eq!(d.byte_start, frame_start, "{ctx}: {d:?}");
     // Only the damaged frame: the scan resynchronises on the next one.
     let frame_end = frame_start + log.frames[1][frame].len() as u64;
-    assert_eq!(d.byte_end, frame_end, "{ctx}: {d:?}");
+    // After a segment's last frame the range ends at the end marker (version 2), or at the end
+    // of the file, past the marker, when the damaged header says nothing of where it ends.
+    let last = frame + 1 == log.frames[1].len();
+    let file_end = frame_end + TAIL.len() as u64;
+    if !(last && d.byte_end == file_end) {
+        assert_eq!(d.byte_end, frame_end, "{ctx}: {d:?}");
+    }
     let after = (frame > 0).then(|| (tp(0).to_string(), log.batches[1][frame - 1].last_offset));
     assert_eq!(d.after, after, "{ctx}");
 
@@ -803,7 +833,7 @@ fn bytes_total_matches_disk_after_trimming_a_torn_segment() {
     let mut files = snapshot(base.path());
     assert_eq!(files.len(), 1);
     // A torn tail: the last 10 bytes of the second frame never reached the disk.
-    let torn = files[0].1.len() - 10;
+    let torn = files[0].1.len() - TAIL.len() - 10;
     files[0].1.truncate(torn);
     let dir = materialize(&files);
     let wal = Wal::open(opts(dir.path(), 1 << 20)).expect("open");
@@ -1072,9 +1102,16 @@ fn trimming_inside_the_live_range_leaves_a_placeholder_not_a_gap() {
     let left: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "LOCK")
+        .filter(|n| n != "LOCK" && !n.ends_with(".free"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    // The trimmed oldest segments' files are kept for reuse (version 2), not left as segments.
+    let kept = if SEGMENT_VERSION >= 2 {
+        vec![1, 4]
+    } else {
+        vec![]
+    };
+    assert_eq!(wal.index.pool(), kept);
 }
 
 #[test]
@@ -1082,18 +1119,14 @@ fn an_empty_segment_between_live_ones_is_neither_damage_nor_a_gap() {
     // Regression: each start on a full disk left a 0-byte segment that `wal check` and the
     // daemon reported as damage.
     let base = tempfile::tempdir().expect("tempdir");
-    write_session(base.path(), 64, &[batch(0, 0, 2), batch(0, 2, 2)]);
+    let other = batch(1, 0, 2);
+    write_session(base.path(), 64, &[batch(0, 0, 2), other, batch(0, 2, 2)]);
     let mut files = snapshot(base.path());
-    assert_eq!(files.iter().map(|f| f.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(files.iter().map(|f| f.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     // What failed starts of the old binary left: an empty file between runs, another on top.
-    let moved = files.pop().unwrap();
-    files.push((2, Vec::new()));
-    files.push((3, moved.1.clone()));
+    // (Segment 2 held the other partition's batch only, so no partition 0 offset goes.)
+    files[1].1.clear();
     files.push((4, Vec::new()));
-    // The moved segment names its own id in its header: rewrite it for id 3.
-    files[2].1[16..24].copy_from_slice(&3u64.to_le_bytes());
-    let crc = crc32fast::hash(&files[2].1[0..24]);
-    files[2].1[24..28].copy_from_slice(&crc.to_le_bytes());
     let dir = materialize(&files);
     let report = flumen::tools::wal_check(dir.path()).expect("check");
     assert!(!report.damaged, "{}", report.text);
@@ -1106,4 +1139,196 @@ fn an_empty_segment_between_live_ones_is_neither_damage_nor_a_gap() {
     assert_eq!(read_all(&wal.index).len(), 2);
     assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 3]);
     assert_eq!(wal.index.active_segment(), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment recycling (version 2, `wal-format.md` §5)
+// ---------------------------------------------------------------------------------------------
+
+fn v(dir: &Path, segment_bytes_max: u64, segment_version: u32) -> WalOptions {
+    WalOptions {
+        segment_version,
+        ..opts(dir, segment_bytes_max)
+    }
+}
+
+/// Ids of the files kept for reuse in `dir`.
+fn pool_files(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".free").and_then(|id| id.parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// A channel whose segments were all trimmed into the pool after holding big batches of
+/// partition 0 (offsets from 0), so every pooled file is full of frames that verified once.
+fn pooled_channel(dir: &Path) -> (Wal, i64) {
+    let mut wal = Wal::open(v(dir, 2000, 2)).expect("open");
+    let mut next = 0;
+    while wal.index.active_segment() < 5 {
+        wal.writer.append(&[encode(&batch(0, next, 6))]).unwrap();
+        next += 6;
+    }
+    let active = wal.index.active_segment();
+    let trimmed = wal.index.trim(active, |_, _| true).expect("trim");
+    assert_eq!(trimmed as u64, active - 1);
+    assert_eq!(pool_files(dir), wal.index.pool());
+    assert!(!wal.index.pool().is_empty());
+    (wal, next)
+}
+
+#[test]
+fn a_reused_file_never_yields_its_old_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, mut next) = pooled_channel(dir.path());
+    let pooled = wal.index.pool();
+    // What is live: the active segment's batches. Then small batches of another partition go
+    // into files that still hold big old ones.
+    let mut written = read_all(&wal.index);
+    let oldest_live = written[0].start_offset;
+    while wal.index.active_segment() < 8 {
+        let b = batch(1, next, 1);
+        next += 1;
+        wal.writer.append(&[encode(&b)]).unwrap();
+        written.push(b);
+    }
+    assert!(
+        wal.index.pool().len() < pooled.len(),
+        "rolling reused pooled files: {pooled:?} -> {:?}",
+        wal.index.pool()
+    );
+    // The active segment is a reused file: old frames lie behind its end marker.
+    let active = wal.index.active_segment();
+    let (path, durable, _) = wal.index.segment(active).unwrap();
+    let on_disk = fs::metadata(&path).unwrap().len();
+    assert!(on_disk > durable + 16, "{on_disk} bytes, {durable} durable");
+    // A kill -9: no shutdown, no truncation.
+    drop(wal);
+    let wal = Wal::open(v(dir.path(), 2000, 2)).expect("reopen");
+    assert!(wal.damage.is_empty(), "{:?}", wal.damage);
+    let read = read_all(&wal.index);
+    // The trimmed segments' frames, still in the reused files, never verify again.
+    let old: Vec<_> = read
+        .iter()
+        .filter(|b| b.start_offset < oldest_live)
+        .collect();
+    assert!(old.is_empty(), "old frames read back: {old:?}");
+    assert_eq!(read, written);
+    assert_eq!(read.len(), wal.batches_recovered as usize);
+    assert_eq!(wal.index.bytes_total(), wal_bytes_on_disk(dir.path()));
+}
+
+#[test]
+fn a_crash_inside_recycling_is_neither_damage_nor_a_gap() {
+    // The next segment a reopened channel makes is `active + 1`; the writer died recycling a
+    // pool file into it, after step 1 (new header and marker synced) or after the rename.
+    for renamed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = pooled_channel(dir.path());
+        let active = wal.index.active_segment();
+        let live = read_all(&wal.index);
+        let file = dir.path().join(format!("{:020}.free", wal.index.pool()[0]));
+        drop(wal);
+        let mut head = flumen_header(active + 1);
+        head.extend_from_slice(&END_MARKER);
+        rewrite_front(&file, &head);
+        if renamed {
+            fs::rename(&file, segment_path(dir.path(), active + 1)).unwrap();
+        }
+        let wal = Wal::open(v(dir.path(), 2000, 2)).expect("reopen");
+        let ctx = format!("renamed: {renamed}");
+        assert!(wal.damage.is_empty(), "{ctx}: {:?}", wal.damage);
+        assert!(wal.gaps.missing.is_empty(), "{ctx}: {:?}", wal.gaps);
+        // Its old frames are bound to older ids: nothing but the live batches is read.
+        assert_eq!(read_all(&wal.index), live, "{ctx}");
+        assert_eq!(
+            wal.index.active_segment(),
+            active + 1 + renamed as u64,
+            "{ctx}"
+        );
+        assert_eq!(wal.index.pool(), pool_files(dir.path()), "{ctx}");
+    }
+}
+
+#[test]
+fn zeros_where_a_frame_should_start_are_damage_when_intact_frames_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches = [batch(0, 0, 2), batch(0, 2, 2), batch(0, 4, 2)];
+    let frames = write_session(dir.path(), 1 << 20, &batches);
+    let path = segment_path(dir.path(), 1);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[HDR as usize..HDR as usize + 16].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    let wal = Wal::open(opts(dir.path(), 1 << 20)).expect("open");
+    assert_eq!(wal.damage.len(), 1, "{:?}", wal.damage);
+    let d = &wal.damage[0];
+    assert_eq!(
+        (d.byte_start, d.byte_end),
+        (HDR, HDR + frames[0].len() as u64)
+    );
+    assert_eq!(read_all(&wal.index), batches[1..].to_vec());
+}
+
+#[test]
+fn version_1_and_2_segments_are_read_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(v(dir.path(), 1 << 20, 1)).unwrap();
+    wal.writer.append(&[encode(&batch(0, 0, 2))]).unwrap();
+    drop(wal);
+    let one = fs::read(segment_path(dir.path(), 1)).unwrap();
+    assert_eq!(one[8], 1, "version 1 header");
+    let mut wal = Wal::open(v(dir.path(), 1 << 20, 2)).unwrap();
+    wal.writer.append(&[encode(&batch(0, 2, 2))]).unwrap();
+    drop(wal);
+    let two = fs::read(segment_path(dir.path(), 2)).unwrap();
+    assert_eq!(two[8], 2, "version 2 header");
+    assert!(two.ends_with(&END_MARKER));
+    for version in [1, 2] {
+        let wal = Wal::open(v(dir.path(), 1 << 20, version)).unwrap();
+        assert!(wal.damage.is_empty(), "{:?}", wal.damage);
+        assert_eq!(read_all(&wal.index), vec![batch(0, 0, 2), batch(0, 2, 2)]);
+    }
+}
+
+#[test]
+fn version_1_keeps_no_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = pooled_channel(dir.path());
+    drop(wal);
+    assert!(!pool_files(dir.path()).is_empty());
+    // A channel opened to write version 1 cannot reuse files: open unlinks them.
+    let wal = Wal::open(v(dir.path(), 2000, 1)).unwrap();
+    assert_eq!(pool_files(dir.path()), Vec::<u64>::new());
+    assert!(wal.index.pool().is_empty());
+}
+
+#[test]
+fn the_pool_is_given_back_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = pooled_channel(dir.path());
+    let n = wal.index.pool().len();
+    assert_eq!(wal.index.release_pool().unwrap(), n);
+    assert_eq!(pool_files(dir.path()), Vec::<u64>::new());
+}
+
+/// A valid version 2 segment header for `id`.
+fn flumen_header(id: u64) -> Vec<u8> {
+    let mut h = vec![0u8; HDR as usize];
+    h[0..8].copy_from_slice(b"FLUMENWS");
+    h[8..12].copy_from_slice(&2u32.to_le_bytes());
+    h[16..24].copy_from_slice(&id.to_le_bytes());
+    let crc = crc32fast::hash(&h[0..24]);
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn rewrite_front(path: &Path, bytes: &[u8]) {
+    let mut all = fs::read(path).unwrap();
+    all[..bytes.len()].copy_from_slice(bytes);
+    fs::write(path, all).unwrap();
 }

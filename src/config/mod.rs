@@ -103,6 +103,9 @@ pub struct ChannelSettings {
     pub disk_free_bytes_min: u64,
     /// The frame version written; 1 keeps the channel readable by binaries before version 2.
     pub frame_version: crate::wal::FrameVersion,
+    /// The segment version written; 2 reuses trimmed segment files, 1 keeps the channel
+    /// readable by binaries before version 2.
+    pub segment_version: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -85,6 +85,8 @@ pub struct ChannelConfig {
     pub disk_free_bytes_min: u64,
     #[serde(default = "default_frame_version")]
     pub frame_version: u8,
+    #[serde(default = "default_segment_version")]
+    pub segment_version: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +273,9 @@ fn default_group_commit_bytes_max() -> usize {
 }
 fn default_disk_free_bytes_min() -> u64 {
     512 << 20
+}
+fn default_segment_version() -> u32 {
+    crate::wal::log::SEGMENT_VERSION
 }
 fn default_frame_version() -> u8 {
     2

@@ -283,6 +283,7 @@ fn channel(at: &At, c: raw::ChannelConfig) -> Result<ChannelSettings, ConfigErro
             1..=2,
         )?)
         .expect("1 and 2 are versions"),
+        segment_version: at.range(S, "segment_version", c.segment_version, 1..=2)?,
     })
 }
 

@@ -170,12 +170,54 @@ pub(crate) fn encode_frame_v1(batch: &Batch, out: &mut Vec<u8>) -> Result<usize,
     Ok(out.len() - start)
 }
 
-/// CRC32 (IEEE, as crc32fast computes it) over header bytes 4..12 and the payload.
+/// CRC32 (IEEE, as crc32fast computes it) over header bytes 4..12 and the payload: the CRC a
+/// frame carries in a version 1 segment, and the one the source computes (`Seed::NONE`).
 pub(crate) fn frame_crc(header_first_12: &[u8], payload: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&header_first_12[4..12]);
-    hasher.update(payload);
-    hasher.finalize()
+    Seed::NONE.crc(header_first_12, payload)
+}
+
+/// What a frame's CRC is bound to (`wal-format.md` §2.2). In a version 2 segment the CRC
+/// starts with the segment's id (8 bytes LE), so a frame left in a recycled file from its
+/// earlier life never verifies in its new one. In a version 1 segment it is unseeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seed(Option<u64>);
+
+impl Seed {
+    pub const NONE: Seed = Seed(None);
+
+    /// The seed of a version 2 segment's frames.
+    pub fn segment(id: u64) -> Self {
+        Seed(Some(id))
+    }
+
+    fn hasher(self) -> crc32fast::Hasher {
+        let mut h = crc32fast::Hasher::new();
+        if let Some(id) = self.0 {
+            h.update(&id.to_le_bytes());
+        }
+        h
+    }
+
+    /// The CRC of a frame from its first 12 header bytes and its payload.
+    pub fn crc(self, header_first_12: &[u8], payload: &[u8]) -> u32 {
+        let mut h = self.hasher();
+        h.update(&header_first_12[4..12]);
+        h.update(payload);
+        h.finalize()
+    }
+
+    /// The frame's CRC under this seed, from its unseeded CRC (what the source wrote): CRC-32's
+    /// combine, O(log n) in the frame's length, with no second pass over the payload.
+    pub fn reseal(self, frame: &[u8]) -> u32 {
+        let unseeded = u32::from_le_bytes(frame[12..16].try_into().expect("a frame header"));
+        if self.0.is_none() {
+            return unseeded;
+        }
+        let covered = (frame.len() - FRAME_HEADER_BYTES + 8) as u64;
+        let mut h = self.hasher();
+        h.combine(&crc32fast::Hasher::new_with_initial_len(unseeded, covered));
+        h.finalize()
+    }
 }
 
 /// Parses a frame header and returns the payload length. Does not look at the payload.
@@ -208,7 +250,7 @@ pub fn decode_header(header: &[u8]) -> Result<usize, FrameError> {
 
 /// The payload of the frame at the front of `bytes` and the frame length, once its header and
 /// CRC hold; the one check both `decode_frame` and the borrowed `view` start from.
-pub(crate) fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), FrameError> {
+pub(crate) fn checked_payload(bytes: &[u8], seed: Seed) -> Result<(&[u8], usize), FrameError> {
     let payload_len = decode_header(bytes)?;
     let total = FRAME_HEADER_BYTES + payload_len;
     if bytes.len() < total {
@@ -219,7 +261,7 @@ pub(crate) fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), FrameError
     }
     let payload = &bytes[FRAME_HEADER_BYTES..total];
     let stored = u32::from_le_bytes(bytes[12..16].try_into().expect("slice of 4"));
-    let computed = frame_crc(&bytes[..12], payload);
+    let computed = seed.crc(&bytes[..12], payload);
     if stored != computed {
         return Err(FrameError::Checksum { stored, computed });
     }
@@ -234,7 +276,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(Batch, usize), FrameError> {
         let (view, total) = super::view::BatchView::parse(bytes)?;
         return Ok((view.to_batch(), total));
     }
-    let (payload, total) = checked_payload(bytes)?;
+    let (payload, total) = checked_payload(bytes, Seed::NONE)?;
     let batch: Batch = codec()
         .deserialize(payload)
         .map_err(|e| FrameError::Decode(e.to_string()))?;
@@ -276,6 +318,27 @@ mod tests {
         let (decoded, used) = decode_frame(&buf).unwrap();
         assert_eq!(used, len);
         assert_eq!(decoded, batch);
+    }
+
+    #[test]
+    fn a_resealed_crc_is_the_seeded_crc_and_binds_the_frame_to_its_segment() {
+        for n in [0, 1, 7, 300] {
+            let mut frame = Vec::new();
+            encode_frame(&sample(0, 5, n.max(1)), &mut frame).unwrap();
+            let (head, payload) = (&frame[..12], &frame[FRAME_HEADER_BYTES..]);
+            assert_eq!(Seed::NONE.reseal(&frame), Seed::NONE.crc(head, payload));
+            for id in [1, 2, 3, 1 << 31, u64::MAX] {
+                let seed = Seed::segment(id);
+                let sealed = seed.reseal(&frame);
+                assert_eq!(sealed, seed.crc(head, payload), "{n} records, segment {id}");
+                let mut bound = frame.clone();
+                bound[12..16].copy_from_slice(&sealed.to_le_bytes());
+                assert!(checked_payload(&bound, seed).is_ok());
+                // Neither unseeded nor under another segment's id does it verify.
+                assert!(checked_payload(&bound, Seed::NONE).is_err());
+                assert!(checked_payload(&bound, Seed::segment(id ^ 1)).is_err());
+            }
+        }
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //! holds per partition, and trimming. The writer publishes into it after each fsync; the sink,
 //! the source's flow control and the tools read it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use super::frame::Seed;
 use super::log::{io_err, WalError};
-use super::segment::{placeholder_path, SegmentInfo};
+use super::segment::{free_path, placeholder_path, SegmentInfo};
 use super::writer::DiskStatus;
 use super::TopicPartition;
 
@@ -33,6 +34,10 @@ pub(super) struct IndexInner {
     /// The segment the writer appends to. After open it does not exist yet: the first append
     /// creates it, so opening needs no free space.
     pub(super) active: u64,
+    /// Trimmed segment files kept for the writer to reuse (`<id>.free`), oldest first; at most
+    /// `pool_max` of them (0 with version 1 segments, which cannot be recycled).
+    pub(super) pool: VecDeque<u64>,
+    pub(super) pool_max: usize,
 }
 
 impl WalIndex {
@@ -64,12 +69,33 @@ impl WalIndex {
         self.lock().segments.keys().next().copied()
     }
 
-    /// Path and durable length of a segment, or `None` if it was trimmed.
-    pub fn segment(&self, id: u64) -> Option<(PathBuf, u64)> {
+    /// Path, durable length and frame seed of a segment, or `None` if it was trimmed.
+    pub fn segment(&self, id: u64) -> Option<(PathBuf, u64, Seed)> {
         self.lock()
             .segments
             .get(&id)
-            .map(|s| (s.path.clone(), s.durable_len))
+            .map(|s| (s.path.clone(), s.durable_len, s.seed))
+    }
+
+    /// Segment files kept for reuse, oldest first.
+    pub fn pool(&self) -> Vec<u64> {
+        self.lock().pool.iter().copied().collect()
+    }
+
+    /// The oldest file kept for reuse, taken out of the pool (the writer's alone to use).
+    pub(super) fn take_free(&self) -> Option<u64> {
+        self.lock().pool.pop_front()
+    }
+
+    /// Unlinks every file kept for reuse, giving its space back: the writer's first resort when
+    /// the disk runs low. Returns how many there were.
+    pub fn release_pool(&self) -> Result<usize, WalError> {
+        let mut inner = self.lock();
+        let ids: Vec<u64> = inner.pool.drain(..).collect();
+        for &id in &ids {
+            remove_if_present(&free_path(&inner.dir, id))?;
+        }
+        Ok(ids.len())
     }
 
     /// Where reading resumes after the damaged range of segment `id` that holds byte `pos`.
@@ -167,7 +193,7 @@ impl WalIndex {
             let seg = inner.segments.remove(id).expect("listed above");
             let oldest = inner.segments.keys().next().is_none_or(|first| id < first);
             if oldest {
-                remove_if_present(&seg.path)?;
+                keep_or_remove(&mut inner, *id, &seg.path)?;
             } else if leave_placeholder(&seg.path)? {
                 inner.placeholders.insert(*id);
             }
@@ -184,6 +210,21 @@ pub(super) fn remove_if_present(path: &Path) -> Result<(), WalError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err(path)(e)),
     }
+}
+
+/// A trimmed oldest segment's file goes to the pool while it has room (renamed `<id>.free`,
+/// not fsynced: after a crash it may come back as a segment, whose batches are all done, and is
+/// trimmed again), and is unlinked otherwise.
+fn keep_or_remove(inner: &mut IndexInner, id: u64, path: &Path) -> Result<(), WalError> {
+    if inner.pool.len() >= inner.pool_max {
+        return remove_if_present(path);
+    }
+    match fs::rename(path, free_path(&inner.dir, id)) {
+        Ok(()) => inner.pool.push_back(id),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    Ok(())
 }
 
 /// Frees a trimmed segment's space (truncate) and keeps its id as `<id>.trimmed`. Neither step

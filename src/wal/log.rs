@@ -13,8 +13,8 @@ use super::gaps::Gaps;
 pub use super::index::WalIndex;
 pub use super::segment::{
     check_segment_header, list_segments, placeholder_path, read_frame_at, scan_segment,
-    segment_path, survey, Damage, ScannedFrame, SegmentInfo, Survey, SEGMENT_HEADER_BYTES,
-    SEGMENT_MAGIC, SEGMENT_VERSION,
+    segment_path, survey, Damage, ScannedFrame, SegmentInfo, Survey, END_MARKER,
+    SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION,
 };
 pub use super::writer::{disk_free_bytes, WalWriter};
 use super::TopicPartition;
@@ -49,6 +49,9 @@ pub struct WalOptions {
     pub segment_bytes_max: u64,
     /// Group commit: one fdatasync covers at most this many bytes of queued batches.
     pub group_commit_bytes_max: usize,
+    /// The segment version new segments get (`channel.segment_version`): 2 binds frames to
+    /// their segment and reuses trimmed segment files; 1 is what builds before it read.
+    pub segment_version: u32,
 }
 
 /// A batch already framed by the source thread, so encoding runs off the writer thread.

@@ -74,7 +74,7 @@ impl WalReader {
         frame: &mut Vec<u8>,
     ) -> Result<Option<(WalPos, FrameShape)>, std::io::Error> {
         loop {
-            let Some((path, durable)) = self.index.segment(self.pos.segment) else {
+            let Some((path, durable, seed)) = self.index.segment(self.pos.segment) else {
                 // Trimmed (or never existed): continue at the next live segment.
                 match self.index.next_segment(self.pos.segment) {
                     Some(next) => self.move_to(next),
@@ -111,7 +111,7 @@ impl WalReader {
                 }
             };
             let at = self.pos;
-            match read_frame_at(file, at.offset, durable, frame) {
+            match read_frame_at(file, at.offset, durable, frame, seed) {
                 Ok(shape) => {
                     self.pos.offset += frame.len() as u64;
                     return Ok(Some((at, shape)));
@@ -163,6 +163,7 @@ mod tests {
             dir: dir.to_path_buf(),
             segment_bytes_max: 4096,
             group_commit_bytes_max: 1 << 20,
+            segment_version: crate::wal::log::SEGMENT_VERSION,
         }
     }
 
@@ -300,7 +301,12 @@ mod tests {
         let mut frame = Vec::new();
         for want in [&small, &large] {
             let (_, shape) = r.next_frame(&mut frame).unwrap().expect("a frame");
-            assert_eq!(frame, EncodedBatch::encode(want).unwrap().frame);
+            // The same bytes but the CRC, which the segment binds to itself (version 2).
+            let mut encoded = EncodedBatch::encode(want).unwrap().frame;
+            let seed = crate::wal::frame::Seed::segment(1);
+            let crc = seed.reseal(&encoded);
+            encoded[12..16].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(frame, encoded);
             assert_eq!(frame.capacity(), frame.len());
             assert_eq!(shape.view(&frame).to_batch(), *want);
         }

@@ -2,6 +2,7 @@
 //! what a crash left unfinished, report gaps, and rebuild the index. Writes nothing the data
 //! depends on, so it succeeds on a full disk.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use super::gaps::Gaps;
 use super::index::{remove_if_present, WalIndex};
 use super::log::{io_err, Wal, WalError, WalOptions};
-use super::segment::{placeholder_path, segment_path, survey, Survey};
+use super::segment::{free_path, placeholder_path, segment_path, survey, Survey};
 use super::writer::WalWriter;
 
 impl Wal {
@@ -27,7 +28,16 @@ impl Wal {
         tidy_unfinished(&dir, &mut found)?;
         let gaps = found.gaps();
         log_gaps(&gaps);
-        let next_id = found.segments.keys().next_back().map_or(1, |id| id + 1);
+        // Above every id a pooled file ever had: a reused file's old frames are bound to ids
+        // below its new one, so none of them can verify in it (`wal-format.md` §5).
+        let newest = found.segments.keys().chain(&found.free).max();
+        let next_id = newest.map_or(1, |id| id + 1);
+        let pool_max = if opts.segment_version >= 2 {
+            POOL_FILES_MAX
+        } else {
+            0
+        };
+        let pool = keep_pool(&dir, &found.free, pool_max)?;
         let index = Arc::new(WalIndex::default());
         {
             let mut inner = index.lock();
@@ -37,6 +47,8 @@ impl Wal {
             inner.segments = std::mem::take(&mut found.segments);
             inner.placeholders = std::mem::take(&mut found.placeholders);
             inner.active = next_id;
+            inner.pool = pool;
+            inner.pool_max = pool_max;
         }
         let writer = WalWriter::new(opts, index.clone(), next_id, lock);
         Ok(Wal {
@@ -47,6 +59,24 @@ impl Wal {
             batches_recovered: found.batches,
         })
     }
+}
+
+/// Trimmed segment files kept for reuse, at most: enough for the writer to roll into while the
+/// sink trims behind it, and 4 x `segment_bytes_max` of disk, which the writer gives back first
+/// when the disk runs low.
+pub const POOL_FILES_MAX: usize = 4;
+
+/// The pooled files open keeps (the oldest `max`); the rest are unlinked.
+fn keep_pool(dir: &Path, free: &BTreeSet<u64>, max: usize) -> Result<VecDeque<u64>, WalError> {
+    let mut pool = VecDeque::new();
+    for &id in free {
+        if pool.len() < max {
+            pool.push_back(id);
+        } else {
+            remove_if_present(&free_path(dir, id))?;
+        }
+    }
+    Ok(pool)
 }
 
 /// Segment files no longer than a header without a valid one (a crash or a full disk inside
@@ -179,6 +209,7 @@ mod tests {
             dir: dir.clone(),
             segment_bytes_max: 1 << 20,
             group_commit_bytes_max: 1 << 20,
+            segment_version: crate::wal::log::SEGMENT_VERSION,
         })
         .unwrap();
         let batch = Batch {

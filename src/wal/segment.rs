@@ -7,16 +7,22 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::frame::{self, FRAME_HEADER_BYTES, FRAME_MAGIC};
+use super::frame::{self, Seed, FRAME_HEADER_BYTES, FRAME_MAGIC};
 use super::log::{io_err, WalError};
 use super::view::{BatchView, FrameShape};
 use super::TopicPartition;
 
 /// ASCII "FLUMENWS": flumen WAL segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FLUMENWS";
-pub const SEGMENT_VERSION: u32 = 1;
+/// The segment version this binary writes by default (`channel.segment_version`): 2 binds each
+/// frame's CRC to the segment's id and ends the data with a zero end marker, so a segment file
+/// can be recycled (`wal-format.md` §2.1, §5). Version 1 segments are still read and written.
+pub const SEGMENT_VERSION: u32 = 2;
 /// magic(8) + version(4) + reserved(4) + segment_id(8) + crc32(4) + reserved(4).
 pub const SEGMENT_HEADER_BYTES: u64 = 32;
+/// A version 2 segment's data ends at 16 zero bytes where the next frame header would start
+/// (`wal-format.md` §2.2): what lies after them is unused, not damage.
+pub const END_MARKER: [u8; 16] = [0; 16];
 /// Bytes read at a time while looking for the next frame magic after damage.
 const RESYNC_WINDOW_BYTES: usize = 64 * 1024;
 
@@ -30,11 +36,19 @@ pub fn placeholder_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.trimmed"))
 }
 
-/// Segment ids (`*.wal`) and trimmed-segment placeholders (`*.trimmed`) of a channel directory.
+/// A trimmed segment's file kept for reuse: the writer's next segment overwrites it instead of
+/// allocating a new file (`wal-format.md` §5). It holds nothing the channel needs.
+pub fn free_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.free"))
+}
+
+/// Segment ids (`*.wal`), trimmed-segment placeholders (`*.trimmed`) and files kept for reuse
+/// (`*.free`) of a channel directory.
 #[derive(Debug, Default)]
 pub struct Listing {
     pub segments: Vec<u64>,
     pub placeholders: BTreeSet<u64>,
+    pub free: BTreeSet<u64>,
 }
 
 pub fn list_dir(dir: &Path) -> Result<Listing, WalError> {
@@ -47,6 +61,8 @@ pub fn list_dir(dir: &Path) -> Result<Listing, WalError> {
             listing.segments.push(id);
         } else if let Some(id) = name.strip_suffix(".trimmed").and_then(|s| s.parse().ok()) {
             listing.placeholders.insert(id);
+        } else if let Some(id) = name.strip_suffix(".free").and_then(|s| s.parse().ok()) {
+            listing.free.insert(id);
         }
     }
     listing.segments.sort_unstable();
@@ -58,17 +74,27 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(list_dir(dir)?.segments)
 }
 
-pub fn segment_header(id: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+/// The seed of a segment's frames: its id in version 2, none in version 1.
+pub fn segment_seed(version: u32, id: u64) -> Seed {
+    if version >= 2 {
+        Seed::segment(id)
+    } else {
+        Seed::NONE
+    }
+}
+
+pub fn segment_header(id: u64, version: u32) -> [u8; SEGMENT_HEADER_BYTES as usize] {
     let mut h = [0u8; SEGMENT_HEADER_BYTES as usize];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h[16..24].copy_from_slice(&id.to_le_bytes());
     let crc = crc32fast::hash(&h[0..24]);
     h[24..28].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
-pub fn check_segment_header(path: &Path, h: &[u8], id: u64) -> Result<(), WalError> {
+/// Checks a segment's header; returns the seed its frames are bound to.
+pub fn check_segment_header(path: &Path, h: &[u8], id: u64) -> Result<Seed, WalError> {
     let bad = |reason: String| WalError::BadSegmentHeader {
         path: path.to_path_buf(),
         reason,
@@ -80,7 +106,7 @@ pub fn check_segment_header(path: &Path, h: &[u8], id: u64) -> Result<(), WalErr
         return Err(bad("bad magic".into()));
     }
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4"));
-    if version != SEGMENT_VERSION {
+    if !(1..=SEGMENT_VERSION).contains(&version) {
         return Err(bad(format!("unsupported version {version}")));
     }
     if h[12..16] != [0; 4] || h[28..32] != [0; 4] {
@@ -94,7 +120,7 @@ pub fn check_segment_header(path: &Path, h: &[u8], id: u64) -> Result<(), WalErr
     if stored != id {
         return Err(bad(format!("names segment {stored}, file name says {id}")));
     }
-    Ok(())
+    Ok(segment_seed(version, id))
 }
 
 /// A damaged byte range found while scanning a segment.
@@ -125,6 +151,8 @@ pub struct SegmentScan {
     /// End of the last intact frame: 32 for a header-only segment, 0 if the header is bad.
     pub end: u64,
     pub file_len: u64,
+    /// What the segment's frames are bound to (its header's version says).
+    pub seed: Seed,
     /// Damaged ranges, in file order; intact frames between and after them were kept.
     pub damage: Vec<Damage>,
     /// No longer than its header and without a valid one: what a crash or a full disk inside
@@ -158,21 +186,41 @@ pub fn scan_segment(
     let mut header = vec![0u8; SEGMENT_HEADER_BYTES as usize];
     let read = file_len.min(SEGMENT_HEADER_BYTES) as usize;
     file.read_exact(&mut header[..read]).map_err(io_err(path))?;
-    if let Err(e) = check_segment_header(path, &header[..read], id) {
-        // A segment header is never resynchronised past: an unknown version must not be read
-        // by an old binary, and a header that fails its checks vouches for nothing after it.
-        scan.unfinished = file_len <= SEGMENT_HEADER_BYTES;
-        if !scan.unfinished {
-            scan.damage.push(damage(0, file_len, e.to_string(), None));
+    let seed = match check_segment_header(path, &header[..read], id) {
+        Ok(seed) => seed,
+        Err(e) => {
+            // A segment header is never resynchronised past: an unknown version must not be
+            // read by an old binary, and a header that fails its checks vouches for nothing.
+            scan.unfinished = file_len <= SEGMENT_HEADER_BYTES;
+            if !scan.unfinished {
+                scan.damage.push(damage(0, file_len, e.to_string(), None));
+            }
+            return Ok(scan);
         }
-        return Ok(scan);
-    }
+    };
+    scan.seed = seed;
     let mut pos = SEGMENT_HEADER_BYTES;
     scan.end = pos;
     let mut buf = Vec::new();
     let mut after = None;
     while pos < file_len {
-        match read_frame_at(&mut file, pos, file_len, &mut buf) {
+        if seed != Seed::NONE && at_end_marker(&mut file, pos, file_len).map_err(io_err(path))? {
+            // The writer's end marker, unless intact frames follow it: then these zeros are
+            // damage, and reported, never a silent end.
+            let accept =
+                |f: &mut File, c: u64| read_frame_at(f, c, file_len, &mut buf, seed).is_ok();
+            match first_magic(&mut file, pos + 1, file_len, accept).map_err(io_err(path))? {
+                Some(next) => {
+                    let why = "zero bytes where a frame should start, before intact frames";
+                    scan.damage
+                        .push(damage(pos, next, why.into(), after.clone()));
+                    pos = next;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        match read_frame_at(&mut file, pos, file_len, &mut buf, seed) {
             Ok(shape) => {
                 let len = buf.len() as u64;
                 let batch = shape.view(&buf);
@@ -185,7 +233,8 @@ pub fn scan_segment(
                 scan.end = pos;
             }
             Err(reason) => {
-                let next = resync(&mut file, pos, file_len, &mut buf).map_err(io_err(path))?;
+                let next =
+                    resync(&mut file, pos, file_len, &mut buf, seed).map_err(io_err(path))?;
                 let end = next.unwrap_or(file_len);
                 scan.damage.push(damage(pos, end, reason, after.clone()));
                 pos = end;
@@ -201,27 +250,45 @@ pub fn scan_segment(
 /// then decoding and the batch invariants.
 ///
 /// When the damaged frame's header parses and the frame it declares ends at a verified frame
-/// (or at the end of the file), the damage is most likely in its payload or CRC: reading
+/// (or at the end of the file, or at a version 2 segment's end marker), the damage is most likely in its payload or CRC: reading
 /// resumes there, so the scan never lands on something that merely looks like a frame inside
 /// the damaged payload. Only if intact frames chain from inside that span exactly to its end
 /// (the declared length itself was hit) does it resume at the first of them. Otherwise every
 /// occurrence of the frame magic after `bad` is tried in order.
-pub fn resync(file: &mut File, bad: u64, limit: u64, buf: &mut Vec<u8>) -> io::Result<Option<u64>> {
+pub fn resync(
+    file: &mut File,
+    bad: u64,
+    limit: u64,
+    buf: &mut Vec<u8>,
+    seed: Seed,
+) -> io::Result<Option<u64>> {
     if let Some(next) = declared_next(file, bad, limit)? {
-        if next == limit || read_frame_at(file, next, limit, buf).is_ok() {
-            let skipped = first_magic(file, bad + 1, next, |f, c| chains_to(f, c, next, buf))?;
+        let marker = seed != Seed::NONE && next < limit && at_end_marker(file, next, limit)?;
+        if next == limit || marker || read_frame_at(file, next, limit, buf, seed).is_ok() {
+            let chains = |f: &mut File, c: u64| chains_to(f, c, next, buf, seed);
+            let skipped = first_magic(file, bad + 1, next, chains)?;
             return Ok(skipped.or((next < limit).then_some(next)));
         }
     }
     first_magic(file, bad + 1, limit, |f, c| {
-        read_frame_at(f, c, limit, buf).is_ok()
+        read_frame_at(f, c, limit, buf, seed).is_ok()
     })
 }
 
+/// True if the bytes at `pos` are a version 2 segment's end marker: zero up to 16 bytes or
+/// the end of the file, whichever comes first.
+fn at_end_marker(file: &mut File, pos: u64, limit: u64) -> io::Result<bool> {
+    let mut bytes = END_MARKER;
+    let n = (limit - pos).min(END_MARKER.len() as u64) as usize;
+    file.seek(SeekFrom::Start(pos))?;
+    file.read_exact(&mut bytes[..n])?;
+    Ok(bytes[..n] == END_MARKER[..n])
+}
+
 /// True if verified frames follow one another from `pos` and the last ends exactly at `end`.
-fn chains_to(file: &mut File, mut pos: u64, end: u64, buf: &mut Vec<u8>) -> bool {
+fn chains_to(file: &mut File, mut pos: u64, end: u64, buf: &mut Vec<u8>, seed: Seed) -> bool {
     while pos < end {
-        if read_frame_at(file, pos, end, buf).is_err() {
+        if read_frame_at(file, pos, end, buf, seed).is_err() {
             return false;
         }
         pos += buf.len() as u64;
@@ -275,15 +342,17 @@ fn declared_next(file: &mut File, pos: u64, limit: u64) -> io::Result<Option<u64
         .filter(|&next| next <= limit))
 }
 
-/// Reads and verifies the frame at `pos` into `buf` (which ends up holding exactly the frame).
+/// Reads and verifies the frame at `pos` into `buf` (which ends up holding exactly the frame);
+/// `seed` is its segment's (`segment_seed`).
 pub fn read_frame_at(
     file: &mut File,
     pos: u64,
     limit: u64,
     buf: &mut Vec<u8>,
+    seed: Seed,
 ) -> Result<FrameShape, String> {
     read_frame_bytes_at(file, pos, limit, buf)?;
-    FrameShape::check(buf)
+    FrameShape::check_seeded(buf, seed)
         .map(|(shape, _)| shape)
         .map_err(|e| e.to_string())
 }
@@ -340,6 +409,8 @@ pub struct SegmentInfo {
     /// Bytes the file occupies on disk (damage counts here, not in `durable_len`);
     /// what `bytes_total` adds and what trimming gives back.
     pub file_len: u64,
+    /// What its frames' CRCs are bound to (`segment_seed`).
+    pub seed: Seed,
     pub ranges: HashMap<TopicPartition, Vec<(i64, i64)>>,
     /// Damaged byte ranges `[start, end)`; a reader that meets one continues at its end.
     pub damaged: Vec<(u64, u64)>,
@@ -361,6 +432,8 @@ impl SegmentInfo {
 pub struct Survey {
     pub segments: BTreeMap<u64, SegmentInfo>,
     pub placeholders: BTreeSet<u64>,
+    /// Trimmed segment files kept for reuse (`*.free`).
+    pub free: BTreeSet<u64>,
     /// Segments left unfinished by a crash or a full disk during creation (never damage).
     pub unfinished: Vec<u64>,
     pub damage: Vec<Damage>,
@@ -375,6 +448,7 @@ pub fn survey(
     let listing = list_dir(dir)?;
     let mut out = Survey {
         placeholders: listing.placeholders,
+        free: listing.free,
         ..Default::default()
     };
     for id in listing.segments {
@@ -395,6 +469,7 @@ pub fn survey(
         }
         info.durable_len = scan.end.max(SEGMENT_HEADER_BYTES);
         info.file_len = scan.file_len;
+        info.seed = scan.seed;
         info.damaged = scan
             .damage
             .iter()

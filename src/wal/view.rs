@@ -11,7 +11,8 @@
 //! offset that would pass `i64::MAX` is refused.
 
 use super::frame::{
-    checked_payload, Batch, FrameError, FrameVersion as Wire, Header, Record, FRAME_HEADER_BYTES,
+    checked_payload, Batch, FrameError, FrameVersion as Wire, Header, Record, Seed,
+    FRAME_HEADER_BYTES,
 };
 
 /// What a version 2 record's deltas count from: the previous record's offset (the start less
@@ -49,7 +50,12 @@ impl FrameShape {
     /// Checks the frame at the front of `bytes` as `decode_frame` does; returns its shape and
     /// its length.
     pub fn check(bytes: &[u8]) -> Result<(Self, usize), FrameError> {
-        let (_, total) = checked_payload(bytes)?;
+        Self::check_seeded(bytes, Seed::NONE)
+    }
+
+    /// As [`FrameShape::check`], for a frame whose CRC is bound to `seed` (its segment's).
+    pub fn check_seeded(bytes: &[u8], seed: Seed) -> Result<(Self, usize), FrameError> {
+        let (_, total) = checked_payload(bytes, seed)?;
         Ok((Self::check_payload(&bytes[..total])?, total))
     }
 

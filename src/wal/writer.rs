@@ -20,10 +20,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::frame::{Seed, FRAME_HEADER_BYTES};
 use super::index::WalIndex;
 use super::log::{io_err, EncodedBatch, WalError, WalOptions};
 use super::recovery::FILE_MODE;
-use super::segment::{segment_header, segment_path, SegmentInfo, SEGMENT_HEADER_BYTES};
+use super::segment::{
+    free_path, segment_header, segment_path, segment_seed, SegmentInfo, END_MARKER,
+    SEGMENT_HEADER_BYTES,
+};
 use crate::events;
 
 /// Bytes of frames handed to the writer and not yet appended, at most, in groups of
@@ -194,6 +198,15 @@ impl ChannelWriter {
             }
             // The reserve must hold after the write (a group is up to 4 MiB), not only before.
             if !self.writer.room_for(bytes as u64, self.disk_free_bytes_min) {
+                // Files kept for reuse go first: they hold nothing the channel needs.
+                let released = index.release_pool()?;
+                if released > 0 {
+                    tracing::info!(
+                        files = released,
+                        "disk low: released the channel's segment files kept for reuse"
+                    );
+                    continue;
+                }
                 disk.mark(true, "free space below channel.disk_free_bytes_min");
                 std::thread::sleep(DISK_FULL_RETRY);
                 continue;
@@ -229,7 +242,13 @@ pub struct WalWriter {
     path: PathBuf,
     /// The active segment's id (the one the next append creates while `file` is `None`).
     id: u64,
+    /// End of the active segment's durable frames.
     len: u64,
+    /// The active segment file's length: past `len` by the end marker, and by a recycled
+    /// file's unused tail.
+    file_len: u64,
+    /// What the active segment's frames are bound to.
+    seed: Seed,
     _lock: File,
 }
 
@@ -243,6 +262,8 @@ impl WalWriter {
             file: None,
             id,
             len: SEGMENT_HEADER_BYTES,
+            file_len: SEGMENT_HEADER_BYTES,
+            seed: Seed::NONE,
             _lock: lock,
         }
     }
@@ -255,7 +276,8 @@ impl WalWriter {
             SegmentInfo {
                 path: self.path.clone(),
                 durable_len: SEGMENT_HEADER_BYTES,
-                file_len: SEGMENT_HEADER_BYTES,
+                file_len: self.file_len,
+                seed: self.seed,
                 ..Default::default()
             },
         );
@@ -263,7 +285,7 @@ impl WalWriter {
         drop(inner);
         self.index
             .bytes_total
-            .fetch_add(SEGMENT_HEADER_BYTES, Ordering::AcqRel);
+            .fetch_add(self.file_len, Ordering::AcqRel);
     }
 
     pub fn index(&self) -> &Arc<WalIndex> {
@@ -308,7 +330,8 @@ impl WalWriter {
     }
 
     /// Appends `batches` with one write and one fdatasync, then publishes them in the index.
-    /// A batch counts as appended only when this returns `Ok`.
+    /// A batch counts as appended only when this returns `Ok`. In a version 2 segment each
+    /// frame's CRC is bound to the segment (`Seed::reseal`) and the end marker follows them.
     ///
     /// On `NoSpace` the segment is cut back to its previous durable length (or a segment this
     /// call was creating is removed) and the caller may retry the same batches later. Any
@@ -321,69 +344,161 @@ impl WalWriter {
             self.start_segment(id)?;
         }
         let total: usize = batches.iter().map(|b| b.frame.len()).sum();
+        let heads = sealed_headers(batches, self.seed);
+        let mut slices = frame_slices(batches, &heads);
+        let marker = self.seed != Seed::NONE;
+        if marker {
+            slices.push(IoSlice::new(&END_MARKER));
+        }
         let file = self.file.as_mut().expect("segment started above");
         #[cfg(feature = "failpoints")]
         fail::fail_point!("wal-mid-append", |_| {
             // A torn append: half the group reaches the file, no fsync, then death.
-            let buf: Vec<u8> = batches
-                .iter()
-                .flat_map(|b| b.frame.iter().copied())
-                .collect();
+            let buf: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
             let _ = file.write_all(&buf[..buf.len() / 2]);
             eprintln!("flumen: failpoint wal-mid-append hit: aborting");
             std::process::abort()
         });
-        let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(&b.frame)).collect();
         if let Err(e) = write_all_vectored(file, &mut slices) {
-            // Nothing was synced, so cutting back to the durable length is safe and leaves the
-            // segment exactly as the index describes it.
-            let _ = file.set_len(self.len);
-            let _ = file.seek(SeekFrom::Start(self.len));
-            if is_no_space(&e) {
-                return Err(WalError::NoSpace {
-                    path: self.path.clone(),
-                });
-            }
-            return Err(io_err(&self.path)(e));
+            return Err(self.undo_write(e));
         }
+        let file = self.file.as_mut().expect("segment started above");
         file.sync_data().map_err(|source| WalError::Sync {
             path: self.path.clone(),
             source,
         })?;
+        // The next append overwrites the marker: the cursor goes back to it.
+        if marker {
+            file.seek(SeekFrom::Current(-(END_MARKER.len() as i64)))
+                .map_err(io_err(&self.path))?;
+        }
         self.len += total as u64;
-        self.publish(batches, total as u64);
+        let file_len = self
+            .file_len
+            .max(self.len + marker as u64 * END_MARKER.len() as u64);
+        self.publish(batches, file_len);
         crate::crash_site!("wal-after-append");
         Ok(())
     }
 
-    fn publish(&self, batches: &[EncodedBatch], total: u64) {
+    /// A failed write: nothing was synced, so cutting back to the durable length is safe and
+    /// leaves the segment as the index describes it (a version 2 segment may end there without
+    /// its marker: the end of the file ends it as well).
+    fn undo_write(&mut self, e: io::Error) -> WalError {
+        let file = self.file.as_mut().expect("a segment is active");
+        let _ = file.set_len(self.len);
+        let _ = file.seek(SeekFrom::Start(self.len));
+        self.resize(self.len);
+        if is_no_space(&e) {
+            return WalError::NoSpace {
+                path: self.path.clone(),
+            };
+        }
+        io_err(&self.path)(e)
+    }
+
+    /// Records the active file's new length in the index and in `bytes_total`.
+    fn resize(&mut self, file_len: u64) {
+        if let Some(seg) = self.index.lock().segments.get_mut(&self.id) {
+            seg.file_len = file_len;
+        }
+        if file_len >= self.file_len {
+            let grown = file_len - self.file_len;
+            self.index.bytes_total.fetch_add(grown, Ordering::AcqRel);
+        } else {
+            let shrunk = self.file_len - file_len;
+            self.index.bytes_total.fetch_sub(shrunk, Ordering::AcqRel);
+        }
+        self.file_len = file_len;
+    }
+
+    fn publish(&mut self, batches: &[EncodedBatch], file_len: u64) {
         let mut inner = self.index.lock();
         let seg = inner.segments.get_mut(&self.id).expect("active segment");
         for b in batches {
             seg.add(&b.tp, b.start_offset, b.last_offset);
         }
         seg.durable_len = self.len;
-        seg.file_len = self.len;
         drop(inner);
-        self.index.bytes_total.fetch_add(total, Ordering::AcqRel);
+        self.resize(file_len);
     }
 
-    /// Creates segment `id` and makes it the active one. On failure the writer is unchanged
-    /// (still on the previous segment, or on none), so the append can be retried.
+    /// Creates segment `id`, reusing a file from the pool when it can, and makes it the active
+    /// one. The segment it replaces is cut to its data first: its marker and any unused tail go.
+    /// On failure the writer is unchanged (still on the previous segment, or on none), so the
+    /// append can be retried.
     fn start_segment(&mut self, id: u64) -> Result<(), WalError> {
-        let file = create_segment_file(&self.opts.dir, id)?;
+        let version = self.opts.segment_version;
+        let (file, file_len) = match self.recycled(id, version) {
+            Some(reused) => reused,
+            None => (
+                create_segment_file(&self.opts.dir, id, version)?,
+                SEGMENT_HEADER_BYTES,
+            ),
+        };
+        if let Some(old) = &self.file {
+            if self.file_len > self.len && old.set_len(self.len).is_ok() {
+                self.resize(self.len);
+            }
+        }
         self.file = Some(file);
         self.id = id;
         self.path = segment_path(&self.opts.dir, id);
         self.len = SEGMENT_HEADER_BYTES;
+        self.file_len = file_len;
+        self.seed = segment_seed(version, id);
         self.register_active();
         Ok(())
     }
+
+    /// Segment `id` made from the oldest file in the pool, and its length; `None` if the pool
+    /// is empty or the file could not be reused (it is then unlinked: it holds nothing needed).
+    fn recycled(&self, id: u64, version: u32) -> Option<(File, u64)> {
+        if version < 2 {
+            return None;
+        }
+        let old = self.index.take_free()?;
+        let from = free_path(&self.opts.dir, old);
+        match recycle_segment_file(&self.opts.dir, &from, id) {
+            Ok(reused) => Some(reused),
+            Err(e) => {
+                tracing::warn!(file = %from.display(), error = %e, "could not reuse a trimmed segment file; creating a new one");
+                let _ = fs::remove_file(&from);
+                None
+            }
+        }
+    }
+}
+
+/// Each frame's 16-byte header with its CRC bound to `seed` (the source wrote it unseeded).
+fn sealed_headers(batches: &[EncodedBatch], seed: Seed) -> Vec<[u8; FRAME_HEADER_BYTES]> {
+    batches
+        .iter()
+        .map(|b| {
+            let mut head: [u8; FRAME_HEADER_BYTES] =
+                b.frame[..FRAME_HEADER_BYTES].try_into().expect("a frame");
+            head[12..16].copy_from_slice(&seed.reseal(&b.frame).to_le_bytes());
+            head
+        })
+        .collect()
+}
+
+/// The group as `writev` slices: each frame's sealed header, then the rest of it.
+fn frame_slices<'a>(
+    batches: &'a [EncodedBatch],
+    heads: &'a [[u8; FRAME_HEADER_BYTES]],
+) -> Vec<IoSlice<'a>> {
+    let mut slices = Vec::with_capacity(batches.len() * 2 + 1);
+    for (b, head) in batches.iter().zip(heads) {
+        slices.push(IoSlice::new(head));
+        slices.push(IoSlice::new(&b.frame[FRAME_HEADER_BYTES..]));
+    }
+    slices
 }
 
 /// Creates a segment and makes its header durable (file and directory). A failure removes the
 /// file again, so a full disk never leaves an empty segment behind; ENOSPC is `NoSpace`.
-fn create_segment_file(dir: &Path, id: u64) -> Result<File, WalError> {
+fn create_segment_file(dir: &Path, id: u64, version: u32) -> Result<File, WalError> {
     let path = segment_path(dir, id);
     let fail = |e: io::Error| {
         if is_no_space(&e) {
@@ -400,7 +515,7 @@ fn create_segment_file(dir: &Path, id: u64) -> Result<File, WalError> {
         .read(true)
         .open(&path)
         .map_err(fail)?;
-    if let Err(e) = file.write_all(&segment_header(id)) {
+    if let Err(e) = file.write_all(&segment_header(id, version)) {
         let _ = fs::remove_file(&path);
         return Err(fail(e));
     }
@@ -410,6 +525,35 @@ fn create_segment_file(dir: &Path, id: u64) -> Result<File, WalError> {
     }
     fsync_dir(dir)?;
     Ok(file)
+}
+
+/// Turns a pooled file into version 2 segment `id` (`wal-format.md` §5): the new header and an
+/// end marker at byte 32, fdatasync, rename to the segment's name, fsync the directory. Until
+/// the rename the file is still a pool file; after it, a segment without frames. Its old
+/// frames stay on disk behind the marker and never verify: they are bound to older ids.
+fn recycle_segment_file(dir: &Path, from: &Path, id: u64) -> Result<(File, u64), WalError> {
+    use std::os::unix::fs::FileExt;
+    let file = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(from)
+        .map_err(io_err(from))?;
+    let mut head = [0u8; SEGMENT_HEADER_BYTES as usize + END_MARKER.len()];
+    head[..SEGMENT_HEADER_BYTES as usize].copy_from_slice(&segment_header(id, 2));
+    file.write_all_at(&head, 0).map_err(io_err(from))?;
+    file.sync_data().map_err(|source| WalError::Sync {
+        path: from.to_path_buf(),
+        source,
+    })?;
+    crate::crash_site!("wal-mid-recycle");
+    let path = segment_path(dir, id);
+    fs::rename(from, &path).map_err(io_err(from))?;
+    fsync_dir(dir)?;
+    let mut file = file;
+    file.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
+        .map_err(io_err(&path))?;
+    let len = file.metadata().map_err(io_err(&path))?.len();
+    Ok((file, len))
 }
 
 /// Free bytes on the filesystem holding `dir`, from statvfs.
