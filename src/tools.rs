@@ -17,6 +17,7 @@ use crate::relay::{self, RelayError};
 use crate::sink::format::Format;
 use crate::source::reports::LoginWatch;
 use crate::source::SourceOptions;
+use crate::wal::frame::Seed;
 use crate::wal::log::{list_segments, scan_segment, segment_path, survey, Damage, WalError};
 use crate::wal::{ChainHole, Gaps, MissingSegments, TopicPartition};
 
@@ -136,8 +137,14 @@ pub fn wal_check(dir: &Path) -> Result<CheckReport, ToolError> {
     let gaps = found.gaps();
     let mut text = String::new();
     for (id, seg) in &found.segments {
+        // A version 2 segment's data ends at its end marker; a reused file goes on past it.
+        let unused = seg.seed != Seed::NONE && seg.damaged.is_empty();
+        let rest = match unused && seg.file_len > seg.durable_len {
+            true => "; the rest is unused, after its end marker",
+            false => "",
+        };
         text += &format!(
-            "segment {id:020}: {} bytes, intact frames up to byte {}\n",
+            "segment {id:020}: {} bytes, intact frames up to byte {}{rest}\n",
             seg.file_len, seg.durable_len
         );
     }
@@ -146,6 +153,9 @@ pub fn wal_check(dir: &Path) -> Result<CheckReport, ToolError> {
             "segment {id:020}: empty, left by a crash or a full disk during its creation \
              (not damage)\n"
         );
+    }
+    for id in &found.free {
+        text += &format!("file {id:020}.free: a trimmed segment's file kept for reuse\n");
     }
     text += &damage_lines(&found.damage, &found.segments);
     text += &gap_lines(&gaps);

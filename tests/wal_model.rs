@@ -1220,6 +1220,17 @@ fn a_reused_file_never_yields_its_old_frames() {
     assert!(old.is_empty(), "old frames read back: {old:?}");
     assert_eq!(read, written);
     assert_eq!(read.len(), wal.batches_recovered as usize);
+    // `wal check` says what the bytes past the marker and the `.free` files are.
+    let report = flumen::tools::wal_check(dir.path()).expect("check");
+    assert!(!report.damaged, "{}", report.text);
+    assert!(
+        report
+            .text
+            .contains("the rest is unused, after its end marker"),
+        "{}",
+        report.text
+    );
+    assert!(report.text.contains("kept for reuse"), "{}", report.text);
     assert_eq!(wal.index.bytes_total(), wal_bytes_on_disk(dir.path()));
 }
 

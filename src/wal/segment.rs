@@ -1,6 +1,7 @@
 //! Segment files read back: naming, the 32-byte header, directory listing, and the recovery
 //! scan that resynchronises on the next intact frame after damage (`wal-format.md` §2, §4).
-//! Everything here is read-only; only `log.rs` creates, truncates or deletes channel files.
+//! Everything here is read-only; only `writer.rs`, `index.rs` and `recovery.rs` create,
+//! rename, truncate or delete channel files.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
@@ -250,9 +251,9 @@ pub fn scan_segment(
 /// then decoding and the batch invariants.
 ///
 /// When the damaged frame's header parses and the frame it declares ends at a verified frame
-/// (or at the end of the file, or at a version 2 segment's end marker), the damage is most likely in its payload or CRC: reading
-/// resumes there, so the scan never lands on something that merely looks like a frame inside
-/// the damaged payload. Only if intact frames chain from inside that span exactly to its end
+/// (or at the end of the file, or at a version 2 segment's end marker), the damage is most
+/// likely in its payload or CRC: reading resumes there, so the scan never lands on something
+/// that merely looks like a frame inside the damaged payload. Only if intact frames chain from inside that span exactly to its end
 /// (the declared length itself was hit) does it resume at the first of them. Otherwise every
 /// occurrence of the frame magic after `bad` is tried in order.
 pub fn resync(
