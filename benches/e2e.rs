@@ -115,10 +115,12 @@ fn config_text(
         r#"[kafka]
 bootstrap_servers = "{bootstrap}"
 topics = ["{topic}"]
-group_id = "{group}"
+group_id = "{topic}-{group}"
 # Static membership: the drain's restart after kill -9 takes its partitions back at once
-# instead of waiting kafka.session_timeout_ms for its dead predecessor.
-group_instance_id = "{group}-1"
+# instead of waiting kafka.session_timeout_ms for its dead predecessor. Both ids are the run's
+# own: a static member that rejoins is handed its previous assignment, and the previous run's
+# topic is deleted by then.
+group_instance_id = "{topic}-{group}-1"
 batch_records_max = {batch_records}
 batch_duration_ms = 200
 batch_bytes_max = 8388608
