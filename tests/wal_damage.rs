@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use common::{assert_exactly_once, spawn_relay, testbed};
 use flumen::wal::log::{disk_free_bytes, list_segments, scan_segment, segment_path};
 use flumen::wal::{
-    Batch, EncodedBatch, HoleCause, Record, TopicPartition, Wal, WalOptions, WalReader,
+    Batch, ChannelWriter, EncodedBatch, HoleCause, Record, TopicPartition, Wal, WalOptions,
+    WalReader,
 };
+use tokio::sync::Notify;
 
 /// `n` records from `start`, each `{"id":…}` padded to about `value_bytes`.
 fn batch(topic: &str, partition: i32, start: i64, n: i64, value_bytes: usize) -> Batch {
@@ -673,4 +675,55 @@ fn produce_ids(tb: &common::Testbed, topic: &str, partitions: i32, n: i64) {
     producer
         .flush(Duration::from_secs(60))
         .expect("flush producer");
+}
+
+/// The files kept for reuse go before the disk counts as full (`wal-format.md` §3, §5). With
+/// less than a group left above the reserve, the channel writer unlinks its pool and appends;
+/// it never marks the disk full, so consumption would not pause.
+#[test]
+fn the_pool_is_given_back_before_the_disk_counts_as_full() {
+    const RESERVE: u64 = 2 << 20;
+    let work = tempfile::tempdir().unwrap();
+    let chan = work.path().join("channel");
+    let _disk = Tmpfs::mount(&chan, "16m");
+    let mut wal = Wal::open(WalOptions {
+        dir: chan.clone(),
+        segment_bytes_max: 1 << 20,
+        group_commit_bytes_max: 1 << 20,
+        segment_version: 2,
+    })
+    .unwrap();
+    let mut next = 0;
+    while wal.index.active_segment() < 5 {
+        let b = batch("pool", 0, next, 1000, 100);
+        wal.writer
+            .append(&[EncodedBatch::encode(&b).unwrap()])
+            .unwrap();
+        next += 1000;
+    }
+    let active = wal.index.active_segment();
+    wal.index.trim(active, |_, _| true).unwrap();
+    assert_eq!(wal.index.pool().len(), 4, "the trimmed files are kept");
+    let free = disk_free_bytes(&chan).unwrap();
+    let _filler = fill(&chan, Some(free - RESERVE - 8192));
+
+    let index = wal.index.clone();
+    let (writer, sender) = ChannelWriter::new(wal.writer, Arc::new(Notify::new()), RESERVE);
+    let t0 = Instant::now();
+    // Gives up after 20 s of a full disk, so a writer that never makes room fails the test.
+    let running = std::thread::spawn(move || writer.run(|| t0.elapsed() > Duration::from_secs(20)));
+    let b = batch("pool", 1, 0, 100, 100);
+    sender.send(EncodedBatch::encode(&b).unwrap()).unwrap();
+    drop(sender);
+    running.join().unwrap().unwrap();
+    let tp = TopicPartition::new("pool", 1);
+    assert_eq!(index.chain_end(&tp, -1), 99, "the batch was appended");
+    assert!(!index.disk_full(), "the disk never counted as full");
+    assert!(index.pool().is_empty());
+    let left = std::fs::read_dir(&chan).unwrap();
+    let free_files: Vec<_> = left
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".free"))
+        .collect();
+    assert!(free_files.is_empty(), "{free_files:?}");
 }
