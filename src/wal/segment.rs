@@ -205,22 +205,6 @@ pub fn scan_segment(
     let mut buf = Vec::new();
     let mut after = None;
     while pos < file_len {
-        if seed != Seed::NONE && at_end_marker(&mut file, pos, file_len).map_err(io_err(path))? {
-            // The writer's end marker, unless intact frames follow it: then these zeros are
-            // damage, and reported, never a silent end.
-            let accept =
-                |f: &mut File, c: u64| read_frame_at(f, c, file_len, &mut buf, seed).is_ok();
-            match first_magic(&mut file, pos + 1, file_len, accept).map_err(io_err(path))? {
-                Some(next) => {
-                    let why = "zero bytes where a frame should start, before intact frames";
-                    scan.damage
-                        .push(damage(pos, next, why.into(), after.clone()));
-                    pos = next;
-                    continue;
-                }
-                None => break,
-            }
-        }
         match read_frame_at(&mut file, pos, file_len, &mut buf, seed) {
             Ok(shape) => {
                 let len = buf.len() as u64;
@@ -234,9 +218,20 @@ pub fn scan_segment(
                 scan.end = pos;
             }
             Err(reason) => {
-                let next =
-                    resync(&mut file, pos, file_len, &mut buf, seed).map_err(io_err(path))?;
-                let end = next.unwrap_or(file_len);
+                // Zeros never parse as a frame: in a version 2 segment they are the writer's
+                // end marker, unless intact frames follow them. Then they are damage, and
+                // reported, never a silent end.
+                let marker = seed != Seed::NONE
+                    && at_end_marker(&mut file, pos, file_len).map_err(io_err(path))?;
+                let (next, reason) = if marker {
+                    match intact_after(&mut file, pos, file_len, &mut buf, seed) {
+                        Ok(None) => break,
+                        next => (next, ZEROS_BEFORE_FRAMES.into()),
+                    }
+                } else {
+                    (resync(&mut file, pos, file_len, &mut buf, seed), reason)
+                };
+                let end = next.map_err(io_err(path))?.unwrap_or(file_len);
                 scan.damage.push(damage(pos, end, reason, after.clone()));
                 pos = end;
             }
@@ -271,7 +266,20 @@ pub fn resync(
             return Ok(skipped.or((next < limit).then_some(next)));
         }
     }
-    first_magic(file, bad + 1, limit, |f, c| {
+    intact_after(file, bad, limit, buf, seed)
+}
+
+const ZEROS_BEFORE_FRAMES: &str = "zero bytes where a frame should start, before intact frames";
+
+/// The first offset after `pos` where a frame bound to `seed` verifies, if any.
+fn intact_after(
+    file: &mut File,
+    pos: u64,
+    limit: u64,
+    buf: &mut Vec<u8>,
+    seed: Seed,
+) -> io::Result<Option<u64>> {
+    first_magic(file, pos + 1, limit, |f, c| {
         read_frame_at(f, c, limit, buf, seed).is_ok()
     })
 }
