@@ -23,6 +23,7 @@ use flumen::wal::frame::Seed;
 use flumen::wal::log::{
     list_segments, segment_path, survey, END_MARKER, SEGMENT_HEADER_BYTES, SEGMENT_VERSION,
 };
+use flumen::wal::segment::segment_header;
 use flumen::wal::{
     Batch, EncodedBatch, Header, Record, TopicPartition, Wal, WalIndex, WalOptions, WalReader,
 };
@@ -150,8 +151,8 @@ fn write_session(dir: &Path, segment_bytes_max: u64, batches: &[Batch]) -> Vec<V
             1 => Seed::NONE,
             _ => Seed::segment(wal.index.active_segment()),
         };
-        let crc = seed.reseal(&frame);
-        frame[12..16].copy_from_slice(&crc.to_le_bytes());
+        let head = seed.sealed_header(&frame);
+        frame[..16].copy_from_slice(&head);
         frames.push(frame);
     }
     frames
@@ -1245,7 +1246,7 @@ fn a_crash_inside_recycling_is_neither_damage_nor_a_gap() {
         let live = read_all(&wal.index);
         let file = dir.path().join(format!("{:020}.free", wal.index.pool()[0]));
         drop(wal);
-        let mut head = flumen_header(active + 1);
+        let mut head = segment_header(active + 1, 2).to_vec();
         head.extend_from_slice(&END_MARKER);
         rewrite_front(&file, &head);
         if renamed {
@@ -1325,17 +1326,6 @@ fn the_pool_is_given_back_on_request() {
     let n = wal.index.pool().len();
     assert_eq!(wal.index.release_pool().unwrap(), n);
     assert_eq!(pool_files(dir.path()), Vec::<u64>::new());
-}
-
-/// A valid version 2 segment header for `id`.
-fn flumen_header(id: u64) -> Vec<u8> {
-    let mut h = vec![0u8; HDR as usize];
-    h[0..8].copy_from_slice(b"FLUMENWS");
-    h[8..12].copy_from_slice(&2u32.to_le_bytes());
-    h[16..24].copy_from_slice(&id.to_le_bytes());
-    let crc = crc32fast::hash(&h[0..24]);
-    h[24..28].copy_from_slice(&crc.to_le_bytes());
-    h
 }
 
 fn rewrite_front(path: &Path, bytes: &[u8]) {

@@ -218,6 +218,15 @@ impl Seed {
         h.combine(&crc32fast::Hasher::new_with_initial_len(unseeded, covered));
         h.finalize()
     }
+
+    /// The frame's 16-byte header with its CRC bound to this seed (`reseal`).
+    pub fn sealed_header(self, frame: &[u8]) -> [u8; FRAME_HEADER_BYTES] {
+        let mut head: [u8; FRAME_HEADER_BYTES] = frame[..FRAME_HEADER_BYTES]
+            .try_into()
+            .expect("a frame header");
+        head[12..16].copy_from_slice(&self.reseal(frame).to_le_bytes());
+        head
+    }
 }
 
 /// Parses a frame header and returns the payload length. Does not look at the payload.

@@ -303,9 +303,8 @@ mod tests {
             let (_, shape) = r.next_frame(&mut frame).unwrap().expect("a frame");
             // The same bytes but the CRC, which the segment binds to itself (version 2).
             let mut encoded = EncodedBatch::encode(want).unwrap().frame;
-            let seed = crate::wal::frame::Seed::segment(1);
-            let crc = seed.reseal(&encoded);
-            encoded[12..16].copy_from_slice(&crc.to_le_bytes());
+            let head = crate::wal::frame::Seed::segment(1).sealed_header(&encoded);
+            encoded[..16].copy_from_slice(&head);
             assert_eq!(frame, encoded);
             assert_eq!(frame.capacity(), frame.len());
             assert_eq!(shape.view(&frame).to_batch(), *want);

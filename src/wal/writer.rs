@@ -344,7 +344,10 @@ impl WalWriter {
             self.start_segment(id)?;
         }
         let total: usize = batches.iter().map(|b| b.frame.len()).sum();
-        let heads = sealed_headers(batches, self.seed);
+        let heads: Vec<_> = batches
+            .iter()
+            .map(|b| self.seed.sealed_header(&b.frame))
+            .collect();
         let mut slices = frame_slices(batches, &heads);
         let marker = self.seed != Seed::NONE;
         if marker {
@@ -402,6 +405,11 @@ impl WalWriter {
         if let Some(seg) = self.index.lock().segments.get_mut(&self.id) {
             seg.file_len = file_len;
         }
+        self.count_file_len(file_len);
+    }
+
+    /// Moves `bytes_total` by the active file's change in length.
+    fn count_file_len(&mut self, file_len: u64) {
         if file_len >= self.file_len {
             let grown = file_len - self.file_len;
             self.index.bytes_total.fetch_add(grown, Ordering::AcqRel);
@@ -419,8 +427,9 @@ impl WalWriter {
             seg.add(&b.tp, b.start_offset, b.last_offset);
         }
         seg.durable_len = self.len;
+        seg.file_len = file_len;
         drop(inner);
-        self.resize(file_len);
+        self.count_file_len(file_len);
     }
 
     /// Creates segment `id`, reusing a file from the pool when it can, and makes it the active
@@ -468,19 +477,6 @@ impl WalWriter {
             }
         }
     }
-}
-
-/// Each frame's 16-byte header with its CRC bound to `seed` (the source wrote it unseeded).
-fn sealed_headers(batches: &[EncodedBatch], seed: Seed) -> Vec<[u8; FRAME_HEADER_BYTES]> {
-    batches
-        .iter()
-        .map(|b| {
-            let mut head: [u8; FRAME_HEADER_BYTES] =
-                b.frame[..FRAME_HEADER_BYTES].try_into().expect("a frame");
-            head[12..16].copy_from_slice(&seed.reseal(&b.frame).to_le_bytes());
-            head
-        })
-        .collect()
 }
 
 /// The group as `writev` slices: each frame's sealed header, then the rest of it.
