@@ -138,10 +138,11 @@ pub fn wal_check(dir: &Path) -> Result<CheckReport, ToolError> {
     let mut text = String::new();
     for (id, seg) in &found.segments {
         // A version 2 segment's data ends at its end marker; a reused file goes on past it.
-        let unused = seg.seed != Seed::NONE && seg.damaged.is_empty();
-        let rest = match unused && seg.file_len > seg.durable_len {
-            true => "; the rest is unused, after its end marker",
-            false => "",
+        let ended = seg.seed != Seed::NONE && seg.damaged.is_empty();
+        let rest = if ended && seg.file_len > seg.durable_len {
+            "; the rest is unused, after its end marker"
+        } else {
+            ""
         };
         text += &format!(
             "segment {id:020}: {} bytes, intact frames up to byte {}{rest}\n",
