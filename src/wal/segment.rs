@@ -248,9 +248,10 @@ pub fn scan_segment(
 /// When the damaged frame's header parses and the frame it declares ends at a verified frame
 /// (or at the end of the file, or at a version 2 segment's end marker), the damage is most
 /// likely in its payload or CRC: reading resumes there, so the scan never lands on something
-/// that merely looks like a frame inside the damaged payload. Only if intact frames chain from inside that span exactly to its end
-/// (the declared length itself was hit) does it resume at the first of them. Otherwise every
-/// occurrence of the frame magic after `bad` is tried in order.
+/// that merely looks like a frame inside the damaged payload. Only if intact frames chain from
+/// inside that span exactly to its end (the declared length itself was hit) does it resume at
+/// the first of them. Otherwise every occurrence of the frame magic after `bad` is tried in
+/// order.
 pub fn resync(
     file: &mut File,
     bad: u64,
