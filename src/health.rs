@@ -25,6 +25,8 @@ struct Inner {
     kerberos: Option<String>,
     hdfs: FaultBook,
     paused: Option<String>,
+    /// The group assigned partitions of topics not in `kafka.topics`, while it does.
+    stale_assignment: Option<String>,
     down: Option<String>,
     /// Partitions that cannot go on without an operator, each with why and what to do.
     halted: std::collections::BTreeMap<String, String>,
@@ -125,6 +127,11 @@ impl Health {
     pub fn set_kerberos(&self, reason: Option<String>) {
         self.with(|i| i.kerberos = reason);
     }
+    /// Marks the group's assignment as naming topics not in `kafka.topics` (`Some(reason)`)
+    /// or matching them again (`None`). Degraded: the member is joining the group again.
+    pub fn set_stale_assignment(&self, reason: Option<String>) {
+        self.with(|i| i.stale_assignment = reason);
+    }
     pub fn set_paused(&self, reason: Option<String>) {
         self.with(|i| i.paused = reason);
     }
@@ -163,6 +170,7 @@ impl Health {
             .into_iter()
             .flatten()
             .chain(i.kerberos)
+            .chain(i.stale_assignment)
             .chain(hdfs_degraded)
             .chain(i.paused.map(|e| format!("consumption paused: {e}")))
             .chain(i.stuck.into_values())
@@ -210,6 +218,17 @@ mod tests {
         assert_eq!(h.report().status, "ready");
         h.set_down("fsync failed".into());
         assert_eq!(h.report().status, "down");
+    }
+
+    #[test]
+    fn a_stale_assignment_is_degraded_until_cleared() {
+        let h = Health::default();
+        h.set_stale_assignment(Some("partitions of topics not in kafka.topics".into()));
+        let r = h.report();
+        assert_eq!(r.status, "degraded");
+        assert_eq!(r.reasons, vec!["partitions of topics not in kafka.topics"]);
+        h.set_stale_assignment(None);
+        assert_eq!(h.report().status, "ready");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod budget;
 mod headers;
 pub mod reports;
 mod run;
+mod unsubscribed;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::TrySendError;
@@ -240,6 +241,8 @@ const STATISTICS_INTERVAL_MS: &str = "10000";
 pub struct SourceContext {
     /// Set by the rebalance callback; lets the poll loop skip two locks per message.
     changed: std::sync::atomic::AtomicBool,
+    /// Assignments applied so far, empty ones too (`unsubscribed` waits for one).
+    assignments: std::sync::atomic::AtomicU64,
     /// Set on every client error, so the poll loop asks whether it was fatal (the client is
     /// unusable from then on). The callback's code is the cause (e.g. `FencedInstanceId`),
     /// not `Fatal`, so only `Client::fatal_error` tells.
@@ -348,6 +351,8 @@ impl ConsumerContext for SourceContext {
                     tracing::error!(error = %e, "applying an assignment failed");
                 }
                 self.pending.lock().expect("lock").extend(tps_of(tpl));
+                self.assignments
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 self.changed
                     .store(true, std::sync::atomic::Ordering::Release);
             }
@@ -441,6 +446,10 @@ pub struct Source {
     next_forward: Instant,
     /// Messages taken from the queue; `None` only while they are being handled.
     batch: Option<batch::Batch>,
+    /// Assigned partitions of topics not in `kafka.topics`: never fetched (see the module).
+    unsubscribed: unsubscribed::Unsubscribed,
+    /// `SourceContext::assignments` when the poll loop last applied rebalances.
+    assignments_seen: u64,
 }
 
 /// Messages taken from the message queue per call.
@@ -472,6 +481,7 @@ impl Source {
     ) -> Result<Self, SourceError> {
         let ctx = SourceContext {
             changed: Default::default(),
+            assignments: Default::default(),
             errored: Default::default(),
             pending: Default::default(),
             revoked: Default::default(),
@@ -507,6 +517,8 @@ impl Source {
             stopped: HashSet::default(),
             queues: Vec::new(),
             batch: Some(batch::Batch::new(BATCH_MESSAGES_MAX)),
+            unsubscribed: Default::default(),
+            assignments_seen: 0,
         })
     }
 
@@ -531,6 +543,9 @@ impl Source {
                 reason: "failpoint kafka-thread-error".into(),
             }));
             self.apply_rebalances();
+            if self.unsubscribed.rejoin_scheduled() {
+                self.rejoin_if_due()?;
+            }
             self.retry_halted();
             if !self.unreconciled.is_empty() && Instant::now() >= next_reconcile_check {
                 let failed = self.reconcile_pending()?;
@@ -688,6 +703,9 @@ impl Source {
         let ctx = self.consumer.context().clone();
         let revoked: Vec<_> = std::mem::take(&mut *ctx.revoked.lock().expect("lock"));
         for tp in revoked {
+            if self.unsubscribed.revoked(&tp) {
+                continue; // never started: nothing to stop
+            }
             self.parts.remove(&tp);
             self.current = None;
             self.unreconciled.remove(&tp);
@@ -699,7 +717,8 @@ impl Source {
             self.queues.retain(|(q, _)| *q != tp);
             self.ownership.revoked(&tp);
         }
-        let assigned: Vec<_> = std::mem::take(&mut *ctx.pending.lock().expect("lock"));
+        let mut assigned: Vec<_> = std::mem::take(&mut *ctx.pending.lock().expect("lock"));
+        assigned.retain(|tp| !self.unsubscribed.hold_if_foreign(&self.opts.topics, tp));
         for tp in &assigned {
             // Before the partition is sought and resumed (see `batch.rs`).
             self.queues.retain(|(q, _)| q != tp);
@@ -712,6 +731,35 @@ impl Source {
             }
         }
         self.unreconciled.extend(assigned);
+        let assignments = ctx.assignments.load(std::sync::atomic::Ordering::Acquire);
+        let fresh = assignments != self.assignments_seen;
+        self.assignments_seen = assignments;
+        if let Some(unsubscribed::Change::Resolved) =
+            self.unsubscribed.after_rebalance(fresh, Instant::now())
+        {
+            tracing::info!("the group's assignment matches kafka.topics again");
+            self.health.set_stale_assignment(None);
+        }
+    }
+
+    /// Leaves the group and joins again if partitions of other topics are held and the
+    /// rejoin is due (see `unsubscribed`). The revocation and the new assignment arrive
+    /// through the rebalance callback as usual.
+    fn rejoin_if_due(&mut self) -> Result<(), SourceError> {
+        let Some(held) = self.unsubscribed.take_due(Instant::now()) else {
+            return Ok(());
+        };
+        let reason = unsubscribed::reason(
+            &held,
+            &self.opts.topics,
+            self.opts.group_instance_id.as_deref(),
+        );
+        tracing::warn!("{reason}");
+        self.health.set_stale_assignment(Some(reason));
+        self.consumer.unsubscribe();
+        let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topics)?;
+        Ok(())
     }
 
     /// librdkafka reported a fetch offset out of range (it names no partition): every owned

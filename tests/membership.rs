@@ -167,3 +167,68 @@ fn a_joining_member_moves_only_the_partitions_that_change_owner() {
     assert_eq!(log.matches("partition reconciled").count(), 3, "{log}");
     drop(joiner);
 }
+
+/// A static member restarted within its session timeout with a changed `kafka.topics`: the
+/// coordinator hands it its previous assignment without a rebalance (KAFKA-12759, classic
+/// protocol). It must not consume the old topic, must say why, and must end up with the
+/// topic it is configured for, exactly once, well before its session could time out.
+#[test]
+fn a_static_member_restarted_with_other_topics_consumes_the_new_ones() {
+    restart_with_other_topics(false);
+}
+
+/// As above, with the old topic deleted meanwhile: the stale assignment names partitions that
+/// no longer exist (a relay used to retry reconciling them for ever).
+#[test]
+fn a_static_member_whose_old_topic_is_deleted_consumes_the_new_one() {
+    restart_with_other_topics(true);
+}
+
+fn restart_with_other_topics(delete_old: bool) {
+    let tb = testbed();
+    let mut c = common::Case::new("retopic-a");
+    let old_topic = c.cfg.topic.clone();
+    let instance = common::unique("collector");
+    c.cfg.session_timeout_ms = SESSION_LONGER_THAN_LANDING_MS;
+    c.cfg.extra_kafka = format!("group_instance_id = \"{instance}\"\n");
+    c.rewrite();
+    let p = common::producer(tb);
+    let client = common::hdfs(tb);
+    common::produce(&p, &old_topic, 0, 300);
+    let mut relay = spawn_relay(&c.config, None);
+    common::wait_landed(&client, &c.cfg.hdfs_path, 300, LANDING_LIMIT);
+    relay.stop_gracefully(Duration::from_secs(30));
+
+    let new_topic = common::unique("retopic-b");
+    common::create_topic(tb, &new_topic, 3);
+    common::produce(&p, &new_topic, 0, 300);
+    if delete_old {
+        common::delete_topic(tb, &old_topic);
+    } else {
+        // Records of the old topic that only a member still reading it would deliver.
+        common::produce(&p, &old_topic, 300, 400);
+    }
+    let old_path = c.cfg.hdfs_path.clone();
+    c.cfg.topic = new_topic.clone();
+    c.cfg.hdfs_path = format!("/flumen-tests/{new_topic}/out");
+    c.rewrite();
+    let relay = spawn_relay(&c.config, None);
+    let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 300, LANDING_LIMIT);
+    let log = relay.log_text();
+    assert_exactly_once(&landed, 300);
+    let old = common::runtime().block_on(common::read_landed(&client, &old_path));
+    assert_exactly_once(&old, 300);
+    // The stale assignment was seen, named and never consumed.
+    let named = format!("partitions of topics not in kafka.topics [\"{new_topic}\"]");
+    assert!(log.contains(&named), "{log}");
+    assert!(log.contains("KAFKA-12759"), "{log}");
+    assert!(
+        !log.contains(&format!("partition={old_topic}")),
+        "the restarted member worked on its old topic:\n{log}"
+    );
+    assert_eq!(log.matches("partition reconciled").count(), 3, "{log}");
+    assert!(
+        log.contains("assignment matches kafka.topics again"),
+        "{log}"
+    );
+}

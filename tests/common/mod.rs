@@ -792,6 +792,21 @@ pub fn delete_records(tb: &Testbed, topic: &str, partition: i32, before: i64) {
     }
 }
 
+/// Deletes a topic and waits until the broker confirms it.
+pub fn delete_topic(tb: &Testbed, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &tb.kafka)
+        .create()
+        .expect("admin client");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let r = runtime()
+        .block_on(admin.delete_topics(&[topic], &opts))
+        .unwrap_or_else(|e| panic!("Kafka at {} did not answer delete_topics: {e}", tb.kafka));
+    for res in r {
+        res.unwrap_or_else(|(t, e)| panic!("delete topic {t}: {e}"));
+    }
+}
+
 /// Runs the `flumen` binary with `args` (warnings only in its log, no failpoints).
 pub fn flumen(args: &[&str]) -> std::process::Output {
     flumen_with(args, &[])
