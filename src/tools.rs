@@ -18,7 +18,8 @@ use crate::sink::format::Format;
 use crate::source::reports::LoginWatch;
 use crate::source::SourceOptions;
 use crate::wal::frame::Seed;
-use crate::wal::log::{list_segments, scan_segment, segment_path, survey, Damage, WalError};
+use crate::wal::log::{list_segments, segment_path, survey, Damage, Reading, WalError};
+use crate::wal::survey::scan;
 use crate::wal::{ChainHole, Gaps, MissingSegments, TopicPartition};
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +128,7 @@ pub struct CheckReport {
 /// gaps: missing segment ids and holes in each partition's offset chain.
 pub fn wal_check(dir: &Path) -> Result<CheckReport, ToolError> {
     let mut spans: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
-    let found = survey(dir, |_, f| {
+    let found = survey(dir, Reading::Live, |_, f| {
         let e = spans
             .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
             .or_insert((f.batch.start_offset, f.batch.last_offset));
@@ -157,6 +158,12 @@ pub fn wal_check(dir: &Path) -> Result<CheckReport, ToolError> {
     }
     for id in &found.free {
         text += &format!("file {id:020}.free: a trimmed segment's file kept for reuse\n");
+    }
+    for id in &found.trimmed_while_read {
+        text += &format!(
+            "segment {id:020}: trimmed by the running relay while this check read it (its \
+             batches are in HDFS; not damage)\n"
+        );
     }
     text += &damage_lines(&found.damage, &found.segments);
     text += &gap_lines(&gaps);
@@ -255,7 +262,7 @@ pub fn dump(dir: &Path, f: &DumpFilter, out: &mut impl Write) -> Result<(), Tool
     let mut line = Vec::new();
     let mut result = Ok(());
     for id in list_segments(dir)? {
-        scan_segment(&segment_path(dir, id), id, |frame| {
+        scan(&segment_path(dir, id), id, Reading::Live, |frame| {
             let b = frame.batch;
             if f.topic.as_ref().is_some_and(|t| *t != b.topic)
                 || f.partition.is_some_and(|p| p != b.partition)
@@ -327,7 +334,7 @@ pub async fn offsets(config: &Settings) -> Result<(Vec<OffsetsRow>, Vec<String>)
     }
     // Channel.
     if config.channel.dir.exists() {
-        let found = survey(&config.channel.dir, |_, f| {
+        let found = survey(&config.channel.dir, Reading::Live, |_, f| {
             let r = rows
                 .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
                 .or_default();

@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use flumen::wal::frame::Seed;
 use flumen::wal::log::{
-    list_segments, segment_path, survey, END_MARKER, SEGMENT_HEADER_BYTES, SEGMENT_VERSION,
+    list_segments, segment_path, survey, Reading, Survey, WalError, END_MARKER,
+    SEGMENT_HEADER_BYTES, SEGMENT_VERSION,
 };
 use flumen::wal::segment::segment_header;
 use flumen::wal::{
@@ -375,7 +376,7 @@ fn check_state(model: &Model, wal: &Wal, dir: &Path) -> Result<(), TestCaseError
     let model_ids: Vec<u64> = model.segments.keys().copied().collect();
     prop_assert_eq!(&ids, &model_ids, "segment files on disk");
     // Trimming never makes a segment look lost: ids stay contiguous (placeholders).
-    let found = survey(dir, |_, _| {}).expect("survey");
+    let found = survey(dir, Reading::Exclusive, |_, _| {}).expect("survey");
     prop_assert!(found.gaps().missing.is_empty(), "{:?}", found.gaps());
     prop_assert_eq!(wal.index.segment_count(), model_ids.len());
     prop_assert_eq!(wal.index.active_segment(), model.active);
@@ -1233,6 +1234,52 @@ fn a_reused_file_never_yields_its_old_frames() {
     );
     assert!(report.text.contains("kept for reuse"), "{}", report.text);
     assert_eq!(wal.index.bytes_total(), wal_bytes_on_disk(dir.path()));
+}
+
+/// A tool surveys a channel while its relay trims and reuses segments: on the first frame it
+/// reads, segments 1-4 are trimmed into the pool and segment 1's file, still open in the
+/// survey, is rewritten as segment 6 with frames sealed for its new id.
+fn survey_while_recycling(reading: Reading) -> Result<Survey, WalError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(v(dir.path(), 2000, 2)).expect("open");
+    let mut next = 0;
+    while wal.index.active_segment() < 5 {
+        wal.writer.append(&[encode(&batch(0, next, 6))]).unwrap();
+        next += 6;
+    }
+    let mut done = false;
+    survey(dir.path(), reading, |id, _| {
+        if done {
+            return;
+        }
+        done = true;
+        assert_eq!(id, 1);
+        let active = wal.index.active_segment();
+        wal.index.trim(active, |_, _| true).expect("trim");
+        // Same-sized frames: each lands where one of segment 1's lay.
+        while wal.index.active_segment() < 6 || read_all(&wal.index).len() < 8 {
+            wal.writer.append(&[encode(&batch(0, next, 6))]).unwrap();
+            next += 6;
+        }
+        assert!(!segment_path(dir.path(), 1).exists());
+    })
+}
+
+#[test]
+fn a_live_survey_takes_segments_trimmed_under_it_as_trimmed_not_damage_or_missing() {
+    let found = survey_while_recycling(Reading::Live).expect("a live survey never fails on it");
+    assert!(found.damage.is_empty(), "{:?}", found.damage);
+    assert!(found.gaps().missing.is_empty(), "{:?}", found.gaps());
+    // 1 was read while reused (its later frames no longer verify); 2-4 were gone when opened.
+    assert_eq!(found.trimmed_while_read, vec![1, 2, 3, 4]);
+    assert!(
+        found.segments.contains_key(&5),
+        "{:?}",
+        found.segments.keys()
+    );
+    // Read with the channel's lock held, the same race would be a failure.
+    let exclusive = survey_while_recycling(Reading::Exclusive);
+    assert!(exclusive.is_err(), "{:?}", exclusive.map(|s| s.damage));
 }
 
 #[test]

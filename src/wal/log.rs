@@ -13,9 +13,10 @@ use super::gaps::Gaps;
 pub use super::index::WalIndex;
 pub use super::segment::{
     check_segment_header, list_segments, placeholder_path, read_frame_at, scan_segment,
-    segment_path, survey, Damage, ScannedFrame, SegmentInfo, Survey, END_MARKER,
-    SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION,
+    segment_path, Damage, ScannedFrame, SegmentInfo, END_MARKER, SEGMENT_HEADER_BYTES,
+    SEGMENT_MAGIC, SEGMENT_VERSION,
 };
+pub use super::survey::{survey, Reading, Survey};
 pub use super::writer::{disk_free_bytes, WalWriter};
 use super::TopicPartition;
 

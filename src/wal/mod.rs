@@ -17,6 +17,7 @@ pub mod log;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
+pub mod survey;
 pub mod view;
 pub mod writer;
 

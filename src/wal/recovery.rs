@@ -12,7 +12,8 @@ use std::sync::Arc;
 use super::gaps::Gaps;
 use super::index::{remove_if_present, WalIndex};
 use super::log::{io_err, Wal, WalError, WalOptions};
-use super::segment::{free_path, placeholder_path, segment_path, survey, Survey};
+use super::segment::{free_path, placeholder_path, segment_path};
+use super::survey::{survey, Reading, Survey};
 use super::writer::WalWriter;
 
 impl Wal {
@@ -24,7 +25,7 @@ impl Wal {
         let dir = opts.dir.clone();
         create_private_dir(&dir)?;
         let lock = lock_dir(&dir)?;
-        let mut found = survey(&dir, |_, _| {})?;
+        let mut found = survey(&dir, Reading::Exclusive, |_, _| {})?;
         tidy_unfinished(&dir, &mut found)?;
         let gaps = found.gaps();
         log_gaps(&gaps);

@@ -3,7 +3,7 @@
 //! Everything here is read-only; only `writer.rs`, `index.rs` and `recovery.rs` create,
 //! rename, truncate or delete channel files.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -154,6 +154,9 @@ pub struct SegmentScan {
     pub file_len: u64,
     /// What the segment's frames are bound to (its header's version says).
     pub seed: Seed,
+    /// The inode read: a live channel's reader compares it to the path's afterwards
+    /// (`survey::Reading::Live`).
+    pub ino: u64,
     /// Damaged ranges, in file order; intact frames between and after them were kept.
     pub damage: Vec<Damage>,
     /// No longer than its header and without a valid one: what a crash or a full disk inside
@@ -171,9 +174,11 @@ pub fn scan_segment(
     mut on_frame: impl FnMut(ScannedFrame<'_>),
 ) -> Result<SegmentScan, WalError> {
     let mut file = File::open(path).map_err(io_err(path))?;
-    let file_len = file.metadata().map_err(io_err(path))?.len();
+    let meta = file.metadata().map_err(io_err(path))?;
+    let file_len = meta.len();
     let mut scan = SegmentScan {
         file_len,
+        ino: std::os::unix::fs::MetadataExt::ino(&meta),
         ..Default::default()
     };
     let damage = |start: u64, end: u64, reason: String, after: Option<(String, i64)>| Damage {
@@ -433,70 +438,5 @@ impl SegmentInfo {
             Some(r) if r.1 + 1 == start => r.1 = last,
             _ => ranges.push((start, last)),
         }
-    }
-}
-
-/// A read-only scan of a whole channel directory: what `Wal::open`, `wal check` and `offsets`
-/// all start from.
-#[derive(Debug, Default)]
-pub struct Survey {
-    pub segments: BTreeMap<u64, SegmentInfo>,
-    pub placeholders: BTreeSet<u64>,
-    /// Trimmed segment files kept for reuse (`*.free`).
-    pub free: BTreeSet<u64>,
-    /// Segments left unfinished by a crash or a full disk during creation (never damage).
-    pub unfinished: Vec<u64>,
-    pub damage: Vec<Damage>,
-    pub batches: u64,
-}
-
-/// Scans every segment of `dir`, calling `on_frame(segment id, frame)` for each intact frame.
-pub fn survey(
-    dir: &Path,
-    mut on_frame: impl FnMut(u64, &ScannedFrame),
-) -> Result<Survey, WalError> {
-    let listing = list_dir(dir)?;
-    let mut out = Survey {
-        placeholders: listing.placeholders,
-        free: listing.free,
-        ..Default::default()
-    };
-    for id in listing.segments {
-        let path = segment_path(dir, id);
-        let mut info = SegmentInfo {
-            path: path.clone(),
-            ..Default::default()
-        };
-        let scan = scan_segment(&path, id, |f| {
-            out.batches += 1;
-            let tp = TopicPartition::new(f.batch.topic, f.batch.partition);
-            info.add(&tp, f.batch.start_offset, f.batch.last_offset);
-            on_frame(id, &f);
-        })?;
-        if scan.unfinished {
-            out.unfinished.push(id);
-            continue;
-        }
-        info.durable_len = scan.end.max(SEGMENT_HEADER_BYTES);
-        info.file_len = scan.file_len;
-        info.seed = scan.seed;
-        info.damaged = scan
-            .damage
-            .iter()
-            .map(|d| (d.byte_start, d.byte_end))
-            .collect();
-        out.damage.extend(scan.damage);
-        out.segments.insert(id, info);
-    }
-    Ok(out)
-}
-
-impl Survey {
-    /// Missing segments and holes in partitions' offset chains (`wal-format.md` §4.1).
-    /// An unfinished segment stands for its id like a placeholder: it never held a batch.
-    pub fn gaps(&self) -> super::gaps::Gaps {
-        let mut present = self.placeholders.clone();
-        present.extend(self.unfinished.iter().copied());
-        super::gaps::find_gaps(&self.segments, &present)
     }
 }
