@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,19 +16,42 @@ use crate::shutdown::Shutdown;
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the process-wide Prometheus recorder once and returns its handle.
+/// How often histogram samples are folded into their buckets. The recorder keeps every sample
+/// (16 bytes each, measured) until then; before this existed only a scrape of `/metrics` folded
+/// them, so a relay nobody scraped grew without bound: about 500 samples (fsyncs, HDFS calls)
+/// per million events at the e2e bench's settings, some 700 MiB a day at 1M events/s, more
+/// with small files.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the process-wide Prometheus recorder once and returns its handle; starts its
+/// upkeep.
 pub fn recorder() -> PrometheusHandle {
     RECORDER
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.6, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ])
                 .expect("static bucket list is non-empty")
                 .install_recorder()
-                .expect("no other metrics recorder is installed")
+                .expect("no other metrics recorder is installed");
+            spawn_upkeep(handle.clone());
+            handle
         })
         .clone()
+}
+
+/// Folds histogram samples into buckets every `UPKEEP_INTERVAL`, on a thread of its own for
+/// the life of the process: the recorder is process-wide and never uninstalled, so this loop
+/// never ends. (`install_recorder`, unlike the builder's HTTP listener, starts no upkeep.)
+fn spawn_upkeep(handle: PrometheusHandle) {
+    std::thread::Builder::new()
+        .name("flumen-metrics".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        })
+        .expect("spawning the metrics upkeep thread");
 }
 
 #[derive(Clone)]

@@ -47,14 +47,21 @@ fn wait_log(relay: &Relay, needle: &str, count: usize, limit: Duration) {
     }
 }
 
-#[test]
-fn static_member_restarted_after_kill9_takes_its_partitions_back_exactly_once() {
-    let tb = testbed();
-    let mut c = common::Case::new("static");
+/// A case whose relay is a static member with its own `kafka.group_instance_id` (returned) and a
+/// session longer than any landing wait.
+fn static_member(prefix: &str) -> (common::Case, String) {
+    let mut c = common::Case::new(prefix);
     let instance = common::unique("collector");
     c.cfg.session_timeout_ms = SESSION_LONGER_THAN_LANDING_MS;
     c.cfg.extra_kafka = format!("group_instance_id = \"{instance}\"\n");
     c.rewrite();
+    (c, instance)
+}
+
+#[test]
+fn static_member_restarted_after_kill9_takes_its_partitions_back_exactly_once() {
+    let tb = testbed();
+    let (c, instance) = static_member("static");
     let p = common::producer(tb);
     let client = common::hdfs(tb);
     common::produce(&p, &c.cfg.topic, 0, 1500);
@@ -186,12 +193,8 @@ fn a_static_member_whose_old_topic_is_deleted_consumes_the_new_one() {
 
 fn restart_with_other_topics(delete_old: bool) {
     let tb = testbed();
-    let mut c = common::Case::new("retopic-a");
+    let (mut c, _) = static_member("retopic-a");
     let old_topic = c.cfg.topic.clone();
-    let instance = common::unique("collector");
-    c.cfg.session_timeout_ms = SESSION_LONGER_THAN_LANDING_MS;
-    c.cfg.extra_kafka = format!("group_instance_id = \"{instance}\"\n");
-    c.rewrite();
     let p = common::producer(tb);
     let client = common::hdfs(tb);
     common::produce(&p, &old_topic, 0, 300);
