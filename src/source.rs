@@ -410,6 +410,19 @@ const FRAME_CAPACITY_FIRST: usize = 4096;
 /// Room past the previous frame's size, as a fraction (1/16) of it.
 const FRAME_HEADROOM: usize = 16;
 
+/// `n` rounded up to one of four sizes per power of two (1, 1.25, 1.5 or 1.75 x 2^k), at
+/// least `FRAME_CAPACITY_FIRST`. Frames of nearly the same length then take buffers of
+/// exactly the same size, so the space a freed one leaves fits the next: with a size per
+/// frame, malloc kept the holes as slack and a backlog instance's RSS grew by 20 MiB while
+/// its heap in use stayed at 10-16 MB.
+fn size_class(n: usize) -> usize {
+    if n <= FRAME_CAPACITY_FIRST {
+        return FRAME_CAPACITY_FIRST;
+    }
+    let step = (1usize << n.ilog2()) / 4;
+    n.div_ceil(step) * step
+}
+
 /// The poll-thread state. `run` owns it on a dedicated OS thread.
 pub struct Source {
     opts: SourceOptions,
@@ -1081,7 +1094,7 @@ impl Source {
                 source,
             })?;
         let len = frame.bytes.len();
-        st.frame_capacity = (len + len / FRAME_HEADROOM).max(FRAME_CAPACITY_FIRST);
+        st.frame_capacity = size_class(len + len / FRAME_HEADROOM);
         events::records_consumed(tp, frame.records, p.bytes as u64);
         self.outbox.push_back(EncodedBatch {
             tp: tp.clone(),
@@ -1169,6 +1182,21 @@ fn single(tp: &TopicPartition, offset: Option<i64>) -> TopicPartitionList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_buffers_come_in_four_sizes_per_power_of_two() {
+        assert_eq!(size_class(1), FRAME_CAPACITY_FIRST);
+        assert_eq!(size_class(4096), 4096);
+        assert_eq!(size_class(4097), 5120);
+        // Frames of 1.44-1.5 MB plus headroom all take 1.5 MiB or 1.75 MiB.
+        assert_eq!(size_class(1_530_000), 3 << 19);
+        assert_eq!(size_class(3 << 19), 3 << 19);
+        assert_eq!(size_class((3 << 19) + 1), 7 << 18);
+        for n in [4097, 100_000, 1_530_000, 70_000_000] {
+            let c = size_class(n);
+            assert!(c >= n && c - n <= n / 4, "{n} -> {c}");
+        }
+    }
 
     fn opts(properties: &[(&str, &str)], group_instance_id: Option<&str>) -> SourceOptions {
         SourceOptions {
