@@ -247,8 +247,12 @@ impl Model {
 
     /// `Wal::open` names the active segment after the highest existing id but creates nothing
     /// (the first append does); the follower starts over from the oldest segment.
-    fn open(&mut self) {
-        self.active = self.segments.keys().next_back().map_or(1, |k| k + 1);
+    /// A reopen. The next segment id is above every segment and every file kept for reuse
+    /// (`pooled`, listed before the open, which may unlink some): a reused file's old frames
+    /// are bound to ids below its new one (`wal-format.md` §5).
+    fn open(&mut self, pooled: &[u64]) {
+        let newest = self.segments.keys().chain(pooled).max();
+        self.active = newest.map_or(1, |k| k + 1);
         self.followed = None;
     }
 
@@ -402,7 +406,7 @@ fn run_model(ops: &[Op]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut model = Model::new(SEGMENT_BYTES_MAX);
     let mut wal = Wal::open(opts(dir.path(), SEGMENT_BYTES_MAX)).expect("open");
-    model.open();
+    model.open(&[]);
     let mut follower = WalReader::new(wal.index.clone());
     check_state(&model, &wal, dir.path())?;
 
@@ -435,8 +439,9 @@ fn run_model(ops: &[Op]) -> Result<(), TestCaseError> {
                 drop(follower);
                 drop(wal);
                 let recoverable = model.expected().len() as u64;
+                let pooled = pool_files(dir.path());
                 wal = Wal::open(opts(dir.path(), SEGMENT_BYTES_MAX)).expect("reopen");
-                model.open();
+                model.open(&pooled);
                 prop_assert!(
                     wal.damage.is_empty(),
                     "clean log reported damage: {:?}",
