@@ -235,3 +235,55 @@ fn restart_with_other_topics(delete_old: bool) {
         "{log}"
     );
 }
+
+/// Two static members restarted with other topics. The follower comes back first and is
+/// handed its share of the old topic; unlike the leader, it cannot make the group rebalance
+/// by rejoining (KAFKA-12759), so it must leave. The new topic lands exactly once.
+#[test]
+fn two_static_members_restarted_with_other_topics_share_the_new_one() {
+    let tb = testbed();
+    let (mut c, _) = static_member("retopic-2a");
+    let old_topic = c.cfg.topic.clone();
+    let work = common::workdir();
+    let mut second = c.cfg.clone();
+    second.channel = work.path().join("channel-2");
+    second.extra_kafka = format!("group_instance_id = \"{}\"\n", common::unique("collector"));
+    let second_path = work.path().join("second.toml");
+    second.write(tb, &second_path);
+    let p = common::producer(tb);
+    let client = common::hdfs(tb);
+    common::produce(&p, &old_topic, 0, 300);
+    let mut first = spawn_relay(&c.config, None);
+    let mut other = spawn_relay(&second_path, None);
+    common::wait_landed(&client, &c.cfg.hdfs_path, 300, LANDING_LIMIT);
+    wait_log(&other, "partition reconciled", 1, Duration::from_secs(60));
+    first.stop_gracefully(Duration::from_secs(30));
+    other.stop_gracefully(Duration::from_secs(30));
+
+    let new_topic = common::unique("retopic-2b");
+    common::create_topic(tb, &new_topic, 3);
+    common::produce(&p, &new_topic, 0, 300);
+    let new_path = format!("/flumen-tests/{new_topic}/out");
+    for (cfg, path) in [(&mut c.cfg, &c.config), (&mut second, &second_path)] {
+        cfg.topic = new_topic.clone();
+        cfg.hdfs_path = new_path.clone();
+        cfg.write(tb, path);
+    }
+    // The member that joined second (a follower: the group's leader is its first member)
+    // comes back first, into a Stable group that hands it its old partitions.
+    let other = spawn_relay(&second_path, None);
+    wait_log(
+        &other,
+        "partitions of topics not in kafka.topics",
+        1,
+        Duration::from_secs(60),
+    );
+    let first = spawn_relay(&c.config, None);
+    let landed = common::wait_landed(&client, &new_path, 300, LANDING_LIMIT);
+    let logs = format!("{}\n{}", first.log_text(), other.log_text());
+    assert_exactly_once(&landed, 300);
+    assert!(
+        !logs.contains(&format!("partition={old_topic}")),
+        "a restarted member worked on the old topic:\n{logs}"
+    );
+}
