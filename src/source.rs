@@ -310,6 +310,12 @@ impl SourceContext {
     }
 }
 
+/// Subscribes to `topics` (`kafka.topics`), at start and when rejoining the group.
+fn subscribe(consumer: &KafkaConsumer, topics: &[String]) -> Result<(), KafkaError> {
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)
+}
+
 fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements()
         .iter()
@@ -506,8 +512,7 @@ impl Source {
             .client_config()
             .create_with_context(ctx)
             .map_err(|e| SourceError::Client(opts.redact(&e.to_string())))?;
-        let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
+        subscribe(&consumer, &opts.topics)?;
         let consumer = Arc::new(consumer);
         Ok(Self {
             messages: MessageQueue::new(&consumer),
@@ -747,9 +752,7 @@ impl Source {
         let assignments = ctx.assignments.load(std::sync::atomic::Ordering::Acquire);
         let fresh = assignments != self.assignments_seen;
         self.assignments_seen = assignments;
-        if let Some(unsubscribed::Change::Resolved) =
-            self.unsubscribed.after_rebalance(fresh, Instant::now())
-        {
+        if self.unsubscribed.after_rebalance(fresh, Instant::now()) {
             tracing::info!("the group's assignment matches kafka.topics again");
             self.health.set_stale_assignment(None);
         }
@@ -770,8 +773,7 @@ impl Source {
         tracing::warn!("{reason}");
         self.health.set_stale_assignment(Some(reason));
         self.consumer.unsubscribe();
-        let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
-        self.consumer.subscribe(&topics)?;
+        subscribe(&self.consumer, &self.opts.topics)?;
         Ok(())
     }
 

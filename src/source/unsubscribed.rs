@@ -23,14 +23,6 @@ use crate::wal::TopicPartition;
 /// each one rebalances the whole group.
 const REJOIN_RETRY: Duration = Duration::from_secs(30);
 
-/// Whether a rebalance left `Unsubscribed` with a decision for the poll loop.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Change {
-    /// An assignment without partitions of other topics arrived after some had been held:
-    /// the group's assignment matches `kafka.topics` again.
-    Resolved,
-}
-
 /// The partitions held of topics not in `kafka.topics`, and when to leave and join again.
 #[derive(Debug, Default)]
 pub(super) struct Unsubscribed {
@@ -58,8 +50,10 @@ impl Unsubscribed {
 
     /// After a rebalance was applied; `assigned` says whether it brought an assignment (even
     /// an empty one). Schedules a rejoin for partitions held, at once the first time and
-    /// `REJOIN_RETRY` later after one was made.
-    pub fn after_rebalance(&mut self, assigned: bool, now: Instant) -> Option<Change> {
+    /// `REJOIN_RETRY` later after one was made. True when an assignment without partitions of
+    /// other topics arrived after some had been held: the group's assignment matches
+    /// `kafka.topics` again.
+    pub fn after_rebalance(&mut self, assigned: bool, now: Instant) -> bool {
         if !self.held.is_empty() {
             if self.rejoin_at.is_none() {
                 let wait = if self.rejoined {
@@ -69,14 +63,14 @@ impl Unsubscribed {
                 };
                 self.rejoin_at = Some(now + wait);
             }
-            return None;
+            return false;
         }
         if assigned && self.rejoined {
             self.rejoined = false;
             self.rejoin_at = None;
-            return Some(Change::Resolved);
+            return true;
         }
-        None
+        false
     }
 
     /// Whether a rejoin may be due (no clock read): the poll loop asks per turn.
@@ -148,28 +142,28 @@ mod tests {
         let topics = vec!["b".to_string()];
         let t0 = Instant::now();
         let mut u = Unsubscribed::default();
-        assert_eq!(u.after_rebalance(true, t0), None);
+        assert!(!u.after_rebalance(true, t0));
         assert!(!u.rejoin_scheduled(), "nothing held, nothing to do");
 
         u.hold_if_foreign(&topics, &tp("a", 1));
-        assert_eq!(u.after_rebalance(true, t0), None);
+        assert!(!u.after_rebalance(true, t0));
         assert!(u.rejoin_scheduled());
         assert_eq!(u.take_due(t0), Some(vec![tp("a", 1)]));
         assert_eq!(u.take_due(t0), None, "one rejoin per schedule");
 
         // Leaving revokes everything; that is not yet a matching assignment.
         assert!(u.revoked(&tp("a", 1)));
-        assert_eq!(u.after_rebalance(false, t0), None);
+        assert!(!u.after_rebalance(false, t0));
         // The rejoin got the old topic again: the next waits REJOIN_RETRY.
         u.hold_if_foreign(&topics, &tp("a", 1));
-        assert_eq!(u.after_rebalance(true, t0), None);
+        assert!(!u.after_rebalance(true, t0));
         assert_eq!(u.take_due(t0 + REJOIN_RETRY / 2), None);
         assert!(u.take_due(t0 + REJOIN_RETRY).is_some());
 
         u.revoked(&tp("a", 1));
-        assert_eq!(u.after_rebalance(true, t0), Some(Change::Resolved));
+        assert!(u.after_rebalance(true, t0), "resolved");
         assert!(!u.rejoin_scheduled());
-        assert_eq!(u.after_rebalance(true, t0), None, "resolved once");
+        assert!(!u.after_rebalance(true, t0), "resolved once");
     }
 
     #[test]

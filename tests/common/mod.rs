@@ -132,11 +132,16 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-pub fn create_topic(tb: &Testbed, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+/// An admin client of the testbed's Kafka.
+fn admin(tb: &Testbed) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
         .set("bootstrap.servers", &tb.kafka)
         .create()
-        .expect("admin client");
+        .expect("admin client")
+}
+
+pub fn create_topic(tb: &Testbed, name: &str, partitions: i32) {
+    let admin = admin(tb);
     let rt = runtime();
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -587,10 +592,7 @@ impl Case {
 /// Creates a topic with topic-level configs, e.g. `max.message.bytes` for records above the
 /// broker's default 1 MB limit.
 pub fn create_topic_with(tb: &Testbed, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &tb.kafka)
-        .create()
-        .expect("admin client");
+    let admin = admin(tb);
     let rt = runtime();
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for (k, v) in configs {
@@ -774,12 +776,7 @@ pub fn metric_value(body: &str, name: &str) -> Option<f64> {
 
 /// Moves a partition's log start to `before`, as retention would.
 pub fn delete_records(tb: &Testbed, topic: &str, partition: i32, before: i64) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &tb.kafka)
-        .create()
-        .unwrap();
+    let admin = admin(tb);
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(before))
         .unwrap();
@@ -794,10 +791,7 @@ pub fn delete_records(tb: &Testbed, topic: &str, partition: i32, before: i64) {
 
 /// Deletes a topic and waits until the broker confirms it.
 pub fn delete_topic(tb: &Testbed, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &tb.kafka)
-        .create()
-        .expect("admin client");
+    let admin = admin(tb);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let r = runtime()
         .block_on(admin.delete_topics(&[topic], &opts))
