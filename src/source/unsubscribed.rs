@@ -50,9 +50,10 @@ impl Unsubscribed {
 
     /// After a rebalance was applied; `assigned` says whether it brought an assignment (even
     /// an empty one). Schedules a rejoin for partitions held, at once the first time and
-    /// `REJOIN_RETRY` later after one was made. True when an assignment without partitions of
-    /// other topics arrived after some had been held: the group's assignment matches
-    /// `kafka.topics` again.
+    /// `REJOIN_RETRY` later after one was made. An assignment without partitions of other
+    /// topics drops any rejoin scheduled, whether ours or the group's own rebalance brought
+    /// it; true if a rejoin had been made (`/health` was degraded): the group's assignment
+    /// matches `kafka.topics` again.
     pub fn after_rebalance(&mut self, assigned: bool, now: Instant) -> bool {
         if !self.held.is_empty() {
             if self.rejoin_at.is_none() {
@@ -65,12 +66,12 @@ impl Unsubscribed {
             }
             return false;
         }
-        if assigned && self.rejoined {
-            self.rejoined = false;
-            self.rejoin_at = None;
-            return true;
+        if !assigned {
+            return false;
         }
-        false
+        // The group moved the held partitions away on its own: no rejoin is needed.
+        self.rejoin_at = None;
+        std::mem::take(&mut self.rejoined)
     }
 
     /// Whether a rejoin may be due (no clock read): the poll loop asks per turn.
@@ -84,6 +85,9 @@ impl Unsubscribed {
             return None;
         }
         self.rejoin_at = None;
+        if self.held.is_empty() {
+            return None; // revoked meanwhile: the group is rebalancing already
+        }
         self.rejoined = true;
         Some(self.held.iter().cloned().collect())
     }
@@ -164,6 +168,32 @@ mod tests {
         assert!(u.after_rebalance(true, t0), "resolved");
         assert!(!u.rejoin_scheduled());
         assert!(!u.after_rebalance(true, t0), "resolved once");
+    }
+
+    #[test]
+    fn partitions_the_group_moves_away_before_the_rejoin_need_none() {
+        let topics = vec!["b".to_string()];
+        let t0 = Instant::now();
+        let mut u = Unsubscribed::default();
+        u.hold_if_foreign(&topics, &tp("a", 0));
+        assert!(!u.after_rebalance(true, t0));
+        // Another member's join revokes everything before the poll loop makes the rejoin.
+        assert!(u.revoked(&tp("a", 0)));
+        assert!(!u.after_rebalance(false, t0));
+        assert_eq!(u.take_due(t0), None, "nothing held: no rejoin");
+        assert!(!u.after_rebalance(true, t0), "never degraded, nothing to resolve");
+
+        // Held again, a retry scheduled after a rejoin; then moved away by the group.
+        u.hold_if_foreign(&topics, &tp("a", 0));
+        assert!(!u.after_rebalance(true, t0));
+        assert!(u.take_due(t0).is_some());
+        u.hold_if_foreign(&topics, &tp("a", 0));
+        assert!(!u.after_rebalance(true, t0));
+        assert!(u.rejoin_scheduled());
+        u.revoked(&tp("a", 0));
+        assert!(u.after_rebalance(true, t0), "resolved by the group's own rebalance");
+        assert!(!u.rejoin_scheduled(), "the retry is dropped");
+        assert_eq!(u.take_due(t0 + REJOIN_RETRY), None);
     }
 
     #[test]
