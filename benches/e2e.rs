@@ -932,6 +932,21 @@ fn main() {
         drain.wall_s / floor_s,
         raw_relay.wall_s / floor_s,
     );
+    let flow_max = cores() * bench.n as f64 / live_busy.core_s.max(1e-9);
+    println!(
+        "while data flows, at live's machine CPU per event and every core busy, live/drain \
+         could reach {:.2}",
+        drain.mid_rate.map_or(f64::NAN, |d| flow_max / d),
+    );
+    println!(
+        "the ceiling of any relay here, the raw relay (no channel, no commit): raw relay/drain \
+         = {:.2} whole, {:.2} while data flows; raw relay/raw poll = {:.2} whole, {:.2} while \
+         data flows",
+        drain.wall_s / raw_relay.wall_s,
+        mid(&raw_relay, &drain),
+        raw_poll.wall_s / raw_relay.wall_s,
+        mid(&raw_relay, &raw_poll),
+    );
     for (i, (rss, bytes)) in filled.iter().enumerate() {
         println!(
             "backlog instance {i} (NameNode down): channel {:.0} MiB, peak RSS {rss} MiB",
