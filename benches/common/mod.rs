@@ -72,13 +72,19 @@ pub fn process_cpu_s(pid: i32) -> Option<f64> {
 
 /// User plus system CPU seconds from a `stat` file of `/proc` (a process's or a thread's).
 pub fn stat_cpu_s(path: &str) -> Option<f64> {
+    stat_times_s(path).map(|(user, system)| user + system)
+}
+
+/// User and system CPU seconds, apart, from a `stat` file of `/proc`.
+pub fn stat_times_s(path: &str) -> Option<(f64, f64)> {
     let stat = fs::read_to_string(path).ok()?;
     // Fields after the command name, which may hold spaces: state is field 3, utime 14.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / clock_ticks_per_s())
+    let tick = clock_ticks_per_s();
+    Some((utime as f64 / tick, stime as f64 / tick))
 }
 
 /// The peak resident set of a live process, in KiB.

@@ -181,7 +181,10 @@ mod tests {
         assert!(u.revoked(&tp("a", 0)));
         assert!(!u.after_rebalance(false, t0));
         assert_eq!(u.take_due(t0), None, "nothing held: no rejoin");
-        assert!(!u.after_rebalance(true, t0), "never degraded, nothing to resolve");
+        assert!(
+            !u.after_rebalance(true, t0),
+            "never degraded, nothing to resolve"
+        );
 
         // Held again, a retry scheduled after a rejoin; then moved away by the group.
         u.hold_if_foreign(&topics, &tp("a", 0));
@@ -191,7 +194,10 @@ mod tests {
         assert!(!u.after_rebalance(true, t0));
         assert!(u.rejoin_scheduled());
         u.revoked(&tp("a", 0));
-        assert!(u.after_rebalance(true, t0), "resolved by the group's own rebalance");
+        assert!(
+            u.after_rebalance(true, t0),
+            "resolved by the group's own rebalance"
+        );
         assert!(!u.rejoin_scheduled(), "the retry is dropped");
         assert_eq!(u.take_due(t0 + REJOIN_RETRY), None);
     }
