@@ -741,9 +741,15 @@ fn stop(child: &Child) {
 /// (MiB) and channel bytes. Both instances are killed with SIGKILL, as a crash would.
 fn backlog(bench: &Bench, relays: &[&Flumen]) -> Vec<(u64, u64)> {
     let mut children: Vec<Child> = relays.iter().map(|f| f.spawn("run")).collect();
-    // They consume only after reconciling with HDFS: wait for both to start before nn-stop.
+    // A partition the ledger has never seen starts only once HDFS has fixed its start: wait
+    // until both have every partition reconciled before nn-stop (1,000 partitions take a
+    // while; stopping at the first append left hundreds that never consumed).
     for (f, c) in relays.iter().zip(children.iter_mut()) {
         f.wait_for(c, "flumen_channel_bytes_appended_total", 1);
+        while f.counter("flumen_partitions_unreconciled") > 0.0 {
+            assert!(c.try_wait().unwrap().is_none(), "flumen run exited");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     testbed("nn-stop");
     let mut out = Vec::new();

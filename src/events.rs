@@ -42,6 +42,13 @@ pub fn error(code: ErrorCode) {
     counter!("flumen_errors_total", "code" => code.as_str()).increment(1);
 }
 
+/// Assigned partitions waiting for their start from HDFS (their reconciliation with the
+/// ledger), those consuming from a provisional start included: with HDFS down, a partition
+/// the ledger has never seen cannot start at all.
+pub fn partitions_unreconciled(n: usize) {
+    gauge!("flumen_partitions_unreconciled").set(n as f64);
+}
+
 pub fn records_consumed(tp: &TopicPartition, records: u64, bytes: u64) {
     let labels = [
         ("topic", tp.topic.clone()),

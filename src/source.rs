@@ -469,6 +469,8 @@ pub struct Source {
     unsubscribed: unsubscribed::Unsubscribed,
     /// `SourceContext::assignments` when the poll loop last applied rebalances.
     assignments_seen: u64,
+    /// `unreconciled.len()` as last published (`flumen_partitions_unreconciled`).
+    unreconciled_published: Option<usize>,
 }
 
 /// Messages taken from the message queue per call.
@@ -537,6 +539,7 @@ impl Source {
             batch: Some(batch::Batch::new(BATCH_MESSAGES_MAX)),
             unsubscribed: Default::default(),
             assignments_seen: 0,
+            unreconciled_published: None,
         })
     }
 
@@ -569,6 +572,7 @@ impl Source {
                 let failed = self.reconcile_pending()?;
                 next_reconcile_check = Instant::now() + reconcile_check_after(failed);
             }
+            self.publish_unreconciled();
             self.wait_for_writer()?;
             self.flow_control();
             self.forward_due(Instant::now());
@@ -755,6 +759,15 @@ impl Source {
         if self.unsubscribed.after_rebalance(fresh, Instant::now()) {
             tracing::info!("the group's assignment matches kafka.topics again");
             self.health.set_stale_assignment(None);
+        }
+    }
+
+    /// Publishes how many assigned partitions wait for their start from HDFS, when it changed.
+    fn publish_unreconciled(&mut self) {
+        let n = self.unreconciled.len();
+        if self.unreconciled_published != Some(n) {
+            self.unreconciled_published = Some(n);
+            events::partitions_unreconciled(n);
         }
     }
 

@@ -224,9 +224,26 @@ fn namenode_down_at_start_still_fills_the_channel() {
         "nothing was consumed while HDFS was down at start ({before} batches before, {batches} after)"
     );
     assert!(relay_alive(&relay));
+    // Every partition still waits for its start from HDFS, the consuming one included.
+    assert_eq!(unreconciled(&c.metrics), 3.0);
     drop(restore);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 1500, Duration::from_secs(180));
     assert_exactly_once(&landed, 1500);
+    let t = Instant::now();
+    while unreconciled(&c.metrics) != 0.0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "partitions still unreconciled 30 s after HDFS answered and the data landed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `flumen_partitions_unreconciled` on a relay's `/metrics`.
+fn unreconciled(metrics: &str) -> f64 {
+    let body = common::http_get(metrics, "/metrics").expect("metrics endpoint");
+    common::metric_value(&body, "flumen_partitions_unreconciled")
+        .expect("flumen_partitions_unreconciled is published")
 }
 
 /// Intact batches in a channel directory, from `wal check`'s summary line
