@@ -158,20 +158,11 @@ fn a_slow_channel_writer_is_waited_for_not_paused() {
     // Produce only once every partition is sought and consuming: a fetch that lands between
     // the assignment and its pause at start is dropped as outdated when the partition is
     // sought (seen once in CI on a loaded machine), and that one-off is not what this checks.
-    let t = std::time::Instant::now();
-    while relay
-        .log_text()
-        .matches("partition reconciled; consuming")
-        .count()
-        < 3
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the relay did not start consuming all 3 partitions in 120 s:\n{}",
-            relay.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    relay.wait_log(
+        "partition reconciled; consuming",
+        3,
+        Duration::from_secs(120),
+    );
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 20_000);
     let client = common::hdfs(tb);

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use common::{assert_exactly_once, spawn_relay, testbed, Relay};
+use common::{assert_exactly_once, spawn_relay, testbed};
 
 const LANDING_LIMIT: Duration = Duration::from_secs(180);
 
@@ -32,19 +32,6 @@ fn describe_group(group: &str) -> (String, Vec<String>) {
         .unwrap_or_else(|| panic!("group {group} not described"));
     let members = info.members().iter().map(|m| m.id().to_string()).collect();
     (info.protocol().to_string(), members)
-}
-
-/// Waits until `relay`'s log contains `needle` `count` times.
-fn wait_log(relay: &Relay, needle: &str, count: usize, limit: Duration) {
-    let t = Instant::now();
-    while relay.log_text().matches(needle).count() < count {
-        assert!(
-            t.elapsed() < limit,
-            "no {count}x {needle:?} within {limit:?}:\n{}",
-            relay.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A case whose relay is a static member with its own `kafka.group_instance_id` (returned) and a
@@ -118,7 +105,7 @@ fn a_duplicate_group_instance_id_stops_the_fenced_instance_naming_the_key() {
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 1000);
     let mut first = spawn_relay(&c.config, None);
-    wait_log(&first, "partition reconciled", 3, Duration::from_secs(60));
+    first.wait_log("partition reconciled", 3, Duration::from_secs(60));
     let _second = spawn_relay(&second_path, None);
     let status = first.wait_for(Duration::from_secs(90));
     let log = first.log_text();
@@ -149,9 +136,9 @@ fn a_joining_member_moves_only_the_partitions_that_change_owner() {
     let p = common::producer(tb);
     common::produce(&p, &c.cfg.topic, 0, 1500);
     let first = spawn_relay(&c.config, None);
-    wait_log(&first, "partition reconciled", 3, Duration::from_secs(60));
+    first.wait_log("partition reconciled", 3, Duration::from_secs(60));
     let joiner = spawn_relay(&second_path, None);
-    wait_log(&joiner, "partition reconciled", 1, Duration::from_secs(60));
+    joiner.wait_log("partition reconciled", 1, Duration::from_secs(60));
     common::produce(&p, &c.cfg.topic, 1500, 3000);
     let client = common::hdfs(tb);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 3000, LANDING_LIMIT);
@@ -256,7 +243,7 @@ fn two_static_members_restarted_with_other_topics_share_the_new_one() {
     let mut first = spawn_relay(&c.config, None);
     let mut other = spawn_relay(&second_path, None);
     common::wait_landed(&client, &c.cfg.hdfs_path, 300, LANDING_LIMIT);
-    wait_log(&other, "partition reconciled", 1, Duration::from_secs(60));
+    other.wait_log("partition reconciled", 1, Duration::from_secs(60));
     first.stop_gracefully(Duration::from_secs(30));
     other.stop_gracefully(Duration::from_secs(30));
 
@@ -272,8 +259,7 @@ fn two_static_members_restarted_with_other_topics_share_the_new_one() {
     // The member that joined second (a follower: the group's leader is its first member)
     // comes back first, into a Stable group that hands it its old partitions.
     let other = spawn_relay(&second_path, None);
-    wait_log(
-        &other,
+    other.wait_log(
         "partitions of topics not in kafka.topics",
         1,
         Duration::from_secs(60),

@@ -245,11 +245,10 @@ impl Model {
         }
     }
 
-    /// `Wal::open` names the active segment after the highest existing id but creates nothing
-    /// (the first append does); the follower starts over from the oldest segment.
-    /// A reopen. The next segment id is above every segment and every file kept for reuse
-    /// (`pooled`, listed before the open, which may unlink some): a reused file's old frames
-    /// are bound to ids below its new one (`wal-format.md` §5).
+    /// `Wal::open` names the active segment but creates nothing (the first append does); the
+    /// follower starts over from the oldest segment. The id is above every segment and every
+    /// file kept for reuse (`pooled`, listed before the open, which may unlink some): a reused
+    /// file's old frames are bound to ids below its new one (`wal-format.md` §5).
     fn open(&mut self, pooled: &[u64]) {
         let newest = self.segments.keys().chain(pooled).max();
         self.active = newest.map_or(1, |k| k + 1);

@@ -213,6 +213,18 @@ impl Relay {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+    /// Waits until the log contains `needle` `count` times; fails after `limit`, with the log.
+    pub fn wait_log(&self, needle: &str, count: usize, limit: Duration) {
+        let t = Instant::now();
+        while self.log_text().matches(needle).count() < count {
+            assert!(
+                t.elapsed() < limit,
+                "no {count}x {needle:?} within {limit:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     /// The log lines that tell a partition's story (ownership, halts, reconciliation, errors),
     /// for a failing assertion's message.
     pub fn key_log_lines(&self) -> String {
