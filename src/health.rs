@@ -27,6 +27,8 @@ struct Inner {
     paused: Option<String>,
     /// The group assigned partitions of topics not in `kafka.topics`, while it does.
     stale_assignment: Option<String>,
+    /// Assigned partitions that waited too long for their start from HDFS, while they wait.
+    unreconciled: Option<String>,
     down: Option<String>,
     /// Partitions that cannot go on without an operator, each with why and what to do.
     halted: std::collections::BTreeMap<String, String>,
@@ -132,6 +134,11 @@ impl Health {
     pub fn set_stale_assignment(&self, reason: Option<String>) {
         self.with(|i| i.stale_assignment = reason);
     }
+    /// Marks assigned partitions as waiting too long for their start from HDFS (`Some(reason)`)
+    /// or every one of them reconciled or within its bound (`None`).
+    pub fn set_unreconciled(&self, reason: Option<String>) {
+        self.with(|i| i.unreconciled = reason);
+    }
     pub fn set_paused(&self, reason: Option<String>) {
         self.with(|i| i.paused = reason);
     }
@@ -173,6 +180,7 @@ impl Health {
             .chain(i.stale_assignment)
             .chain(hdfs_degraded)
             .chain(i.paused.map(|e| format!("consumption paused: {e}")))
+            .chain(i.unreconciled)
             .chain(i.stuck.into_values())
             .chain(i.repairing.into_values())
             .collect();

@@ -11,6 +11,7 @@ mod budget;
 mod headers;
 pub mod reports;
 mod run;
+mod unreconciled;
 mod unsubscribed;
 
 use std::collections::VecDeque;
@@ -444,8 +445,8 @@ pub struct Source {
     current: Option<TopicPartition>,
     /// When `flush_due` runs next; checking batch age per message showed up in profiles.
     next_flush_check: Instant,
-    /// Assigned, waiting for `Ownership::assigned`.
-    unreconciled: HashSet<TopicPartition>,
+    /// Assigned, waiting for `Ownership::assigned`, and since when.
+    unreconciled: unreconciled::Unreconciled,
     outbox: VecDeque<EncodedBatch>,
     paused: Option<String>,
     /// Halted partitions and why.
@@ -469,8 +470,6 @@ pub struct Source {
     unsubscribed: unsubscribed::Unsubscribed,
     /// `SourceContext::assignments` when the poll loop last applied rebalances.
     assignments_seen: u64,
-    /// `unreconciled.len()` as last published (`flumen_partitions_unreconciled`).
-    unreconciled_published: Option<usize>,
 }
 
 /// Messages taken from the message queue per call.
@@ -528,7 +527,7 @@ impl Source {
             parts: HashMap::default(),
             current: None,
             next_flush_check: Instant::now(),
-            unreconciled: HashSet::default(),
+            unreconciled: unreconciled::Unreconciled::new(Instant::now()),
             outbox: VecDeque::new(),
             paused: None,
             halted: HashMap::default(),
@@ -539,7 +538,6 @@ impl Source {
             batch: Some(batch::Batch::new(BATCH_MESSAGES_MAX)),
             unsubscribed: Default::default(),
             assignments_seen: 0,
-            unreconciled_published: None,
         })
     }
 
@@ -572,7 +570,7 @@ impl Source {
                 let failed = self.reconcile_pending()?;
                 next_reconcile_check = Instant::now() + reconcile_check_after(failed);
             }
-            self.publish_unreconciled();
+            self.unreconciled.report(&self.health, Instant::now());
             self.wait_for_writer()?;
             self.flow_control();
             self.forward_due(Instant::now());
@@ -752,22 +750,16 @@ impl Source {
                 None => tracing::warn!(partition = %tp, "no fetch queue; polled one by one"),
             }
         }
-        self.unreconciled.extend(assigned);
+        let now = Instant::now();
+        for tp in assigned {
+            self.unreconciled.insert(tp, now);
+        }
         let assignments = ctx.assignments.load(std::sync::atomic::Ordering::Acquire);
         let fresh = assignments != self.assignments_seen;
         self.assignments_seen = assignments;
         if self.unsubscribed.after_rebalance(fresh, Instant::now()) {
             tracing::info!("the group's assignment matches kafka.topics again");
             self.health.set_stale_assignment(None);
-        }
-    }
-
-    /// Publishes how many assigned partitions wait for their start from HDFS, when it changed.
-    fn publish_unreconciled(&mut self) {
-        let n = self.unreconciled.len();
-        if self.unreconciled_published != Some(n) {
-            self.unreconciled_published = Some(n);
-            events::partitions_unreconciled(n);
         }
     }
 
@@ -846,14 +838,14 @@ impl Source {
         for tp in due {
             self.halted.remove(&tp);
             self.recovering.insert(tp.clone());
-            self.unreconciled.insert(tp);
+            self.unreconciled.insert(tp, now);
         }
     }
 
     /// Asks for the start of every partition still unreconciled; returns whether a
     /// reconciliation failed (and is started again on the next check).
     fn reconcile_pending(&mut self) -> Result<bool, SourceError> {
-        let tps: Vec<_> = self.unreconciled.iter().cloned().collect();
+        let tps = self.unreconciled.partitions();
         let mut failed = false;
         for tp in tps {
             match self.ownership.assigned(&tp) {

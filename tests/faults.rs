@@ -226,17 +226,27 @@ fn namenode_down_at_start_still_fills_the_channel() {
     assert!(relay_alive(&relay));
     // Every partition still waits for its start from HDFS, the consuming one included.
     assert_eq!(unreconciled(&c.metrics), 3.0);
+    // Past a minute of waiting, /health names them: their data cannot land.
+    let waiting = "3 partition(s) waited over 60 s for their start from HDFS";
+    let health = common::wait_health(&c.metrics, waiting, Duration::from_secs(90));
+    assert!(health.contains("\"degraded\""), "{health}");
     drop(restore);
     let landed = common::wait_landed(&client, &c.cfg.hdfs_path, 1500, Duration::from_secs(180));
     assert_exactly_once(&landed, 1500);
     let t = Instant::now();
-    while unreconciled(&c.metrics) != 0.0 {
+    while unreconciled(&c.metrics) != 0.0 || health_says(&c.metrics, waiting) {
         assert!(
             t.elapsed() < Duration::from_secs(30),
-            "partitions still unreconciled 30 s after HDFS answered and the data landed"
+            "partitions still unreconciled, or /health still says so, 30 s after HDFS answered \
+             and the data landed"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Whether a relay's `/health` answers with `needle` in it.
+fn health_says(addr: &str, needle: &str) -> bool {
+    common::http_get(addr, "/health").is_some_and(|b| b.contains(needle))
 }
 
 /// `flumen_partitions_unreconciled` on a relay's `/metrics`.
