@@ -5,6 +5,7 @@
 //! ```sh
 //! eval "$(scripts/testbed up)"
 //! FLUMEN_BENCH_EVENTS=500000 cargo bench --bench formats
+//! FLUMEN_BENCH_BIN=/tmp/flumen-base cargo bench --bench formats  # another flumen build
 //! ```
 //!
 //! Preloads N telecom events (gen_events.py: JSON of ~330 bytes, keyed by cell) into a fresh
@@ -175,7 +176,7 @@ fn main() {
     for (i, (name, ..)) in FORMATS.iter().enumerate() {
         let (cfg, metrics) = config(&bootstrap, &hdfs, &topic, i, work.path());
         let t = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flumen"))
+        let mut child = Command::new(common::flumen_bin())
             .args(["run", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "warn")
