@@ -91,6 +91,12 @@ pub fn hdfs_call(op: &str, took: Duration) {
     histogram!("flumen_hdfs_call_seconds", "op" => op.to_string()).record(took.as_secs_f64());
 }
 
+/// A write waited its whole patience for the file's earlier bytes to be acknowledged, then
+/// went ahead: a pipeline that acknowledges nothing, or bytes held back by our own chunking.
+pub fn hdfs_write_window_expired() {
+    counter!("flumen_hdfs_write_window_expired_total").increment(1);
+}
+
 pub fn lag(tp: &TopicPartition, high_watermark: i64, committed_end: i64) {
     gauge!("flumen_end_to_end_lag_records", "topic" => tp.topic.clone(), "partition" => tp.partition.to_string())
         .set((high_watermark - 1 - committed_end).max(0) as f64);

@@ -23,7 +23,7 @@ use hdfs_native::{Client, HdfsError, WriteOptions};
 
 use crate::config::HdfsSettings;
 use crate::hdfs_fault::{classify, Brief, Fault, FaultKind, Proof};
-use crate::hdfs_window::{Window, UNACKED_BYTES_MAX};
+use crate::hdfs_window::{Window, PIECE_BYTES_MAX, UNACKED_BYTES_MAX};
 use crate::health::Health;
 
 /// An HDFS call slower than this marks HDFS unreachable on /health.
@@ -256,29 +256,38 @@ impl NativeWriter {
     fn note<T>(&mut self, r: &Result<T, HdfsError>) {
         self.failed |= r.is_err();
     }
-}
 
-impl HdfsWriter for NativeWriter {
-    async fn write(&mut self, bytes: Bytes) -> Result<(), HdfsError> {
+    /// Writes one piece of at most `PIECE_BYTES_MAX` (see `hdfs_window`).
+    async fn write_piece(&mut self, bytes: Bytes) -> Result<(), HdfsError> {
         let path = self.path.clone();
         let len = bytes.len() as u64;
         let (inner, unacked) = (&mut self.inner, &self.unacked);
-        // Waits for acknowledgements first, so at most UNACKED_BYTES_MAX plus this chunk are
+        // Waits for acknowledgements first, so at most UNACKED_BYTES_MAX plus this piece are
         // pinned; a wait that long is a slow write on /health like any other.
         let write = async move {
-            unacked.wait_within(UNACKED_BYTES_MAX, SLOW_CALL).await;
+            if !unacked.wait_within(UNACKED_BYTES_MAX, SLOW_CALL).await {
+                crate::events::hdfs_write_window_expired();
+            }
             inner.write_bytes(unacked.track(bytes)).await
         };
         let r = watch(&self.health, "write", &path, None, write).await;
-        // The write woke the file's packet sender (an hdfs-native task on this runtime) into
-        // this worker's LIFO slot, which the other worker may not steal: until the caller
-        // yields, the chunk's packets wait while it prepares the next one. Yielding sends them
-        // now and lets the other worker take the caller (the sink's time in writes halved,
-        // ARCHITECTURE.md).
+        // The write woke the file's packet sender (an hdfs-native task on this runtime): until
+        // the caller yields, the chunk's packets wait while it prepares the next one. Yielding
+        // sends them now (the sink's time in writes halved, ARCHITECTURE.md).
         tokio::task::yield_now().await;
         self.note(&r);
         self.written += len;
         r.map(|_| ())
+    }
+}
+
+impl HdfsWriter for NativeWriter {
+    async fn write(&mut self, mut bytes: Bytes) -> Result<(), HdfsError> {
+        while !bytes.is_empty() {
+            let piece = bytes.split_to(bytes.len().min(PIECE_BYTES_MAX));
+            self.write_piece(piece).await?;
+        }
+        Ok(())
     }
     async fn hsync(&mut self) -> Result<(), HdfsError> {
         let path = self.path.clone();

@@ -21,6 +21,14 @@ use tokio::sync::Notify;
 /// yet full, so not yet sent, until the next write) and room for acknowledgements in flight.
 pub const UNACKED_BYTES_MAX: usize = 1 << 20;
 
+/// The most one write hands over at once; a larger chunk goes as several writes. A chunk
+/// counts until its last slice is dropped, and its tail can wait in a packet not yet full
+/// until the next write: a chunk above [`UNACKED_BYTES_MAX`] (a Parquet row group of several
+/// MB) kept the count over the bound, so that next write waited out its whole patience, 10 s
+/// per row group, and /health said HDFS was unreachable meanwhile. Half the bound leaves
+/// room for the previous piece's tail; the text formats' chunks (at most 272 KiB) stay whole.
+pub const PIECE_BYTES_MAX: usize = UNACKED_BYTES_MAX / 2;
+
 #[derive(Default)]
 struct Shared {
     held: AtomicUsize,
