@@ -570,10 +570,11 @@ impl Source {
                 let failed = self.reconcile_pending()?;
                 next_reconcile_check = Instant::now() + reconcile_check_after(failed);
             }
-            self.unreconciled.report(&self.health, Instant::now());
             self.wait_for_writer()?;
             self.flow_control();
-            self.forward_due(Instant::now());
+            let now = Instant::now();
+            self.forward_due(now);
+            self.unreconciled.report(&self.health, now);
             let mut taken = self.consume_batches(Duration::ZERO)?;
             if taken == 0 && !self.queues.is_empty() {
                 // Records arrive on the message queue, not on the consumer queue `poll` waits
