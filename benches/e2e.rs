@@ -59,6 +59,13 @@
 //! eight 35M runs, HDFS's CPU per event during live was 1.3-2.2x the raw relay's and
 //! 1.4-2.5x the drain's, for the same writes. The ceilings it prints (the raw relay's, and
 //! live's floor from its CPU) are what this box allowed in that run.
+//!
+//! One more ceiling holds for any relay with a channel, flumen or another: it must consume
+//! (at least what the bare batch consumer and Kafka spend per event), drain (at least what
+//! flumen's own drain spends while data flows) and have HDFS write (at least the cheapest
+//! phase's cost). Their sum over the cores is the most events/s such a relay reaches here with
+//! every core busy, printed as the best live/drain could be while data flows, beside what
+//! live reached and flumen's own CPU in live against the bare consumer's plus its drain's.
 
 #[allow(dead_code)] // shared with the other benches
 mod common;
@@ -82,6 +89,9 @@ struct Cost {
     /// for flumen's live runs and its drain by restart; none for `replay`, which serves no
     /// metrics), so without startup, ramp-up and the last files' roll interval.
     mid_rate: Option<f64>,
+    /// The process's own CPU seconds per M events over the same stretch (flumen's live run and
+    /// its drain by restart), so without a restart's scan of its channel.
+    mid_cpu_per_m: Option<f64>,
 }
 
 fn preload(bootstrap: &str, topic: &str, n: u64) {
@@ -238,7 +248,7 @@ impl Flumen {
             "flumen_records_committed_total",
         ];
         let (ticks0, mut flow, mut consumed_at) = (cpu_ticks(), None, None);
-        let mut mid = MidRate::new(n);
+        let mut mid = MidRate::with_cpu_of(n, child.id());
         loop {
             let [consumed, committed] = common::metrics_counters(&self.metrics, &names);
             if consumed >= n as f64 && consumed_at.is_none() {
@@ -252,11 +262,11 @@ impl Flumen {
                 let tail = consumed_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 // A small N can commit its last 10% and more between two polls.
                 let flow = flow.unwrap_or_else(|| Busy::between(ticks0, cpu_ticks()));
-                let mid_rate = mid.rate();
                 return Milestones {
                     flow,
                     tail,
-                    mid_rate,
+                    mid_rate: mid.rate(),
+                    mid_cpu_per_m: mid.cpu_per_m(),
                 };
             }
             assert!(child.try_wait().unwrap().is_none(), "flumen exited early");
@@ -452,6 +462,8 @@ struct Milestones {
     tail: f64,
     /// Records committed per second from the first poll past 10% of N to the first past 90%.
     mid_rate: Option<f64>,
+    /// flumen's own CPU seconds per M records committed over the same stretch.
+    mid_cpu_per_m: Option<f64>,
 }
 
 /// The rate between the first sample at or past 10% of N and the first at or past 90%,
@@ -460,33 +472,66 @@ struct Milestones {
 /// The clock is read only at those two samples, so a raw consumer can sample every message.
 struct MidRate {
     n: u64,
-    low: Option<(Instant, f64)>,
-    high: Option<(Instant, f64)>,
+    /// The process whose CPU is read at both marks, if any.
+    pid: Option<i32>,
+    low: Option<Mark>,
+    high: Option<Mark>,
+}
+
+#[derive(Clone, Copy)]
+struct Mark {
+    at: Instant,
+    count: f64,
+    cpu_s: Option<f64>,
 }
 
 impl MidRate {
     fn new(n: u64) -> Self {
         MidRate {
             n,
+            pid: None,
             low: None,
             high: None,
         }
     }
 
+    /// Also reads `pid`'s CPU at both marks (for [`MidRate::cpu_per_m`]).
+    fn with_cpu_of(n: u64, pid: u32) -> Self {
+        MidRate {
+            pid: Some(pid as i32),
+            ..MidRate::new(n)
+        }
+    }
+
     fn sample(&mut self, count: f64) {
         if self.low.is_none() && count >= (self.n / 10) as f64 {
-            self.low = Some((Instant::now(), count));
+            self.low = Some(self.mark(count));
         }
         if self.high.is_none() && count >= (self.n - self.n / 10) as f64 {
-            self.high = Some((Instant::now(), count));
+            self.high = Some(self.mark(count));
+        }
+    }
+
+    fn mark(&self, count: f64) -> Mark {
+        Mark {
+            at: Instant::now(),
+            count,
+            cpu_s: self.pid.and_then(common::process_cpu_s),
         }
     }
 
     /// None until both were seen; a run that crossed both between two samples gives none.
     fn rate(&self) -> Option<f64> {
-        let ((t0, c0), (t1, c1)) = (self.low?, self.high?);
-        let s = t1.duration_since(t0).as_secs_f64();
-        (s > 0.0 && c1 > c0).then(|| (c1 - c0) / s)
+        let (l, h) = (self.low?, self.high?);
+        let s = h.at.duration_since(l.at).as_secs_f64();
+        (s > 0.0 && h.count > l.count).then(|| (h.count - l.count) / s)
+    }
+
+    /// The process's CPU seconds per M events between the two marks.
+    fn cpu_per_m(&self) -> Option<f64> {
+        let (l, h) = (self.low?, self.high?);
+        let cpu_s = h.cpu_s? - l.cpu_s?;
+        (h.count > l.count).then(|| cpu_s * 1e6 / (h.count - l.count))
     }
 }
 
@@ -623,6 +668,7 @@ impl Bench {
             cpu_s,
             rss_mib,
             mid_rate: Some(mid_rate).filter(|r| r.is_finite()),
+            mid_cpu_per_m: None,
         }
     }
 
@@ -668,6 +714,7 @@ impl Bench {
                 cpu_s,
                 rss_mib,
                 mid_rate: m.mid_rate,
+                mid_cpu_per_m: m.mid_cpu_per_m,
             },
             pauses,
             startup,
@@ -806,7 +853,7 @@ fn wait_hdfs_writable(url: &str) {
 fn drain_by_restart(bench: &Bench, a: &Flumen) -> Cost {
     let t = Instant::now();
     let mut child = a.spawn("run");
-    let mut mid = MidRate::new(bench.n);
+    let mut mid = MidRate::with_cpu_of(bench.n, child.id());
     loop {
         let committed = a.counter("flumen_records_committed_total");
         mid.sample(committed);
@@ -830,6 +877,7 @@ fn drain_by_restart(bench: &Bench, a: &Flumen) -> Cost {
         cpu_s,
         rss_mib,
         mid_rate: mid.rate(),
+        mid_cpu_per_m: mid.cpu_per_m(),
     }
 }
 
@@ -844,6 +892,7 @@ fn drain_by_replay(b: &Flumen) -> Cost {
         cpu_s,
         rss_mib,
         mid_rate: None,
+        mid_cpu_per_m: None,
     }
 }
 
@@ -1023,6 +1072,7 @@ fn main() {
         ("replay", replay, replay_busy),
     ];
     report_by_process(&bench, &paths);
+    report_relay_floor(&bench, &paths);
     let floor_s = live_busy.core_s / cores();
     println!(
         "live's floor from CPU alone: its machine CPU over the {} cores is {floor_s:.2} s, so \
@@ -1077,6 +1127,45 @@ fn report_by_process(bench: &Bench, paths: &[(&str, Cost, Busy)]) {
             s.jit_s / m,
         );
     }
+}
+
+/// The least machine CPU per event any relay through a channel pays here, from the phases'
+/// own measures: consuming (the bare batch consumer, and Kafka serving it), draining (flumen's
+/// own CPU in its drain while data flows: channel read, sink, commit) and HDFS's writing (the
+/// cheapest phase's). It leaves out the channel's writes, so live cannot cost less; with every
+/// core busy it caps live's rate, and so live/drain while data flows, whatever flumen does.
+fn report_relay_floor(bench: &Bench, paths: &[(&str, Cost, Busy)]) {
+    let m = bench.n as f64 / 1e6;
+    let path = |name: &str| paths.iter().find(|p| p.0 == name).expect("a measured path");
+    let (batch, drain, live) = (path("raw batch"), path("drain by restart"), path("live"));
+    let own = |c: &Cost| c.mid_cpu_per_m.unwrap_or(c.cpu_s / m);
+    let hdfs_s = ["raw relay", "live", "drain by restart"]
+        .map(|n| path(n).2.services.hdfs_s / m)
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
+    let consume_s = (batch.1.cpu_s + batch.2.services.kafka_s) / m;
+    let floor_s = consume_s + own(&drain.1) + hdfs_s;
+    let cap = cores() * 1e6 / floor_s;
+    println!(
+        "a relay's CPU floor here, per M events: consume {consume_s:.2} (raw batch + Kafka) + \
+         drain's own {:.2} (while data flows) + HDFS's least {hdfs_s:.2} = {floor_s:.2} s, so \
+         at most {cap:.0} ev/s with every core busy: live/drain while data flows could reach \
+         {:.2} at best, and reached {:.2}",
+        own(&drain.1),
+        drain.1.mid_rate.map_or(f64::NAN, |d| cap / d),
+        live.1
+            .mid_rate
+            .zip(drain.1.mid_rate)
+            .map_or(f64::NAN, |(l, d)| l / d),
+    );
+    println!(
+        "flumen's own CPU per M events while data flows: live {:.2}, against raw batch's own \
+         {:.2} + drain's own {:.2} = {:.2}",
+        own(&live.1),
+        batch.1.cpu_s / m,
+        own(&drain.1),
+        batch.1.cpu_s / m + own(&drain.1),
+    );
 }
 
 fn cores() -> f64 {
