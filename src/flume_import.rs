@@ -2,6 +2,9 @@
 //! channel, HDFS sink) into a flumen TOML config. Every key that cannot be carried over comes
 //! back as a warning with the reason; nothing is dropped silently.
 
+mod channel;
+mod hdfs;
+mod kafka;
 mod security;
 
 use std::collections::BTreeMap;
@@ -79,32 +82,6 @@ impl Component<'_> {
     }
 }
 
-/// The HDFS sink's `hdfs.kerberosPrincipal`, `hdfs.kerberosKeytab` and `hdfs.proxyUser`.
-fn kerberos(sink: &Component, hdfs: &mut Vec<String>, w: &mut Vec<String>) {
-    let p = &sink.prefix;
-    let principal = sink.get("hdfs.kerberosPrincipal");
-    let keytab = sink.get("hdfs.kerberosKeytab");
-    match (principal, keytab) {
-        (Some(pr), Some(kt)) => {
-            hdfs.push(format!("kerberos_principal = {}", q(pr)));
-            hdfs.push(format!("kerberos_keytab = {}", q(kt)));
-            w.push(format!(
-                "{p}.hdfs.kerberosPrincipal: Flume read the cluster's client settings \
-                 (hdfs-site.xml) from its classpath; flumen reads $HADOOP_CONF_DIR. Without it, \
-                 set the cluster's \"dfs.data.transfer.protection\" under [hdfs.properties]"
-            ));
-        }
-        (None, None) => {}
-        _ => w.push(format!(
-            "{p}.hdfs.kerberosPrincipal and hdfs.kerberosKeytab: Flume needs both and so does \
-             flumen; only one is set, so neither is carried over"
-        )),
-    }
-    if let Some(user) = sink.get("hdfs.proxyUser") {
-        hdfs.push(format!("user = {}", q(user)));
-    }
-}
-
 fn first_name(
     props: &BTreeMap<String, String>,
     agent: &str,
@@ -126,162 +103,39 @@ enum Carry {
     Nothing,
 }
 
-/// Maps one Flume `kafka.consumer.<name> = <value>` (full key `k`). A property that flumen sets
-/// itself (`config::RESERVED_PROPERTIES`) never goes to `[kafka.properties]`: there it would be
-/// refused by validation, or, before that check existed, silently overridden. It becomes
-/// flumen's own key when there is one, else a warning.
-/// `sibling` reads another `kafka.consumer.*` value (a store's type beside its location).
-fn consumer_property(
-    k: &str,
-    name: &str,
-    v: &str,
-    sibling: &dyn Fn(&str) -> Option<String>,
-    w: &mut Vec<String>,
-) -> Carry {
-    if let Some(carry) = security::carry(k, name, v, sibling, w) {
-        return carry;
-    }
-    let numeric = |key: &str, w: &mut Vec<String>| match v.parse::<u64>() {
-        Ok(n) => Carry::Key(format!("{key} = {n}")),
-        Err(_) => {
-            w.push(format!(
-                "{k} = {v}: not a number; kafka.{key} keeps its default"
-            ));
-            Carry::Nothing
-        }
-    };
-    match name {
-        // Carried as kafka.group_id with the source's groupId.
-        "group.id" => Carry::Nothing,
-        "auto.offset.reset" => match v {
-            // Flume's Java consumer also accepts the pre-0.9 names.
-            "earliest" | "smallest" => Carry::Key("auto_offset_reset = \"earliest\"".into()),
-            "latest" | "largest" => Carry::Key("auto_offset_reset = \"latest\"".into()),
-            "none" => {
-                w.push(format!(
-                    "{k} = none: flumen has no `none`; a partition the HDFS ledger has never seen \
-                     starts at kafka.auto_offset_reset (default earliest), and offsets lost to \
-                     retention always halt their partition instead of being skipped"
-                ));
-                Carry::Nothing
-            }
-            other => {
-                w.push(format!(
-                    "{k} = {other}: unknown value; kafka.auto_offset_reset keeps its default \
-                     (earliest)"
-                ));
-                Carry::Nothing
-            }
-        },
-        "isolation.level" => match v {
-            "read_committed" | "read_uncommitted" => {
-                Carry::Key(format!("isolation_level = {}", q(v)))
-            }
-            other => {
-                w.push(format!(
-                    "{k} = {other}: unknown value; kafka.isolation_level keeps its default \
-                     (read_committed)"
-                ));
-                Carry::Nothing
-            }
-        },
-        "session.timeout.ms" => numeric("session_timeout_ms", w),
-        "max.poll.interval.ms" => numeric("max_poll_interval_ms", w),
-        "group.instance.id" => Carry::Key(format!("group_instance_id = {}", q(v))),
-        "partition.assignment.strategy" => assignment_strategy(k, v, w),
-        _ if crate::config::secret::is_secret(name) => secret_property(k, name, v, w),
-        _ => match crate::config::RESERVED_PROPERTIES
-            .iter()
-            .find(|(reserved, _)| *reserved == name)
-        {
-            Some((_, instead)) => {
-                w.push(format!("{k}: flumen sets {name} itself ({instead})"));
-                Carry::Nothing
-            }
-            None => Carry::Property(format!("{} = {}", q(name), q(v))),
-        },
-    }
-}
-
-/// A secret is never copied into the generated config (which is printed, and often kept in
-/// version control): it becomes a reference to an environment variable, with a warning that
-/// names the variable and never the value. Java's `sasl.jaas.config` (PLAIN or SCRAM login
-/// module) becomes librdkafka's `sasl.username` and such a `sasl.password`.
-fn secret_property(k: &str, name: &str, v: &str, w: &mut Vec<String>) -> Carry {
-    let env_of = security::env_of;
-    if name == "sasl.jaas.config" {
-        let env = env_of("sasl.password");
-        w.push(format!(
-            "{k}: a secret, not copied; its password goes in environment variable {env} \
-             (or write {{ file = \"...\" }} in its place)"
-        ));
-        let user = jaas_option(v, "username").unwrap_or_default();
-        return Carry::Property(format!(
-            "{} = {}\n{} = {{ env = {} }}",
-            q("sasl.username"),
-            q(&user),
-            q("sasl.password"),
-            q(&env)
-        ));
-    }
-    let env = env_of(name);
-    w.push(format!(
-        "{k}: a secret, not copied; set environment variable {env} \
-         (or write {{ file = \"...\" }} in its place)"
-    ));
-    Carry::Property(format!("{} = {{ env = {} }}", q(name), q(&env)))
-}
-
-/// `username="alice"` out of a JAAS login-module line.
-fn jaas_option(jaas: &str, option: &str) -> Option<String> {
-    let start = jaas.find(&format!("{option}=\""))? + option.len() + 2;
-    let len = jaas[start..].find('"')?;
-    Some(jaas[start..start + len].to_string())
-}
-
-/// Flume's Java consumer names assignors by class; librdkafka by short name, and it has no
-/// eager `sticky`. flumen's default is `cooperative-sticky`.
-fn assignment_strategy(k: &str, v: &str, w: &mut Vec<String>) -> Carry {
-    let mut names = Vec::new();
-    for class in v.split(',').map(str::trim) {
-        match class.rsplit('.').next().unwrap_or(class) {
-            "RangeAssignor" | "range" => names.push("range"),
-            "RoundRobinAssignor" | "roundrobin" => names.push("roundrobin"),
-            "CooperativeStickyAssignor" | "cooperative-sticky" => names.push("cooperative-sticky"),
-            other => w.push(format!(
-                "{k}: assignor {other} has no librdkafka equivalent; dropped"
-            )),
-        }
-    }
-    if names.is_empty() || names == ["cooperative-sticky"] {
-        // flumen's default; nothing to carry.
-        return Carry::Nothing;
-    }
-    if names.contains(&"cooperative-sticky") {
-        w.push(format!(
-            "{k} = {v}: librdkafka cannot mix cooperative and eager assignors; using flumen's \
-             default (cooperative-sticky)"
-        ));
-        return Carry::Nothing;
-    }
-    w.push(format!(
-        "{k} = {v}: carried as {:?}; flumen's default, cooperative-sticky, moves only the \
-         partitions that change owner on a rebalance",
-        names.join(",")
-    ));
-    Carry::Property(format!(
-        "{} = {}",
-        q("partition.assignment.strategy"),
-        q(&names.join(","))
-    ))
-}
-
+/// Converts `agent`'s first source, channel and sink; every key not carried over comes back
+/// as a warning.
 pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, ImportError> {
     let props = parse_properties(text);
     let mut w = Vec::new();
-    let src_name = first_name(&props, agent, "sources")?;
-    let ch_name = first_name(&props, agent, "channels")?;
-    let sink_name = first_name(&props, agent, "sinks")?;
+    let [src, ch, sink] = components(&props, agent, &mut w)?;
+    check_types(&src, &sink)?;
+    let (kafka, passthrough) = kafka::section(&src, o, &mut w);
+    let channel = channel::section(&ch, agent, o, &mut w);
+    let hdfs = hdfs::section(&sink, agent, o, &mut w)?;
+    let toml = render(
+        agent,
+        &[
+            ("kafka", kafka),
+            ("kafka.properties", passthrough),
+            ("channel", channel),
+            ("hdfs", hdfs),
+        ],
+    );
+    Ok(Imported { toml, warnings: w })
+}
+
+/// The agent's first source, channel and sink; a warning for each kind that lists several.
+fn components<'a>(
+    props: &'a BTreeMap<String, String>,
+    agent: &str,
+    w: &mut Vec<String>,
+) -> Result<[Component<'a>; 3], ImportError> {
+    let names = [
+        first_name(props, agent, "sources")?,
+        first_name(props, agent, "channels")?,
+        first_name(props, agent, "sinks")?,
+    ];
     for kind in ["sources", "channels", "sinks"] {
         if let Some(v) = props.get(&format!("{agent}.{kind}")) {
             if v.split_whitespace().count() > 1 {
@@ -289,19 +143,17 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
             }
         }
     }
-    let src = Component {
-        prefix: format!("{agent}.sources.{src_name}"),
-        props: &props,
-    };
-    let ch = Component {
-        prefix: format!("{agent}.channels.{ch_name}"),
-        props: &props,
-    };
-    let sink = Component {
-        prefix: format!("{agent}.sinks.{sink_name}"),
-        props: &props,
-    };
+    let [src, ch, sink] = names;
+    Ok([
+        format!("{agent}.sources.{src}"),
+        format!("{agent}.channels.{ch}"),
+        format!("{agent}.sinks.{sink}"),
+    ]
+    .map(|prefix| Component { prefix, props }))
+}
 
+/// Only a Kafka source and an HDFS sink convert (an absent type is taken to be one).
+fn check_types(src: &Component, sink: &Component) -> Result<(), ImportError> {
     if let Some(t) = src.get("type") {
         if !t.ends_with("KafkaSource") {
             return Err(ImportError::Unsupported(format!(
@@ -316,293 +168,17 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
             )));
         }
     }
+    Ok(())
+}
 
-    // [kafka]
-    let mut kafka = Vec::new();
-    let bootstrap = match (
-        o.bootstrap_servers.clone(),
-        src.get("kafka.bootstrap.servers"),
-    ) {
-        (Some(b), _) => b,
-        (None, Some(b)) => b.to_string(),
-        (None, None) => {
-            if src.get("zookeeperConnect").is_some() {
-                w.push(format!("{}.zookeeperConnect: Kafka 4 has no ZooKeeper; pass --bootstrap-servers (set to a placeholder)", src.prefix));
-            }
-            "CHANGE-ME:9092".into()
-        }
-    };
-    if o.bootstrap_servers.is_some() && src.get("zookeeperConnect").is_some() {
-        w.push(format!("{}.zookeeperConnect: Kafka 4 has no ZooKeeper; using the given bootstrap servers instead", src.prefix));
-    }
-    kafka.push(format!("bootstrap_servers = {}", q(&bootstrap)));
-    let topics: Vec<String> = src
-        .get("kafka.topics")
-        .or(src.get("topic"))
-        .map(|t| t.split(',').map(|s| q(s.trim())).collect())
-        .unwrap_or_default();
-    if topics.is_empty() {
-        w.push(format!(
-            "{}: no kafka.topics or topic; set kafka.topics",
-            src.prefix
-        ));
-    }
-    if src.get("kafka.topics.regex").is_some() {
-        w.push(format!(
-            "{}.kafka.topics.regex: topic patterns are not supported; list the topics",
-            src.prefix
-        ));
-    }
-    kafka.push(format!("topics = [{}]", topics.join(", ")));
-    let group = src
-        .get("kafka.consumer.group.id")
-        .or(src.get("groupId"))
-        .unwrap_or("flume");
-    kafka.push(format!("group_id = {}", q(group)));
-    if let Some(v) = src.get("batchSize") {
-        kafka.push(format!("batch_records_max = {v}"));
-    }
-    if let Some(v) = src.get("batchDurationMillis") {
-        kafka.push(format!("batch_duration_ms = {v}"));
-    }
-    let mut passthrough = Vec::new();
-    let sibling = |n: &str| src.get(&format!("kafka.consumer.{n}")).map(str::to_string);
-    for (k, v) in props.range(format!("{}.kafka.consumer.", src.prefix)..) {
-        let Some(name) = k.strip_prefix(&format!("{}.kafka.consumer.", src.prefix)) else {
-            break;
-        };
-        match consumer_property(k, name, v, &sibling, &mut w) {
-            Carry::Key(line) => kafka.push(line),
-            Carry::Property(line) => passthrough.push(line),
-            Carry::Nothing => {}
-        }
-    }
-    for k in src.unknown(&[
-        "type",
-        "channels",
-        "kafka.bootstrap.servers",
-        "kafka.topics",
-        "topic",
-        "kafka.topics.regex",
-        "kafka.consumer.*",
-        "groupId",
-        "batchSize",
-        "batchDurationMillis",
-        "zookeeperConnect",
-    ]) {
-        w.push(format!("{k}: not carried over (no flumen equivalent)"));
-    }
-
-    // [channel]
-    let mut channel = Vec::new();
-    let ch_type = ch.get("type").unwrap_or("memory");
-    let dir = match (o.channel_dir.clone(), ch.get("dataDirs")) {
-        (Some(d), _) => d,
-        (None, Some(d)) => d.split(',').next().unwrap_or(d).trim().to_string(),
-        (None, None) => format!("/var/lib/flumen/{agent}/channel"),
-    };
-    channel.push(format!("dir = {}", q(&dir)));
-    if ch_type == "memory" {
-        w.push(format!("{}.type = memory: replaced by flumen's durable channel (nothing is lost when the process dies)", ch.prefix));
-    }
-    if let Some(v) = ch.get("maxFileSize") {
-        channel.push(format!("segment_bytes_max = {v}"));
-    }
-    for (k, why) in [
-        (
-            "capacity",
-            "counted in events; flumen bounds the channel in bytes (capacity_bytes_max)",
-        ),
-        (
-            "transactionCapacity",
-            "flumen commits whole batches; see kafka.batch_records_max",
-        ),
-        ("byteCapacity", "see channel.capacity_bytes_max"),
-        ("checkpointDir", "flumen's channel needs no checkpoint"),
-    ] {
-        if ch.get(k).is_some() {
-            w.push(format!("{}.{k}: {why}", ch.prefix));
-        }
-    }
-    for k in ch.unknown(&[
-        "type",
-        "dataDirs",
-        "maxFileSize",
-        "capacity",
-        "transactionCapacity",
-        "byteCapacity",
-        "checkpointDir",
-    ]) {
-        w.push(format!("{k}: not carried over (no flumen equivalent)"));
-    }
-
-    // [hdfs]
-    let mut hdfs = Vec::new();
-    let path = sink
-        .get("hdfs.path")
-        .ok_or_else(|| ImportError::Missing(agent.into(), "hdfs.path"))?;
-    let (url, path) = match path.strip_prefix("hdfs://") {
-        Some(rest) => {
-            let (auth, p) = rest.split_once('/').unwrap_or((rest, ""));
-            (format!("hdfs://{auth}"), format!("/{p}"))
-        }
-        None => {
-            let url = o.hdfs_url.clone().unwrap_or_else(|| {
-                w.push(format!(
-                    "{}.hdfs.path has no hdfs:// URL; pass --hdfs-url (set to a placeholder)",
-                    sink.prefix
-                ));
-                "hdfs://CHANGE-ME:8020".into()
-            });
-            (url, path.to_string())
-        }
-    };
-    let url = o.hdfs_url.clone().unwrap_or(url);
-    hdfs.push(format!("url = {}", q(&url)));
-    hdfs.push(format!("path = {}", q(&path)));
-    hdfs.push(format!(
-        "file_prefix = {}",
-        q(sink.get("hdfs.filePrefix").unwrap_or("FlumeData"))
-    ));
-    if let Some(s) = sink.get("hdfs.fileSuffix") {
-        hdfs.push(format!("file_suffix = {}", q(s)));
-    }
-    for k in ["hdfs.inUsePrefix", "hdfs.inUseSuffix"] {
-        if sink.get(k).is_some() {
-            w.push(format!("{}.{k}: in-use files always live under <path>/_flumen/tmp, hidden from Spark and Hive (Flume's .tmp suffix is read by Spark mid-write)", sink.prefix));
-        }
-    }
-    let file_type = sink.get("hdfs.fileType").unwrap_or("SequenceFile");
-    let codec = sink.get("hdfs.codeC");
-    match file_type {
-        "DataStream" => {
-            if codec.is_some() {
-                w.push(format!(
-                    "{}.hdfs.codeC with DataStream is an error in Flume; ignored",
-                    sink.prefix
-                ));
-            }
-        }
-        "CompressedStream" => match codec {
-            Some("gzip") | Some("GzipCodec") => hdfs.push("compression = \"gzip\"".into()),
-            Some("zstd") | Some("ZStandardCodec") => hdfs.push("compression = \"zstd\"".into()),
-            other => w.push(format!(
-                "{}.hdfs.codeC = {other:?}: only gzip and zstd are supported; writing uncompressed",
-                sink.prefix
-            )),
-        },
-        other => w.push(format!(
-            "{}.hdfs.fileType = {other}: SequenceFile is not supported; writing text (DataStream)",
-            sink.prefix
-        )),
-    }
-    hdfs.push("format = \"text\"".into());
-    // Flume splits such a record into two lines without a word; flumen's default halts the
-    // partition instead, so a converted pipeline must be told before its first such record.
-    w.push(format!(
-        "{}: Flume writes a record holding a line break as two lines; flumen halts the \
-         partition on one (hdfs.text_newline_policy = \"fail\"). Set it to \"raw\" for \
-         Flume's behaviour, or \"dead_letter\" with hdfs.dead_letter_dir",
-        sink.prefix
-    ));
-    if let Some(f) = sink.get("hdfs.writeFormat") {
-        if f != "Text" {
-            w.push(format!(
-                "{}.hdfs.writeFormat = {f}: flumen writes the event bytes as text",
-                sink.prefix
-            ));
-        }
-    }
-    // Flume's own defaults apply to absent roll keys, so carry them explicitly.
-    let roll = |key: &str, default: &str| sink.get(key).unwrap_or(default).to_string();
-    let count = roll("hdfs.rollCount", "10");
-    let size = roll("hdfs.rollSize", "1024");
-    let interval = roll("hdfs.rollInterval", "30");
-    hdfs.push(format!("roll_records_max = {count}"));
-    hdfs.push(format!("roll_bytes_max = {size}"));
-    hdfs.push(format!("roll_interval_s = {interval}"));
-    if count.parse::<u64>().is_ok_and(|c| c > 0 && c < 10_000)
-        || size.parse::<u64>().is_ok_and(|s| s > 0 && s < 1 << 20)
-    {
-        w.push(format!("{}: rollCount={count} / rollSize={size} make many small files in HDFS; consider larger limits", sink.prefix));
-    }
-    if let Some(v) = sink.get("hdfs.idleTimeout") {
-        hdfs.push(format!("idle_timeout_s = {v}"));
-    }
-    if let Some(v) = sink.get("hdfs.useLocalTimeStamp") {
-        hdfs.push(format!(
-            "use_local_timestamp = {}",
-            v.eq_ignore_ascii_case("true")
-        ));
-    }
-    match sink.get("hdfs.timeZone") {
-        None => hdfs.push("time_zone = \"local\"".into()),
-        Some(z) if z.eq_ignore_ascii_case("UTC") || z == "GMT" => {
-            hdfs.push("time_zone = \"UTC\"".into())
-        }
-        Some(z) => {
-            w.push(format!(
-                "{}.hdfs.timeZone = {z}: only UTC and local are supported; using local",
-                sink.prefix
-            ));
-            hdfs.push("time_zone = \"local\"".into());
-        }
-    }
-    if sink
-        .get("hdfs.round")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        w.push(format!(
-            "{}.hdfs.round*: timestamp rounding is not supported; paths use the exact time",
-            sink.prefix
-        ));
-    }
-    kerberos(&sink, &mut hdfs, &mut w);
-    for k in sink.unknown(&[
-        "type",
-        "channel",
-        "hdfs.kerberosPrincipal",
-        "hdfs.kerberosKeytab",
-        "hdfs.proxyUser",
-        "hdfs.path",
-        "hdfs.filePrefix",
-        "hdfs.fileSuffix",
-        "hdfs.inUsePrefix",
-        "hdfs.inUseSuffix",
-        "hdfs.fileType",
-        "hdfs.codeC",
-        "hdfs.writeFormat",
-        "hdfs.rollCount",
-        "hdfs.rollSize",
-        "hdfs.rollInterval",
-        "hdfs.idleTimeout",
-        "hdfs.useLocalTimeStamp",
-        "hdfs.timeZone",
-        "hdfs.round",
-        "hdfs.roundValue",
-        "hdfs.roundUnit",
-    ]) {
-        w.push(format!("{k}: not carried over (no flumen equivalent)"));
-    }
-
-    let mut toml =
-        format!("# Converted from Flume agent {agent:?} by `flumen import-flume`.\n\n[kafka]\n");
-    for l in kafka {
-        toml += &format!("{l}\n");
-    }
-    if !passthrough.is_empty() {
-        toml += "\n[kafka.properties]\n";
-        for l in passthrough {
+/// The TOML: each non-empty section in order, then `[metrics]`.
+fn render(agent: &str, sections: &[(&str, Vec<String>)]) -> String {
+    let mut toml = format!("# Converted from Flume agent {agent:?} by `flumen import-flume`.\n");
+    for (name, lines) in sections.iter().filter(|(_, lines)| !lines.is_empty()) {
+        toml += &format!("\n[{name}]\n");
+        for l in lines {
             toml += &format!("{l}\n");
         }
-    }
-    toml += "\n[channel]\n";
-    for l in channel {
-        toml += &format!("{l}\n");
-    }
-    toml += "\n[hdfs]\n";
-    for l in hdfs {
-        toml += &format!("{l}\n");
     }
     // Written out because a second instance on the same host with the default address
     // exits with "Address already in use".
@@ -610,7 +186,7 @@ pub fn convert(text: &str, agent: &str, o: &Overrides) -> Result<Imported, Impor
              # /metrics and /health. Each flumen instance on a host needs its own address\n\
              # (one per converted agent); \"\" disables the endpoint.\n\
              listen = \"127.0.0.1:9464\"\n";
-    Ok(Imported { toml, warnings: w })
+    toml
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ fn kerberos(k: &str, v: &str, w: &mut Vec<String>) -> Carry {
         ("keyTab", "sasl.kerberos.keytab"),
         ("principal", "sasl.kerberos.principal"),
     ] {
-        match super::jaas_option(v, option) {
+        match jaas_option(v, option) {
             Some(value) => lines.push(format!("{} = {}", q(property), q(&value))),
             None => w.push(format!("{k}: no {option}=\"...\"; set {property} by hand")),
         }
@@ -186,4 +186,11 @@ fn kerberos(k: &str, v: &str, w: &mut Vec<String>) -> Carry {
          libsasl2-modules-gssapi-mit and kinit on the host; see README, Secure clusters)"
     ));
     Carry::Property(lines.join("\n"))
+}
+
+/// `username="alice"` out of a JAAS login-module line.
+pub(super) fn jaas_option(jaas: &str, option: &str) -> Option<String> {
+    let start = jaas.find(&format!("{option}=\""))? + option.len() + 2;
+    let len = jaas[start..].find('"')?;
+    Some(jaas[start..start + len].to_string())
 }
