@@ -189,50 +189,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Run { config } => {
-            let config = load(&config)?;
-            init_logging(config.log_format == LogFormat::Json);
-            let timeout = config.shutdown_timeout;
-            runtime()?.block_on(async move {
-                flumen::relay::run(config, shutdown_signal(timeout)).await?;
-                tracing::info!("stopped cleanly");
-                Ok(0)
-            })
-        }
-        Command::Check { config } => {
-            let config = load(&config)?;
-            init_logging(false);
-            runtime()?.block_on(flumen::check::check(&config))?;
-            println!("config OK; Kafka and HDFS reachable");
-            Ok(0)
-        }
+        Command::Run { config } => run_daemon(&config),
+        Command::Check { config } => check(&config),
         Command::Replay {
             config,
             channel,
             dry_run,
             to,
-        } => {
-            let mut config = load(&config)?;
-            init_logging(false);
-            if let Some(dir) = channel {
-                config.channel.dir = dir;
-            }
-            match to.as_str() {
-                "stdout" => {
-                    flumen::tools::dump(
-                        &config.channel.dir,
-                        &Default::default(),
-                        &mut std::io::stdout().lock(),
-                    )?;
-                    Ok(0)
-                }
-                "hdfs" => runtime()?
-                    .block_on(flumen::tools::replay(&config, dry_run))
-                    .map(|_| 0)
-                    .map_err(Into::into),
-                other => bail!("--to must be hdfs or stdout, not {other:?}"),
-            }
-        }
+        } => replay(&config, channel, dry_run, &to),
         Command::Ledger {
             command:
                 LedgerCommand::Skip {
@@ -243,37 +207,10 @@ fn run(cli: Cli) -> Result<i32> {
                     through,
                 },
         } => {
-            let config = load(&config)?;
-            init_logging(false);
             let tp = flumen::wal::TopicPartition::new(topic, partition);
-            runtime()?.block_on(flumen::tools::ledger_skip(&config, &tp, from, through))?;
-            println!("recorded: {tp} offsets {from}..={through} skipped");
-            Ok(0)
+            ledger_skip(&config, &tp, from, through)
         }
-        Command::Wal { command } => match command {
-            WalCommand::Check { dir } => {
-                let report = flumen::tools::wal_check(&dir)?;
-                print!("{}", report.text);
-                Ok(if report.damaged { 1 } else { 0 })
-            }
-            WalCommand::Dump {
-                dir,
-                topic,
-                partition,
-                from_offset,
-                to_offset,
-            } => {
-                let filter = flumen::tools::DumpFilter {
-                    topic,
-                    partition,
-                    from_offset,
-                    to_offset,
-                };
-                flumen::tools::dump(&dir, &filter, &mut std::io::stdout().lock())
-                    .with_context(|| format!("dumping {}", dir.display()))?;
-                Ok(0)
-            }
-        },
+        Command::Wal { command } => wal(command),
         Command::ImportFlume {
             file,
             agent,
@@ -281,40 +218,136 @@ fn run(cli: Cli) -> Result<i32> {
             hdfs_url,
             channel_dir,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
             let overrides = flumen::flume_import::Overrides {
                 bootstrap_servers,
                 hdfs_url,
                 channel_dir,
             };
-            let r = flumen::flume_import::convert(&text, &agent, &overrides)?;
-            for w in &r.warnings {
-                eprintln!("warning: {w}");
-            }
-            print!("{}", r.toml);
+            import_flume(&file, &agent, &overrides)
+        }
+        Command::Offsets { config, json } => offsets(&config, json),
+    }
+}
+
+/// `flumen run`: the daemon, until a signal (see [`shutdown_signal`]).
+fn run_daemon(config: &Path) -> Result<i32> {
+    let config = load(config)?;
+    init_logging(config.log_format == LogFormat::Json);
+    let timeout = config.shutdown_timeout;
+    runtime()?.block_on(async move {
+        flumen::relay::run(config, shutdown_signal(timeout)).await?;
+        tracing::info!("stopped cleanly");
+        Ok(0)
+    })
+}
+
+fn check(config: &Path) -> Result<i32> {
+    let config = load(config)?;
+    init_logging(false);
+    runtime()?.block_on(flumen::check::check(&config))?;
+    println!("config OK; Kafka and HDFS reachable");
+    Ok(0)
+}
+
+/// `flumen replay`: a channel's batches to HDFS through the commit protocol, or to stdout.
+fn replay(config: &Path, channel: Option<PathBuf>, dry_run: bool, to: &str) -> Result<i32> {
+    let mut config = load(config)?;
+    init_logging(false);
+    if let Some(dir) = channel {
+        config.channel.dir = dir;
+    }
+    match to {
+        "stdout" => {
+            flumen::tools::dump(
+                &config.channel.dir,
+                &Default::default(),
+                &mut std::io::stdout().lock(),
+            )?;
             Ok(0)
         }
-        Command::Offsets { config, json } => {
-            let config = load(&config)?;
-            let (rows, errors) = runtime()?.block_on(flumen::tools::offsets(&config))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print!("{}", flumen::tools::offsets_table(&rows, &errors));
-            }
-            // Unknown parts are shown, not hidden: say so on stderr, and fail when nothing at
-            // all could be learned.
-            for e in &errors {
-                eprintln!("flumen: unknown: {e}");
-            }
-            Ok(if rows.is_empty() && !errors.is_empty() {
-                1
-            } else {
-                0
-            })
+        "hdfs" => runtime()?
+            .block_on(flumen::tools::replay(&config, dry_run))
+            .map(|_| 0)
+            .map_err(Into::into),
+        other => bail!("--to must be hdfs or stdout, not {other:?}"),
+    }
+}
+
+fn ledger_skip(
+    config: &Path,
+    tp: &flumen::wal::TopicPartition,
+    from: i64,
+    through: i64,
+) -> Result<i32> {
+    let config = load(config)?;
+    init_logging(false);
+    runtime()?.block_on(flumen::tools::ledger_skip(&config, tp, from, through))?;
+    println!("recorded: {tp} offsets {from}..={through} skipped");
+    Ok(0)
+}
+
+/// `flumen wal check|dump`: exit 1 when `check` finds damage.
+fn wal(command: WalCommand) -> Result<i32> {
+    match command {
+        WalCommand::Check { dir } => {
+            let report = flumen::tools::wal_check(&dir)?;
+            print!("{}", report.text);
+            Ok(if report.damaged { 1 } else { 0 })
+        }
+        WalCommand::Dump {
+            dir,
+            topic,
+            partition,
+            from_offset,
+            to_offset,
+        } => {
+            let filter = flumen::tools::DumpFilter {
+                topic,
+                partition,
+                from_offset,
+                to_offset,
+            };
+            flumen::tools::dump(&dir, &filter, &mut std::io::stdout().lock())
+                .with_context(|| format!("dumping {}", dir.display()))?;
+            Ok(0)
         }
     }
+}
+
+/// `flumen import-flume`: the config on stdout, a line per warning on stderr.
+fn import_flume(
+    file: &Path,
+    agent: &str,
+    overrides: &flumen::flume_import::Overrides,
+) -> Result<i32> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let r = flumen::flume_import::convert(&text, agent, overrides)?;
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", r.toml);
+    Ok(0)
+}
+
+/// `flumen offsets`: unknown parts are shown, not hidden. They are said on stderr, and the
+/// exit is 1 when nothing at all could be learned.
+fn offsets(config: &Path, json: bool) -> Result<i32> {
+    let config = load(config)?;
+    let (rows, errors) = runtime()?.block_on(flumen::tools::offsets(&config))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", flumen::tools::offsets_table(&rows, &errors));
+    }
+    for e in &errors {
+        eprintln!("flumen: unknown: {e}");
+    }
+    Ok(if rows.is_empty() && !errors.is_empty() {
+        1
+    } else {
+        0
+    })
 }
 
 /// Resolves on the first SIGTERM or SIGINT. A second signal, or the graceful timeout running
