@@ -314,7 +314,31 @@ pub struct OffsetsRow {
 pub async fn offsets(config: &Settings) -> Result<(Vec<OffsetsRow>, Vec<String>), ToolError> {
     let mut rows: BTreeMap<TopicPartition, OffsetsRow> = BTreeMap::new();
     let mut errors = Vec::new();
-    // Kafka.
+    offsets_in_kafka(config, &mut rows, &mut errors).await;
+    offsets_in_channel(config, &mut rows)?;
+    offsets_in_hdfs(config, &mut rows, &mut errors).await;
+    let rows = rows
+        .into_iter()
+        .map(|(tp, mut r)| {
+            r.topic = tp.topic;
+            r.partition = tp.partition;
+            if let (Some(end), Some(h)) = (r.kafka_log_end, r.hdfs_last_committed) {
+                r.lag_hdfs = Some((end - 1 - h).max(0));
+            }
+            if let (Some(end), Some(g)) = (r.kafka_log_end, r.group_committed) {
+                r.lag_group = Some((end - g).max(0));
+            }
+            r.errors = errors.clone();
+            r
+        })
+        .collect();
+    Ok((rows, errors))
+}
+
+type Rows = BTreeMap<TopicPartition, OffsetsRow>;
+
+/// Each partition's log start and end, and the group's committed offset.
+async fn offsets_in_kafka(config: &Settings, rows: &mut Rows, errors: &mut Vec<String>) {
     let kafka = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || kafka_view(&config))
@@ -332,68 +356,61 @@ pub async fn offsets(config: &Settings) -> Result<(Vec<OffsetsRow>, Vec<String>)
         }
         Err(e) => errors.push(format!("kafka: {e}")),
     }
-    // Channel.
-    if config.channel.dir.exists() {
-        let found = survey(&config.channel.dir, Reading::Live, |_, f| {
-            let r = rows
-                .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
-                .or_default();
-            r.channel_first = Some(
-                r.channel_first
-                    .map_or(f.batch.start_offset, |v| v.min(f.batch.start_offset)),
-            );
-            r.channel_last = Some(
-                r.channel_last
-                    .map_or(f.batch.last_offset, |v| v.max(f.batch.last_offset)),
-            );
-            r.channel_pending_bytes += f.len;
-        })?;
-        let gaps = found.gaps();
-        for (tp, r) in rows.iter_mut() {
-            r.channel_holes = gaps.holes.iter().filter(|h| &h.tp == tp).cloned().collect();
-            r.channel_missing_segments = gaps.missing.clone();
+}
+
+/// The offsets and bytes each partition has in the channel (read live: the relay may be
+/// trimming it), its holes, and the channel's missing segments.
+fn offsets_in_channel(config: &Settings, rows: &mut Rows) -> Result<(), ToolError> {
+    if !config.channel.dir.exists() {
+        return Ok(());
+    }
+    let found = survey(&config.channel.dir, Reading::Live, |_, f| {
+        let r = rows
+            .entry(TopicPartition::new(f.batch.topic, f.batch.partition))
+            .or_default();
+        r.channel_first = Some(
+            r.channel_first
+                .map_or(f.batch.start_offset, |v| v.min(f.batch.start_offset)),
+        );
+        r.channel_last = Some(
+            r.channel_last
+                .map_or(f.batch.last_offset, |v| v.max(f.batch.last_offset)),
+        );
+        r.channel_pending_bytes += f.len;
+    })?;
+    let gaps = found.gaps();
+    for (tp, r) in rows.iter_mut() {
+        r.channel_holes = gaps.holes.iter().filter(|h| &h.tp == tp).cloned().collect();
+        r.channel_missing_segments = gaps.missing.clone();
+    }
+    Ok(())
+}
+
+/// The last offset the ledger has committed to HDFS, for every partition seen so far and
+/// every partition the ledger knows; each call bounded to 20 s.
+async fn offsets_in_hdfs(config: &Settings, rows: &mut Rows, errors: &mut Vec<String>) {
+    let ledger = match relay::ledger(config, Arc::new(Health::default())) {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            errors.push(format!("hdfs: {e}"));
+            return;
+        }
+    };
+    let mut tps: Vec<TopicPartition> = rows.keys().cloned().collect();
+    match tokio::time::timeout(Duration::from_secs(20), ledger.partitions()).await {
+        Ok(Ok(more)) => tps.extend(more),
+        Ok(Err(e)) => errors.push(format!("hdfs: {e}")),
+        Err(_) => errors.push("hdfs: timed out".into()),
+    }
+    tps.sort();
+    tps.dedup();
+    for tp in tps {
+        match tokio::time::timeout(Duration::from_secs(20), ledger.committed_end(&tp)).await {
+            Ok(Ok(c)) => rows.entry(tp).or_default().hdfs_last_committed = Some(c.unwrap_or(-1)),
+            Ok(Err(e)) => errors.push(format!("hdfs {tp}: {e}")),
+            Err(_) => errors.push(format!("hdfs {tp}: timed out")),
         }
     }
-    // HDFS.
-    match relay::ledger(config, Arc::new(Health::default())) {
-        Ok(ledger) => {
-            let mut tps: Vec<TopicPartition> = rows.keys().cloned().collect();
-            match tokio::time::timeout(Duration::from_secs(20), ledger.partitions()).await {
-                Ok(Ok(more)) => tps.extend(more),
-                Ok(Err(e)) => errors.push(format!("hdfs: {e}")),
-                Err(_) => errors.push("hdfs: timed out".into()),
-            }
-            tps.sort();
-            tps.dedup();
-            for tp in tps {
-                match tokio::time::timeout(Duration::from_secs(20), ledger.committed_end(&tp)).await
-                {
-                    Ok(Ok(c)) => {
-                        rows.entry(tp).or_default().hdfs_last_committed = Some(c.unwrap_or(-1))
-                    }
-                    Ok(Err(e)) => errors.push(format!("hdfs {tp}: {e}")),
-                    Err(_) => errors.push(format!("hdfs {tp}: timed out")),
-                }
-            }
-        }
-        Err(e) => errors.push(format!("hdfs: {e}")),
-    }
-    let rows = rows
-        .into_iter()
-        .map(|(tp, mut r)| {
-            r.topic = tp.topic;
-            r.partition = tp.partition;
-            if let (Some(end), Some(h)) = (r.kafka_log_end, r.hdfs_last_committed) {
-                r.lag_hdfs = Some((end - 1 - h).max(0));
-            }
-            if let (Some(end), Some(g)) = (r.kafka_log_end, r.group_committed) {
-                r.lag_group = Some((end - g).max(0));
-            }
-            r.errors = errors.clone();
-            r
-        })
-        .collect();
-    Ok((rows, errors))
 }
 
 type KafkaView = BTreeMap<TopicPartition, (i64, i64, Option<i64>)>;
