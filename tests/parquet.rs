@@ -15,7 +15,6 @@ use bytes::Bytes;
 use common::{assert_exactly_once, spawn_relay, testbed, Landed, RawRecord};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer};
 
 const LIMIT: Duration = Duration::from_secs(180);
@@ -445,21 +444,12 @@ fn produce_incompressible(topic: &str, n: u64) {
             })
             .collect();
         let value = format!(r#"{{"id":{id},"pad":"{pad}"}}"#);
-        let mut rec = BaseRecord::<str, str>::to(topic)
-            .partition(0)
-            .payload(&value);
-        while let Err((e, back)) = p.send(rec) {
-            assert!(
-                matches!(
-                    e,
-                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
-                ),
-                "produce: {e}"
-            );
-            p.poll(Duration::from_millis(10));
-            rec = back;
-        }
-        p.poll(Duration::ZERO);
+        common::send(
+            &p,
+            BaseRecord::<str, str>::to(topic)
+                .partition(0)
+                .payload(&value),
+        );
     }
     p.flush(Duration::from_secs(60)).expect("flush producer");
 }

@@ -174,23 +174,31 @@ pub fn produce(p: &BaseProducer, topic: &str, from: u64, to: u64) {
     for id in from..to {
         let key = format!("cell-{}", id % 97);
         let value = format!("{{\"id\":{id}}}");
-        loop {
-            match p.send(BaseRecord::to(topic).key(&key).payload(&value)) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    _,
-                )) => {
-                    p.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
-        p.poll(Duration::ZERO);
+        send(p, BaseRecord::to(topic).key(&key).payload(&value));
     }
     p.flush(Duration::from_secs(60)).expect("flush producer");
+}
+
+/// Sends `rec`, polling while librdkafka's queue is full; any other error fails the test.
+pub fn send<K, V>(p: &BaseProducer, mut rec: BaseRecord<'_, K, V>)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    V: rdkafka::message::ToBytes + ?Sized,
+{
+    while let Err((e, back)) = p.send(rec) {
+        assert!(
+            matches!(
+                e,
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                )
+            ),
+            "produce: {e}"
+        );
+        p.poll(Duration::from_millis(10));
+        rec = back;
+    }
+    p.poll(Duration::ZERO);
 }
 
 pub struct Relay {
